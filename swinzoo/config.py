@@ -1,0 +1,301 @@
+"""One configuration type for Swin (v1) and Swin V2, shaped like transformers' SwinConfig/Swinv2Config."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "config.json"
+_ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "gelu_pytorch_tanh", "quick_gelu")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field."""
+
+
+def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+class SwinConfig:
+    """Architecture and head settings for a Swin (``version=1``) or Swin V2 (``version=2``) model.
+
+    Field names follow transformers so a config reads the same in both libraries. Values are checked
+    on construction; an invalid value raises :class:`ConfigError` naming the field.
+    """
+
+    model_type = "swinzoo"
+
+    def __init__(
+        self,
+        version: int = 1,
+        image_size: int | tuple[int, int] = 224,
+        patch_size: int = 4,
+        num_channels: int = 3,
+        embed_dim: int = 96,
+        depths: list[int] | tuple[int, ...] = (2, 2, 6, 2),
+        num_heads: list[int] | tuple[int, ...] = (3, 6, 12, 24),
+        window_size: int = 7,
+        pretrained_window_sizes: list[int] | tuple[int, ...] | None = None,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        hidden_dropout_prob: float = 0.0,
+        attention_probs_dropout_prob: float = 0.0,
+        drop_path_rate: float = 0.1,
+        hidden_act: str = "gelu",
+        use_absolute_embeddings: bool = False,
+        layer_norm_eps: float = 1e-5,
+        initializer_range: float = 0.02,
+        encoder_stride: int = 32,
+        mim_norm_target: bool = False,
+        mim_norm_target_patch_size: int = 47,
+        out_features: list[str] | None = None,
+        out_indices: list[int] | None = None,
+        num_labels: int | None = None,
+        id2label: dict[int | str, str] | None = None,
+        label2id: dict[str, int] | None = None,
+        **extra: Any,
+    ) -> None:
+        self.version = int(version)
+        self.image_size = list(_pair(image_size)) if isinstance(image_size, (list, tuple)) else int(image_size)
+        self.patch_size = int(patch_size)
+        self.num_channels = int(num_channels)
+        self.embed_dim = int(embed_dim)
+        self.depths = [int(d) for d in depths]
+        self.num_heads = [int(h) for h in num_heads]
+        self.window_size = int(window_size)
+        self.pretrained_window_sizes = (
+            [0] * len(self.depths) if pretrained_window_sizes is None else [int(w) for w in pretrained_window_sizes]
+        )
+        self.mlp_ratio = float(mlp_ratio)
+        self.qkv_bias = bool(qkv_bias)
+        self.hidden_dropout_prob = float(hidden_dropout_prob)
+        self.attention_probs_dropout_prob = float(attention_probs_dropout_prob)
+        self.drop_path_rate = float(drop_path_rate)
+        self.hidden_act = str(hidden_act)
+        self.use_absolute_embeddings = bool(use_absolute_embeddings)
+        self.layer_norm_eps = float(layer_norm_eps)
+        self.initializer_range = float(initializer_range)
+        self.encoder_stride = int(encoder_stride)
+        self.mim_norm_target = bool(mim_norm_target)
+        self.mim_norm_target_patch_size = int(mim_norm_target_patch_size)
+
+        if id2label is not None:
+            self.id2label = {int(k): str(v) for k, v in id2label.items()}
+        else:
+            self.id2label = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else int(num_labels))}
+        if num_labels is not None and int(num_labels) != len(self.id2label):
+            raise ConfigError(f"num_labels={num_labels} but id2label has {len(self.id2label)} entries")
+        self.label2id = (
+            {str(k): int(v) for k, v in label2id.items()}
+            if label2id is not None
+            else {v: k for k, v in self.id2label.items()}
+        )
+        self.stage_names = ["stem"] + [f"stage{i + 1}" for i in range(len(self.depths))]
+        self.out_features, self.out_indices = self._align_out_features(out_features, out_indices)
+        # Unknown keys (e.g. transformers bookkeeping in a foreign config.json) are kept, not lost.
+        self.extra = dict(extra)
+        self.validate()
+
+    # ----------------------------------------------------------------- derived values
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.depths)
+
+    @property
+    def num_features(self) -> int:
+        """Channels after the last stage: embed_dim doubles at every patch merging."""
+        return self.embed_dim * 2 ** (len(self.depths) - 1)
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return _pair(self.image_size)
+
+    @property
+    def hidden_sizes(self) -> list[int]:
+        return [self.embed_dim * 2**i for i in range(len(self.depths))]
+
+    @property
+    def patches_resolution(self) -> tuple[int, int]:
+        h, w = self.image_hw
+        return h // self.patch_size, w // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        h, w = self.patches_resolution
+        return h * w
+
+    def stage_resolution(self, stage: int) -> tuple[int, int]:
+        """Token grid of a stage at the configured image size (merging halves it, rounding up as padding does)."""
+        h, w = self.patches_resolution
+        for _ in range(stage):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        return h, w
+
+    def stage_window(self, stage: int) -> tuple[int, bool]:
+        """The official clamp: a stage no larger than the window runs unshifted, window = its resolution."""
+        res = min(self.stage_resolution(stage))
+        if res <= self.window_size:
+            return res, False
+        return self.window_size, True
+
+    # ----------------------------------------------------------------- validation
+    def _align_out_features(
+        self, out_features: list[str] | None, out_indices: list[int] | None
+    ) -> tuple[list[str], list[int]]:
+        names = self.stage_names
+        if out_features is None and out_indices is None:
+            return [names[-1]], [len(names) - 1]
+        if out_features is not None:
+            for f in out_features:
+                if f not in names:
+                    raise ConfigError(f"out_features: {f!r} is not a stage name; choose from {names}")
+        if out_indices is not None:
+            for i in out_indices:
+                if not -len(names) <= int(i) < len(names):
+                    raise ConfigError(f"out_indices: {i} is out of range for {len(names)} stages (stem included)")
+            indices = [int(i) % len(names) for i in out_indices]
+            if out_features is not None and [names[i] for i in indices] != list(out_features):
+                raise ConfigError(f"out_features {out_features} and out_indices {out_indices} do not agree")
+            return [names[i] for i in indices], indices
+        return list(out_features), [names.index(f) for f in out_features]
+
+    def validate(self) -> None:
+        def need(cond: bool, field: str, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"{field}: {msg} (got {getattr(self, field)!r})")
+
+        need(self.version in (1, 2), "version", "must be 1 (Swin) or 2 (Swin V2)")
+        need(len(self.depths) >= 1 and all(d >= 1 for d in self.depths), "depths", "must be positive block counts")
+        need(
+            len(self.num_heads) == len(self.depths),
+            "num_heads",
+            f"needs one entry per stage ({len(self.depths)} stages in depths)",
+        )
+        need(all(h >= 1 for h in self.num_heads), "num_heads", "must be positive")
+        for i, h in enumerate(self.num_heads):
+            dim = self.embed_dim * 2**i
+            if dim % h:
+                raise ConfigError(f"embed_dim: stage {i + 1} width {dim} is not divisible by num_heads[{i}]={h}")
+        need(self.embed_dim >= 1, "embed_dim", "must be positive")
+        need(self.patch_size >= 1, "patch_size", "must be >= 1")
+        need(self.num_channels >= 1, "num_channels", "must be >= 1")
+        need(self.window_size >= 1, "window_size", "must be >= 1")
+        need(min(self.image_hw) >= self.patch_size, "image_size", "must be at least patch_size")
+        need(
+            len(self.pretrained_window_sizes) == len(self.depths),
+            "pretrained_window_sizes",
+            f"needs one entry per stage ({len(self.depths)})",
+        )
+        need(all(w >= 0 for w in self.pretrained_window_sizes), "pretrained_window_sizes", "must be >= 0")
+        if self.version == 1:
+            need(
+                not any(self.pretrained_window_sizes), "pretrained_window_sizes", "only Swin V2 uses pretrained windows"
+            )
+        need(self.mlp_ratio > 0, "mlp_ratio", "must be positive")
+        for field in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
+            need(0.0 <= getattr(self, field) < 1.0, field, "must be in [0, 1)")
+        need(self.hidden_act in _ACTIVATIONS, "hidden_act", f"must be one of {_ACTIVATIONS}")
+        need(self.layer_norm_eps > 0, "layer_norm_eps", "must be positive")
+        need(self.encoder_stride >= 1, "encoder_stride", "must be >= 1")
+        need(
+            self.mim_norm_target_patch_size % 2 == 1,
+            "mim_norm_target_patch_size",
+            "must be odd (a centred neighbourhood)",
+        )
+        need(self.num_labels >= 1, "num_labels", "must be >= 1")
+        need(set(self.label2id.values()) == set(self.id2label), "label2id", "must invert id2label")
+
+    # ----------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "model_type": self.model_type,
+            "version": self.version,
+            "image_size": self.image_size,
+            "patch_size": self.patch_size,
+            "num_channels": self.num_channels,
+            "embed_dim": self.embed_dim,
+            "depths": list(self.depths),
+            "num_heads": list(self.num_heads),
+            "window_size": self.window_size,
+            "pretrained_window_sizes": list(self.pretrained_window_sizes),
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "hidden_dropout_prob": self.hidden_dropout_prob,
+            "attention_probs_dropout_prob": self.attention_probs_dropout_prob,
+            "drop_path_rate": self.drop_path_rate,
+            "hidden_act": self.hidden_act,
+            "use_absolute_embeddings": self.use_absolute_embeddings,
+            "layer_norm_eps": self.layer_norm_eps,
+            "initializer_range": self.initializer_range,
+            "encoder_stride": self.encoder_stride,
+            "mim_norm_target": self.mim_norm_target,
+            "mim_norm_target_patch_size": self.mim_norm_target_patch_size,
+            "out_features": list(self.out_features),
+            "out_indices": list(self.out_indices),
+            "num_labels": self.num_labels,
+            "id2label": {str(k): v for k, v in self.id2label.items()},
+            "label2id": dict(self.label2id),
+        }
+        out.update(copy.deepcopy(self.extra))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SwinConfig:
+        data = dict(data)
+        data.pop("model_type", None)
+        return cls(**data)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(self.to_json_string())
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> SwinConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+        try:
+            return cls.from_dict(data)
+        except TypeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        path = Path(directory) / CONFIG_NAME
+        self.to_json_file(path)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> SwinConfig:
+        return cls.from_json_file(Path(directory) / CONFIG_NAME)
+
+    def copy(self, **changes: Any) -> SwinConfig:
+        """A new config with some fields replaced (validated again)."""
+        data = self.to_dict()
+        if "num_labels" in changes and "id2label" not in changes:
+            data.pop("id2label"), data.pop("label2id")
+        if "id2label" in changes and "label2id" not in changes:
+            data.pop("label2id")
+        if ("out_features" in changes) != ("out_indices" in changes):
+            data.pop("out_features"), data.pop("out_indices")
+        data.update(changes)
+        return SwinConfig.from_dict(data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SwinConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"SwinConfig {self.to_json_string()}"
