@@ -1,19 +1,207 @@
-"""Sample images and the evaluation preprocessing each zoo entry declares."""
+"""Sample images and the evaluation preprocessing each zoo entry declares.
+
+The preprocessing reproduces timm's eval transform (``timm.data.create_transform(..., is_training=False)``,
+which runs torchvision on PIL images) with Pillow, numpy and torch only, so the core install needs no
+torchvision. The steps and their rounding are the reference's, bit for bit:
+
+1. resize the shorter side to ``floor(input_size / crop_pct)``; the longer side becomes
+   ``int(size * long / short)`` (truncated, as torchvision does); Pillow does the resampling;
+2. centre-crop ``input_size``: offsets ``int(round((resized - input_size) / 2))``, Python's round
+   (half to even), as torchvision does;
+3. uint8 -> float32 / 255, then ``(x - mean) / std`` per channel in float32.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from swinzoo.config import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# The names timm accepts for ``interpolation`` (timm.data.transforms.str_to_interp_mode), as Pillow filters.
+INTERPOLATIONS: dict[str, Image.Resampling] = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+# Files a sample directory may hold that count as images; anything else (ATTRIBUTION.md, ...) is ignored.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+class ImageError(ValueError):
+    """An image file or image directory cannot be used; the message names the path and the reason."""
+
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Eval transform: resize the short side to input_size / crop_pct, centre-crop input_size, normalise."""
+    """Eval transform: resize the short side to input_size / crop_pct, centre-crop input_size, normalise.
+
+    Values are checked on construction (an invalid one raises :class:`ConfigError` naming the field);
+    ``mean``/``std`` given as lists (e.g. from TOML) are stored as tuples so the object stays hashable.
+    """
 
     input_size: int = 224
     crop_pct: float = 0.875
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or self.input_size < 1:
+            raise ConfigError(f"Preprocessing.input_size must be a positive int, got {self.input_size!r}")
+        crop_pct = float(self.crop_pct)
+        # crop_pct > 1 would make the resized image smaller than the crop; timm then pads with zeros,
+        # which no official checkpoint uses, so it is refused rather than reproduced.
+        if not 0.0 < crop_pct <= 1.0:
+            raise ConfigError(f"Preprocessing.crop_pct must be in (0, 1], got {self.crop_pct!r}")
+        object.__setattr__(self, "crop_pct", crop_pct)
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"Preprocessing.interpolation must be one of {sorted(INTERPOLATIONS)}, "
+                f"got {self.interpolation!r}"
+            )
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
+                raise ConfigError(
+                    f"Preprocessing.{name} must be 3 numbers (one per RGB channel), got {value!r}"
+                )
+            numbers = tuple(float(v) for v in value)
+            if not all(math.isfinite(v) for v in numbers):
+                raise ConfigError(f"Preprocessing.{name} must be finite, got {value!r}")
+            object.__setattr__(self, name, numbers)
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"Preprocessing.std must be positive, got {self.std!r}")
+
+    @property
+    def resize_size(self) -> int:
+        """Short side before the crop: ``floor(input_size / crop_pct)``, the same float arithmetic as timm."""
+        return math.floor(self.input_size / self.crop_pct)
+
+
+def sample_image_paths(images_dir: Path | str | None = None) -> list[Path]:
+    """Image files in ``images_dir`` (default: the photographs shipped in ``swinzoo/assets/images``), by name.
+
+    Only files with an image suffix count, so the attribution file beside the photographs is skipped.
+    A missing directory, or one without images, raises :class:`ImageError` naming it: a verification run
+    over zero images would pass without checking anything.
+    """
+    if images_dir is None:
+        root = resources.files("swinzoo.assets") / "images"
+        directory = root if isinstance(root, Path) else Path(str(root))
+    else:
+        directory = Path(images_dir)
+    if not directory.is_dir():
+        reason = "is not a directory" if directory.exists() else "does not exist"
+        raise ImageError(f"image directory {directory} {reason}")
+    paths = sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not paths:
+        raise ImageError(
+            f"image directory {directory} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    return paths
+
+
+def load_image(path: Path | str | os.PathLike[str]) -> Image.Image:
+    """Decode ``path`` fully into an RGB image, with its EXIF orientation applied.
+
+    Decoding happens here, not lazily, so a truncated or corrupt file fails with :class:`ImageError`
+    naming it instead of surfacing later inside a transform. EXIF rotation is applied so phone photos
+    are upright (timm's dataset reader does not do this; the shipped samples carry no rotation).
+    Other modes (greyscale, palette, RGBA) are converted with ``Image.convert("RGB")`` as timm does,
+    which drops alpha.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            upright = ImageOps.exif_transpose(opened)
+            return upright.convert("RGB")
+    except FileNotFoundError as err:
+        raise ImageError(f"image file {path} does not exist") from err
+    except UnidentifiedImageError as err:
+        raise ImageError(
+            f"image file {path} is not an image Pillow can identify (corrupt or wrong format)"
+        ) from err
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"image file {path} is too large to decode safely: {err}") from err
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
+        # Pillow reports truncated data as OSError("image file is truncated ...") and some broken
+        # headers as SyntaxError; both mean the file cannot be used.
+        raise ImageError(f"image file {path} cannot be decoded: {err}") from err
+
+
+def preprocess(image: Image.Image, pp: Preprocessing) -> torch.Tensor:
+    """The eval transform of ``pp`` applied to one PIL image: a float32 tensor of shape (3, size, size).
+
+    Equal (max abs difference 0) to ``timm.data.create_transform(input_size=pp.input_size,
+    crop_pct=pp.crop_pct, interpolation=pp.interpolation, mean=pp.mean, std=pp.std, is_training=False)``
+    on the same RGB image, because each step makes the same Pillow call and the same float32 operations.
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"preprocess expects a PIL.Image.Image, got {type(image).__name__}")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    width, height = image.size
+    short_target = pp.resize_size
+    if width <= height:
+        new_width, new_height = short_target, int(short_target * height / width)
+    else:
+        new_width, new_height = int(short_target * width / height), short_target
+    if (new_width, new_height) != (width, height):
+        image = image.resize((new_width, new_height), resample=INTERPOLATIONS[pp.interpolation])
+
+    crop = pp.input_size
+    top = int(round((new_height - crop) / 2.0))
+    left = int(round((new_width - crop) / 2.0))
+    image = image.crop((left, top, left + crop, top + crop))
+
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))  # (H, W, 3)
+    tensor = pixels.permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+    mean = torch.tensor(pp.mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(pp.std, dtype=torch.float32).view(3, 1, 1)
+    return tensor.sub(mean).div(std)
+
+
+def load_samples(pp: Preprocessing, images_dir: Path | str | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Every sample image, preprocessed and stacked: a (N, 3, size, size) batch and the N file names.
+
+    Defaults to the shipped photographs; the names (in the batch's order) let reports say which image
+    a prediction belongs to.
+    """
+    paths = sample_image_paths(images_dir)
+    batch = torch.stack([preprocess(load_image(p), pp) for p in paths])
+    return batch, [p.name for p in paths]
+
+
+def denormalize(tensor: torch.Tensor, pp: Preprocessing, clamp: bool = True) -> torch.Tensor:
+    """Undo ``pp``'s normalisation for display: ``x * std + mean``, clamped to [0, 1] unless ``clamp=False``.
+
+    Accepts (3, H, W) or (N, 3, H, W); reconstructions (SimMIM) can leave the valid range, hence the clamp.
+    """
+    if tensor.ndim not in (3, 4) or tensor.shape[-3] != 3:
+        raise ValueError(f"denormalize expects (3, H, W) or (N, 3, H, W), got shape {tuple(tensor.shape)}")
+    mean = torch.tensor(pp.mean, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
+    std = torch.tensor(pp.std, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)
+    out = tensor * std + mean
+    return out.clamp(0.0, 1.0) if clamp else out
