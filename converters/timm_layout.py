@@ -1,0 +1,54 @@
+"""swinzoo <-> timm (>= 0.9) Swin / Swin V2 classification layout.
+
+timm differs from swinzoo in two places: patch merging is the *first* module of the next stage
+(``layers.{i+1}.downsample``) and the classifier is ``head.fc``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from swinzoo.config import SwinConfig
+
+from .engine import Rename, Rule
+
+
+def timm_rules(config: SwinConfig) -> list[Rule]:
+    """timm has no absolute position embeddings, so a config that uses them has no timm layout."""
+    return [
+        Rename("swin.patch_embed.proj.{rest}", "patch_embed.proj.{rest}"),
+        Rename("swin.patch_embed.norm.{rest}", "patch_embed.norm.{rest}"),
+        Rename("swin.stages.{i}.blocks.{j}.{rest}", "layers.{i}.blocks.{j}.{rest}"),
+        Rename("swin.stages.{i}.merge.{rest}", "layers.{i+1}.downsample.{rest}"),  # shift downsample layers
+        Rename("swin.norm.{rest}", "norm.{rest}"),
+        Rename("head.{rest}", "head.fc.{rest}"),
+    ]
+
+
+def create_timm_model(config: SwinConfig) -> torch.nn.Module:
+    """A timm model with exactly this architecture (random init), for references and exports."""
+    kwargs = dict(
+        img_size=config.image_hw,
+        patch_size=config.patch_size,
+        in_chans=config.num_channels,
+        num_classes=config.num_labels,
+        embed_dim=config.embed_dim,
+        depths=tuple(config.depths),
+        num_heads=tuple(config.num_heads),
+        window_size=config.window_size,
+        mlp_ratio=config.mlp_ratio,
+        qkv_bias=config.qkv_bias,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+    )
+    if config.hidden_act != "gelu" or config.layer_norm_eps != 1e-5:
+        raise ValueError("timm's Swin uses GELU and LayerNorm eps 1e-5; this config differs")
+    if config.use_absolute_embeddings:
+        raise ValueError("timm's Swin has no absolute position embeddings (use_absolute_embeddings=True)")
+    if config.version == 1:
+        from timm.models.swin_transformer import SwinTransformer
+
+        return SwinTransformer(**kwargs)
+    from timm.models.swin_transformer_v2 import SwinTransformerV2
+
+    return SwinTransformerV2(pretrained_window_sizes=tuple(config.pretrained_window_sizes), **kwargs)

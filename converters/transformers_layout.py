@@ -1,0 +1,139 @@
+"""swinzoo <-> Hugging Face transformers Swin / Swinv2 layouts (classification, SimMIM, base model).
+
+transformers splits the fused qkv projection into query/key/value (v2 has no key bias) and keeps a row for
+a class token in its absolute position embeddings. transformers >= 5 renamed Swin v1's attention to
+``q_proj/k_proj/v_proj/o_proj``; ``style="legacy"`` writes the 4.x names, which both 4.x and 5.x load.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from swinzoo.config import SwinConfig
+
+from .engine import Fused, Rename, Rule, Transform
+
+CLASS_ROW = Transform(
+    "positions (1, N, C) <-> (1, 1 + N, C) with a class-token row transformers does not use for patches",
+    to_foreign=lambda t: torch.cat([torch.zeros_like(t[:, :1]), t], dim=1),
+    to_swinzoo=lambda t: t[:, 1:],
+)
+
+
+def detect_style(foreign_keys) -> str:
+    """'q_proj' (transformers >= 5 Swin v1) or 'legacy' (4.x names, also Swinv2 in 5.x)."""
+    return "q_proj" if any(".attention.q_proj." in k for k in foreign_keys) else "legacy"
+
+
+def transformers_rules(config: SwinConfig, task: str = "image-classification", style: str = "legacy") -> list[Rule]:
+    p = "swin" if config.version == 1 else "swinv2"
+    if task == "base":
+        p = ""
+    pre = f"{p}." if p else ""
+    src = "swin." if task != "base" else ""
+    blk = f"{src}stages.{{i}}.blocks.{{j}}."
+    hf = f"{pre}encoder.layers.{{i}}.blocks.{{j}}."
+    rules: list[Rule] = [
+        Rename(f"{src}patch_embed.proj.{{rest}}", f"{pre}embeddings.patch_embeddings.projection.{{rest}}"),
+        Rename(f"{src}patch_embed.norm.{{rest}}", f"{pre}embeddings.norm.{{rest}}"),
+        Rename(f"{src}patch_embed.mask_token", f"{pre}embeddings.mask_token"),
+        Rename(f"{src}patch_embed.position_embeddings", f"{pre}embeddings.position_embeddings", CLASS_ROW),
+        Rename(blk + "norm1.{rest}", hf + "layernorm_before.{rest}"),
+        Rename(blk + "norm2.{rest}", hf + "layernorm_after.{rest}"),
+    ]
+    if config.version == 1 and style == "q_proj":
+        att = hf + "attention."
+        rules += [
+            Fused(blk + "attn.qkv.weight", (att + "q_proj.weight", att + "k_proj.weight", att + "v_proj.weight")),
+            Fused(blk + "attn.qkv.bias", (att + "q_proj.bias", att + "k_proj.bias", att + "v_proj.bias")),
+            Rename(blk + "attn.proj.{rest}", att + "o_proj.{rest}"),
+            Rename(
+                blk + "attn.relative_position_bias_table",
+                att + "relative_position_bias.relative_position_bias_table",
+            ),
+            Rename(blk + "mlp.fc1.{rest}", hf + "mlp.fc1.{rest}"),
+            Rename(blk + "mlp.fc2.{rest}", hf + "mlp.fc2.{rest}"),
+        ]
+    else:
+        att = hf + "attention.self."
+        rules += [
+            Fused(blk + "attn.qkv.weight", (att + "query.weight", att + "key.weight", att + "value.weight")),
+            Rename(blk + "attn.proj.{rest}", hf + "attention.output.dense.{rest}"),
+            Rename(blk + "mlp.fc1.{rest}", hf + "intermediate.dense.{rest}"),
+            Rename(blk + "mlp.fc2.{rest}", hf + "output.dense.{rest}"),
+        ]
+        if config.version == 1:
+            rules += [
+                Fused(blk + "attn.qkv.bias", (att + "query.bias", att + "key.bias", att + "value.bias")),
+                Rename(blk + "attn.relative_position_bias_table", att + "relative_position_bias_table"),
+            ]
+        else:
+            rules += [
+                Rename(blk + "attn.q_bias", att + "query.bias"),  # v2: no key bias
+                Rename(blk + "attn.v_bias", att + "value.bias"),
+                Rename(blk + "attn.logit_scale", att + "logit_scale"),
+                Rename(blk + "attn.cpb_mlp.{rest}", att + "continuous_position_bias_mlp.{rest}"),
+            ]
+    rules += [
+        Rename(f"{src}stages.{{i}}.merge.{{rest}}", f"{pre}encoder.layers.{{i}}.downsample.{{rest}}"),
+        Rename(f"{src}norm.{{rest}}", f"{pre}layernorm.{{rest}}"),
+        Rename("head.{rest}", "classifier.{rest}"),
+        Rename("decoder.conv.{rest}", "decoder.0.{rest}"),
+    ]
+    return rules
+
+
+def transformers_config(config: SwinConfig):
+    """The transformers config with this architecture (SwinConfig or Swinv2Config)."""
+    import transformers
+
+    if config.version == 1:
+        window_sizes = {config.stage_window(i)[0] for i in range(config.num_layers)}
+        if window_sizes != {config.window_size}:
+            raise ValueError(
+                "transformers' Swin (v1) builds every stage with one window, but the official clamp gives "
+                f"per-stage windows {[config.stage_window(i)[0] for i in range(config.num_layers)]} at image size "
+                f"{config.image_size}: this checkpoint cannot be represented in transformers' Swin layout"
+            )
+    cls = transformers.SwinConfig if config.version == 1 else transformers.Swinv2Config
+    kwargs = dict(
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        num_channels=config.num_channels,
+        embed_dim=config.embed_dim,
+        depths=list(config.depths),
+        num_heads=list(config.num_heads),
+        window_size=config.window_size,
+        mlp_ratio=config.mlp_ratio,
+        qkv_bias=config.qkv_bias,
+        hidden_dropout_prob=config.hidden_dropout_prob,
+        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+        drop_path_rate=config.drop_path_rate,
+        hidden_act=config.hidden_act,
+        use_absolute_embeddings=config.use_absolute_embeddings,
+        layer_norm_eps=config.layer_norm_eps,
+        initializer_range=config.initializer_range,
+        encoder_stride=config.encoder_stride,
+        id2label={int(k): v for k, v in config.id2label.items()},
+        label2id=dict(config.label2id),
+    )
+    if config.version == 2:
+        kwargs["pretrained_window_sizes"] = list(config.pretrained_window_sizes)
+    return cls(**kwargs)
+
+
+def create_transformers_model(config: SwinConfig, task: str = "image-classification") -> torch.nn.Module:
+    import transformers
+
+    hf_config = transformers_config(config)
+    v = config.version
+    cls = {
+        ("image-classification", 1): transformers.SwinForImageClassification,
+        ("image-classification", 2): transformers.Swinv2ForImageClassification,
+        ("masked-image-modeling", 1): transformers.SwinForMaskedImageModeling,
+        ("masked-image-modeling", 2): transformers.Swinv2ForMaskedImageModeling,
+        ("base", 1): transformers.SwinModel,
+        ("base", 2): transformers.Swinv2Model,
+    }[(task, v)]
+    hf_config._attn_implementation = "eager"
+    return cls(hf_config)

@@ -1,0 +1,765 @@
+"""Swin Transformer (v1) and Swin Transformer V2 as in the papers, in one implementation.
+
+Internally every stage works on a (B, H, W, C) token grid. v1 and v2 differ only in:
+
+* ``WindowAttention``: scaled dot product + learned relative-position table (v1) versus cosine attention with a
+  clamped per-head logit scale and a log-spaced continuous position bias MLP (v2);
+* ``SwinBlock``: pre-norm (v1) versus res-post-norm (v2);
+* ``PatchMerging``: norm-then-reduce (v1) versus reduce-then-norm (v2).
+
+Everything that depends only on shapes (shift masks, relative position indices, v2's log-spaced coordinate
+table) is computed once; the position bias derived from parameters is cached in eval mode and recomputed
+when the parameters change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import SwinConfig
+
+MASK_VALUE = -100.0  # what the official code adds to attention logits across shifted-window seams
+
+
+# --------------------------------------------------------------------------------------------- outputs
+class ModelOutput:
+    """Dataclass outputs that also answer ``out["logits"]`` and ``out.to_tuple()`` like transformers'."""
+
+    def __getitem__(self, key: str | int) -> Any:
+        if isinstance(key, str):
+            return getattr(self, key)
+        return self.to_tuple()[key]
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, k) for k in self.keys())
+
+
+@dataclass
+class SwinModelOutput(ModelOutput):
+    last_hidden_state: torch.Tensor
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    reshaped_hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class SwinImageClassifierOutput(ModelOutput):
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    reshaped_hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class SwinMaskedImageModelingOutput(ModelOutput):
+    reconstruction: torch.Tensor
+    loss: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    reshaped_hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class BackboneOutput(ModelOutput):
+    feature_maps: tuple[torch.Tensor, ...]
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+# --------------------------------------------------------------------------------------------- shape-only helpers
+def _tracing() -> bool:
+    """True under torch.compile / torch.export, where Python-side caches must not be consulted."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is None:
+        return False
+    return compiler.is_compiling() or bool(getattr(compiler, "is_exporting", lambda: False)())
+
+
+@lru_cache(maxsize=64)
+def relative_position_index(window: int) -> torch.Tensor:
+    """(N, N) index into the (2w-1)^2 table of relative offsets between the N = w*w tokens of a window."""
+    ys, xs = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+    coords = torch.stack([ys.flatten(), xs.flatten()])  # (2, N)
+    rel = coords[:, :, None] - coords[:, None, :] + (window - 1)  # offsets shifted to start at 0
+    return rel[0] * (2 * window - 1) + rel[1]
+
+
+@lru_cache(maxsize=64)
+def log_spaced_coords(window: int, pretrained_window: int) -> torch.Tensor:
+    """V2's ((2w-1)^2, 2) relative coordinates, scaled to [-8, 8] by the pretraining window, then log-spaced."""
+    offsets = torch.arange(-(window - 1), window, dtype=torch.float32)
+    table = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), dim=-1)  # (2w-1, 2w-1, 2)
+    denom = (pretrained_window if pretrained_window > 0 else window) - 1
+    if denom > 0:
+        table = table / denom
+    table = table * 8
+    table = torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
+    return table.reshape(-1, 2)
+
+
+@lru_cache(maxsize=128)
+def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    regions = torch.zeros(height, width)
+    bands = ((0, -window), (-window, -shift), (-shift, None))
+    label = 0
+    for hs in bands:
+        for ws in bands:
+            regions[slice(*hs), slice(*ws)] = label
+            label += 1
+    labels = window_partition(regions[None, :, :, None], window).squeeze(-1)  # (nW, N)
+    differ = labels[:, None, :] != labels[:, :, None]
+    return torch.zeros(differ.shape).masked_fill(differ, MASK_VALUE)
+
+
+def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    """(nW, N, N) additive mask that stops attention between tokens that the cyclic shift made neighbours."""
+    mask = _shift_mask_cpu(height, width, window, shift)
+    return mask if device.type == "cpu" else mask.to(device)
+
+
+def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B * nW, window*window, C); H and W must be multiples of window."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window, window, w // window, window, c).transpose(2, 3)
+    return x.reshape(-1, window * window, c)
+
+
+def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of :func:`window_partition`."""
+    c = windows.shape[-1]
+    x = windows.view(-1, height // window, width // window, window, window, c).transpose(2, 3)
+    return x.reshape(-1, height, width, c)
+
+
+# --------------------------------------------------------------------------------------------- small modules
+def activation(name: str) -> nn.Module:
+    if name == "gelu":
+        return nn.GELU()
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return nn.GELU(approximate="tanh")
+    if name == "relu":
+        return nn.ReLU()
+    if name in ("silu", "swish"):
+        return nn.SiLU()
+    if name == "quick_gelu":
+        return _QuickGELU()
+    raise ValueError(f"hidden_act: unknown activation {name!r}")
+
+
+class _QuickGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the residual branch per sample during training."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return x * x.new_empty(shape).bernoulli_(keep) / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, act: str, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = activation(act)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+# --------------------------------------------------------------------------------------------- the paper's modules
+class PatchEmbedding(nn.Module):
+    """Patch partition + linear embedding (a strided conv), LayerNorm, optional mask token and absolute positions."""
+
+    def __init__(self, config: SwinConfig, use_mask_token: bool = False) -> None:
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.grid = config.patches_resolution
+        self.proj = nn.Conv2d(config.num_channels, config.embed_dim, config.patch_size, config.patch_size)
+        self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim)) if use_mask_token else None
+        self.position_embeddings = (
+            nn.Parameter(torch.zeros(1, config.num_patches, config.embed_dim))
+            if config.use_absolute_embeddings
+            else None
+        )
+        self.drop = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) -> (B, H/p, W/p, D); any H, W (zero-padded on the bottom/right to a patch multiple)."""
+        h, w = pixel_values.shape[-2:]
+        pad_h, pad_w = -h % self.patch_size, -w % self.patch_size
+        if pad_h or pad_w:
+            pixel_values = F.pad(pixel_values, (0, pad_w, 0, pad_h))
+        x = self.norm(self.proj(pixel_values).permute(0, 2, 3, 1))
+        if bool_masked_pos is not None:
+            if self.mask_token is None:
+                raise ValueError("bool_masked_pos given but this model has no mask token (use SwinForMaskedImageModeling)")
+            b, gh, gw, _ = x.shape
+            if bool_masked_pos.shape[-1] != gh * gw:
+                raise ValueError(
+                    f"bool_masked_pos has {bool_masked_pos.shape[-1]} positions, the input has {gh}x{gw}={gh * gw} patches"
+                )
+            mask = bool_masked_pos.reshape(b, gh, gw, 1).to(x.dtype)
+            x = x * (1.0 - mask) + self.mask_token.view(1, 1, 1, -1) * mask
+        if self.position_embeddings is not None:
+            x = x + self._positions(x.shape[1], x.shape[2])
+        return self.drop(x)
+
+    def _positions(self, height: int, width: int) -> torch.Tensor:
+        """Absolute positions on a (height, width) grid: bicubic-interpolated when it differs from the trained grid."""
+        grid = self.position_embeddings.view(1, *self.grid, -1)
+        if (height, width) == tuple(self.grid):
+            return grid
+        grid = F.interpolate(grid.permute(0, 3, 1, 2), size=(height, width), mode="bicubic", align_corners=False)
+        return grid.permute(0, 2, 3, 1)
+
+
+class WindowAttention(nn.Module):
+    """(Shifted-)window multi-head self-attention with a relative position bias.
+
+    v1: softmax(q k^T / sqrt(d) + B) with B looked up in a learned ((2w-1)^2, heads) table.
+    v2: softmax(cos(q, k) * exp(min(logit_scale, log 100)) + B), B = 16 * sigmoid(MLP(log-spaced offsets)).
+    """
+
+    def __init__(self, config: SwinConfig, dim: int, num_heads: int, window: int, pretrained_window: int) -> None:
+        super().__init__()
+        self.version = config.version
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.window = window
+        self.pretrained_window = pretrained_window
+        self.attn_dropout = config.attention_probs_dropout_prob
+        if self.version == 1:
+            self.qkv = nn.Linear(dim, 3 * dim, bias=config.qkv_bias)
+            self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
+        else:
+            # v2 keeps a query and a value bias but no key bias (a key bias cancels in cosine attention).
+            self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+            self.q_bias = nn.Parameter(torch.zeros(dim)) if config.qkv_bias else None
+            self.v_bias = nn.Parameter(torch.zeros(dim)) if config.qkv_bias else None
+            self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
+            self.cpb_mlp = nn.Sequential(nn.Linear(2, 512), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False))
+            self.register_buffer("relative_coords_table", log_spaced_coords(window, pretrained_window), persistent=False)
+        self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(config.hidden_dropout_prob)
+        self._bias_cache: dict[Any, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ position bias
+    def position_bias(self) -> torch.Tensor:
+        """(heads, N, N) relative position bias, computed from the parameters."""
+        n = self.window * self.window
+        if self.version == 1:
+            table = self.relative_position_bias_table
+        else:
+            table = 16 * torch.sigmoid(self.cpb_mlp(self.relative_coords_table))
+        return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+
+    def _bias_params(self) -> tuple[torch.Tensor, ...]:
+        if self.version == 1:
+            return (self.relative_position_bias_table,)
+        return tuple(self.cpb_mlp.parameters())
+
+    def attention_bias(self, mask: torch.Tensor | None) -> torch.Tensor:
+        """Position bias plus shift mask, shaped (nW, heads, N, N) or (heads, N, N).
+
+        Cached in eval mode when no gradient is needed; the key holds each parameter's identity and version,
+        so loading new weights or editing them in place invalidates it.
+        """
+        cacheable = not self.training and not torch.is_grad_enabled() and not _tracing()
+        if cacheable:
+            key = (
+                tuple((id(p), p._version, p.device, p.dtype) for p in self._bias_params()),
+                None if mask is None else (id(mask), mask.shape),
+            )
+            hit = self._bias_cache.get(key)
+            if hit is not None:
+                return hit
+        bias = self.position_bias()
+        if mask is not None:
+            bias = bias.unsqueeze(0) + mask.unsqueeze(1).to(bias.dtype)
+        if cacheable:
+            if len(self._bias_cache) > 8:
+                self._bias_cache.clear()
+            self._bias_cache[key] = bias
+        return bias
+
+    def train(self, mode: bool = True) -> WindowAttention:
+        self._bias_cache.clear()
+        return super().train(mode)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        windows: torch.Tensor,
+        batch: int,
+        mask: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """windows: (batch * nW, N, C). Returns the attended windows and, if asked, the attention probabilities."""
+        bw, n, c = windows.shape
+        nw = bw // batch
+        if self.version == 1:
+            qkv = self.qkv(windows)
+        else:
+            qkv_bias = None
+            if self.q_bias is not None:
+                qkv_bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
+            qkv = F.linear(windows, self.qkv.weight, qkv_bias)
+        # (3, batch, nW, heads, N, d): windows of one image share the mask, heads share nothing.
+        q, k, v = qkv.view(batch, nw, n, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5).unbind(0)
+        if self.version == 1:
+            scale = self.head_dim**-0.5
+        else:
+            logit_scale = torch.clamp(self.logit_scale, max=math.log(1.0 / 0.01)).exp()
+            q = F.normalize(q, dim=-1) * logit_scale
+            k = F.normalize(k, dim=-1)
+            scale = 1.0
+        bias = self.attention_bias(mask)
+        dropout = self.attn_dropout if self.training else 0.0
+        probs = None
+        if output_attentions or head_mask is not None:
+            logits = (q * scale) @ k.transpose(-2, -1) + bias
+            probs = logits.softmax(dim=-1)
+            probs = F.dropout(probs, dropout, self.training)
+            if head_mask is not None:
+                probs = probs * head_mask.view(1, 1, -1, 1, 1).to(probs.dtype)
+            out = probs @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout, scale=scale)
+        out = out.transpose(2, 3).reshape(bw, n, c)
+        out = self.proj_drop(self.proj(out))
+        if probs is not None:
+            probs = probs.reshape(bw, self.num_heads, n, n)
+        return out, probs
+
+
+class SwinBlock(nn.Module):
+    """(Shifted-)window attention + MLP with residuals; pre-norm in v1, res-post-norm in v2."""
+
+    def __init__(
+        self,
+        config: SwinConfig,
+        dim: int,
+        num_heads: int,
+        window: int,
+        shift: int,
+        pretrained_window: int,
+        drop_path: float,
+    ) -> None:
+        super().__init__()
+        self.post_norm = config.version == 2
+        self.window = window
+        self.shift = shift
+        self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.attn = WindowAttention(config, dim, num_heads, window, pretrained_window)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mlp = Mlp(dim, int(dim * config.mlp_ratio), config.hidden_act, config.hidden_dropout_prob)
+
+    def forward(
+        self, x: torch.Tensor, head_mask: torch.Tensor | None = None, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b, h, w, c = x.shape
+        window = self.window
+        # A grid no larger than the window needs no shift (the official clamp, applied to the actual input).
+        shift = self.shift if min(h, w) > window else 0
+        shortcut = x
+        if not self.post_norm:
+            x = self.norm1(x)
+        pad_h, pad_w = -h % window, -w % window
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        hp, wp = h + pad_h, w + pad_w
+        if shift:
+            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+            mask = shifted_window_mask(hp, wp, window, shift, x.device)
+        else:
+            mask = None
+        attended, probs = self.attn(window_partition(x, window), b, mask, head_mask, output_attentions)
+        x = window_reverse(attended, window, hp, wp)
+        if shift:
+            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+        if pad_h or pad_w:
+            x = x[:, :h, :w, :]
+        if self.post_norm:
+            x = shortcut + self.drop_path(self.norm1(x))
+            x = x + self.drop_path(self.norm2(self.mlp(x)))
+        else:
+            x = shortcut + self.drop_path(x)
+            x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x, probs
+
+
+class PatchMerging(nn.Module):
+    """Concatenate each 2x2 neighbourhood (4C) and project to 2C; v1 norms before, v2 after the projection."""
+
+    def __init__(self, config: SwinConfig, dim: int) -> None:
+        super().__init__()
+        self.norm_first = config.version == 1
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim if self.norm_first else 2 * dim, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+            h, w = h + h % 2, w + w % 2
+        # Channel order of the paper's code: (0,0), (1,0), (0,1), (1,1) as (row, col) offsets.
+        x = x.view(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(b, h // 2, w // 2, 4 * c)
+        if self.norm_first:
+            return self.reduction(self.norm(x))
+        return self.norm(self.reduction(x))
+
+
+class SwinStage(nn.Module):
+    """Blocks alternating regular and shifted windows, then patch merging (except after the last stage)."""
+
+    def __init__(self, config: SwinConfig, index: int, drop_paths: Sequence[float]) -> None:
+        super().__init__()
+        dim = config.embed_dim * 2**index
+        window, can_shift = config.stage_window(index)
+        self.blocks = nn.ModuleList(
+            SwinBlock(
+                config,
+                dim,
+                config.num_heads[index],
+                window,
+                window // 2 if (can_shift and i % 2 == 1) else 0,
+                config.pretrained_window_sizes[index],
+                drop_paths[i],
+            )
+            for i in range(config.depths[index])
+        )
+        self.merge = PatchMerging(config, dim) if index < config.num_layers - 1 else None
+
+    def forward(
+        self, x: torch.Tensor, head_mask: torch.Tensor | None = None, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        attentions = []
+        for block in self.blocks:
+            x, probs = block(x, head_mask, output_attentions)
+            if probs is not None:
+                attentions.append(probs)
+        before_merge = x
+        if self.merge is not None:
+            x = self.merge(x)
+        return x, before_merge, attentions
+
+
+# --------------------------------------------------------------------------------------------- models
+class SwinPreTrainedModel(nn.Module):
+    """Weight init, config handling and save/load shared by every head."""
+
+    config: SwinConfig
+
+    def __init__(self, config: SwinConfig) -> None:
+        super().__init__()
+        if not isinstance(config, SwinConfig):
+            raise TypeError(f"expected a SwinConfig, got {type(config).__name__}")
+        self.config = config
+
+    def init_weights(self) -> None:
+        self.apply(self._init_module)
+
+    def _init_module(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, WindowAttention) and module.version == 1:
+            nn.init.trunc_normal_(module.relative_position_bias_table, std=std)
+        elif isinstance(module, PatchEmbedding) and module.position_embeddings is not None:
+            nn.init.trunc_normal_(module.position_embeddings, std=std)
+
+    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
+        from .io import save_pretrained
+
+        return save_pretrained(self, directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> SwinPreTrainedModel:
+        from .io import from_pretrained
+
+        return from_pretrained(name_or_path, model_class=cls, **kwargs)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _per_stage_head_mask(head_mask: Any, num_stages: int) -> list[torch.Tensor | None]:
+    """head_mask: None, or one entry per stage (None or a (heads,) tensor of multipliers, 1 keeps a head)."""
+    if head_mask is None:
+        return [None] * num_stages
+    if len(head_mask) != num_stages:
+        raise ValueError(f"head_mask needs one entry per stage ({num_stages}), got {len(head_mask)}")
+    return list(head_mask)
+
+
+class SwinModel(SwinPreTrainedModel):
+    """Patch embedding, four stages and the final LayerNorm; the pooled output is the mean over tokens."""
+
+    def __init__(self, config: SwinConfig, add_pooling_layer: bool = True, use_mask_token: bool = False) -> None:
+        super().__init__(config)
+        self.patch_embed = PatchEmbedding(config, use_mask_token=use_mask_token)
+        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        starts = [sum(config.depths[:i]) for i in range(config.num_layers)]
+        self.stages = nn.ModuleList(
+            SwinStage(config, i, rates[starts[i] : starts[i] + config.depths[i]]) for i in range(config.num_layers)
+        )
+        self.norm = nn.LayerNorm(config.num_features, eps=config.layer_norm_eps)
+        self.add_pooling_layer = add_pooling_layer
+        self.init_weights()
+
+    def forward_stages(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        head_mask: Any = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """Run embedding + stages. Returns (final grid, [embeddings, after each stage], [each stage before merging],
+        attentions), grids in (B, H, W, C)."""
+        x = self.patch_embed(pixel_values, bool_masked_pos)
+        after, before, attentions = [x], [], []
+        for stage, stage_head_mask in zip(self.stages, _per_stage_head_mask(head_mask, len(self.stages))):
+            x, before_merge, probs = stage(x, stage_head_mask, output_attentions)
+            after.append(x)
+            before.append(before_merge)
+            attentions.extend(probs)
+        return x, after, before, attentions
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        head_mask: Any = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        output_hidden_states_before_downsampling: bool = False,
+    ) -> SwinModelOutput:
+        x, after, before, attentions = self.forward_stages(pixel_values, bool_masked_pos, head_mask, output_attentions)
+        x = self.norm(x)
+        pooled = x.mean(dim=(1, 2)) if self.add_pooling_layer else None
+        hidden = None
+        reshaped = None
+        if output_hidden_states:
+            grids = [after[0], *before] if output_hidden_states_before_downsampling else after
+            hidden = tuple(g.flatten(1, 2) for g in grids)
+            reshaped = tuple(g.permute(0, 3, 1, 2) for g in grids)
+        return SwinModelOutput(
+            last_hidden_state=x.flatten(1, 2),
+            pooler_output=pooled,
+            hidden_states=hidden,
+            reshaped_hidden_states=reshaped,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+
+class SwinForImageClassification(SwinPreTrainedModel):
+    """SwinModel + linear head on the pooled output (loss as in transformers when labels are given)."""
+
+    def __init__(self, config: SwinConfig) -> None:
+        super().__init__(config)
+        self.swin = SwinModel(config)
+        self.head = nn.Linear(config.num_features, config.num_labels)
+        self._init_module(self.head)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        head_mask: Any = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> SwinImageClassifierOutput:
+        out = self.swin(
+            pixel_values,
+            head_mask=head_mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        logits = self.head(out.pooler_output)
+        loss = None if labels is None else classification_loss(logits, labels)
+        return SwinImageClassifierOutput(
+            logits=logits,
+            loss=loss,
+            hidden_states=out.hidden_states,
+            reshaped_hidden_states=out.reshaped_hidden_states,
+            attentions=out.attentions,
+        )
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """transformers' rule: one output -> MSE; integer labels -> cross-entropy; float labels -> multi-label BCE."""
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+    if labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8):
+        return F.cross_entropy(logits, labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+def normalized_pixel_targets(pixels: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """SimMIM V2's targets: each pixel standardised by the mean and (unbiased) variance of its patch_size^2
+    neighbourhood, the neighbourhood cut at the image border."""
+    pad = patch_size // 2
+    mean = F.avg_pool2d(pixels, patch_size, stride=1, padding=pad, count_include_pad=False)
+    mean_sq = F.avg_pool2d(pixels**2, patch_size, stride=1, padding=pad, count_include_pad=False)
+    count = F.avg_pool2d(torch.ones_like(pixels), patch_size, stride=1, padding=pad, count_include_pad=True)
+    count = count * patch_size**2
+    var = ((mean_sq - mean**2) * count / (count - 1)).clamp(min=0.0)
+    return (pixels - mean) / (var + 1e-6).sqrt()
+
+
+class SimMIMDecoder(nn.Module):
+    """SimMIM's one-layer prediction head: 1x1 conv to stride^2 * C values per token, then pixel shuffle."""
+
+    def __init__(self, config: SwinConfig) -> None:
+        super().__init__()
+        stride = config.encoder_stride
+        self.conv = nn.Conv2d(config.num_features, stride**2 * config.num_channels, kernel_size=1)
+        self.pixel_shuffle = nn.PixelShuffle(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pixel_shuffle(self.conv(x))
+
+
+class SwinForMaskedImageModeling(SwinPreTrainedModel):
+    """SimMIM: masked patches replaced by a learned token, pixels regressed with a masked L1 loss."""
+
+    def __init__(self, config: SwinConfig) -> None:
+        super().__init__(config)
+        self.swin = SwinModel(config, add_pooling_layer=False, use_mask_token=True)
+        self.decoder = SimMIMDecoder(config)
+        self._init_module(self.decoder.conv)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        bool_masked_pos: torch.Tensor | None = None,
+        head_mask: Any = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> SwinMaskedImageModelingOutput:
+        out = self.swin(
+            pixel_values,
+            bool_masked_pos=bool_masked_pos,
+            head_mask=head_mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        b, _, h, w = pixel_values.shape
+        grid = out.last_hidden_state.transpose(1, 2)
+        gh, gw = self._final_grid(h, w)
+        reconstruction = self.decoder(grid.reshape(b, -1, gh, gw))
+        loss = None
+        if bool_masked_pos is not None:
+            loss = self.masked_loss(pixel_values, reconstruction, bool_masked_pos)
+        return SwinMaskedImageModelingOutput(
+            reconstruction=reconstruction,
+            loss=loss,
+            hidden_states=out.hidden_states,
+            reshaped_hidden_states=out.reshaped_hidden_states,
+            attentions=out.attentions,
+        )
+
+    def _final_grid(self, height: int, width: int) -> tuple[int, int]:
+        gh, gw = -(-height // self.config.patch_size), -(-width // self.config.patch_size)
+        for _ in range(self.config.num_layers - 1):
+            gh, gw = -(-gh // 2), -(-gw // 2)
+        return gh, gw
+
+    def masked_loss(
+        self, pixel_values: torch.Tensor, reconstruction: torch.Tensor, bool_masked_pos: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean L1 over masked pixels and channels (optionally against locally normalised targets)."""
+        p = self.config.patch_size
+        b, c, h, w = pixel_values.shape
+        gh, gw = -(-h // p), -(-w // p)
+        mask = bool_masked_pos.reshape(b, gh, gw).repeat_interleave(p, 1).repeat_interleave(p, 2)
+        mask = mask[:, :h, :w].unsqueeze(1).to(pixel_values.dtype)
+        target = pixel_values
+        if self.config.mim_norm_target:
+            target = normalized_pixel_targets(pixel_values, self.config.mim_norm_target_patch_size)
+        per_pixel = F.l1_loss(target, reconstruction[..., :h, :w], reduction="none")
+        return (per_pixel * mask).sum() / (mask.sum() + 1e-5) / c
+
+
+class SwinBackbone(SwinPreTrainedModel):
+    """Feature pyramid: NCHW maps of the stages named in config.out_features, each LayerNorm-ed (as transformers)."""
+
+    def __init__(self, config: SwinConfig) -> None:
+        super().__init__(config)
+        self.swin = SwinModel(config, add_pooling_layer=False)
+        channels = [config.embed_dim] + config.hidden_sizes
+        self.stage_norms = nn.ModuleDict(
+            {
+                name: nn.LayerNorm(channels[config.stage_names.index(name)], eps=config.layer_norm_eps)
+                for name in config.out_features
+            }
+        )
+
+    @property
+    def channels(self) -> list[int]:
+        all_channels = [self.config.embed_dim] + self.config.hidden_sizes
+        return [all_channels[i] for i in self.config.out_indices]
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        head_mask: Any = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BackboneOutput:
+        _, after, before, attentions = self.swin.forward_stages(
+            pixel_values, head_mask=head_mask, output_attentions=output_attentions
+        )
+        grids = dict(zip(self.config.stage_names, [after[0], *before]))
+        maps = tuple(self.stage_norms[name](grids[name]).permute(0, 3, 1, 2).contiguous() for name in self.config.out_features)
+        hidden = tuple(g.flatten(1, 2) for g in [after[0], *before]) if output_hidden_states else None
+        return BackboneOutput(
+            feature_maps=maps, hidden_states=hidden, attentions=tuple(attentions) if output_attentions else None
+        )
+
+
+TASK_CLASSES: dict[str, type[SwinPreTrainedModel]] = {
+    "base": SwinModel,
+    "image-classification": SwinForImageClassification,
+    "masked-image-modeling": SwinForMaskedImageModeling,
+    "backbone": SwinBackbone,
+}
