@@ -92,7 +92,8 @@ def _tracing() -> bool:
 @lru_cache(maxsize=64)
 def relative_position_index(window: int) -> torch.Tensor:
     """(N, N) index into the (2w-1)^2 table of relative offsets between the N = w*w tokens of a window."""
-    ys, xs = torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")
+    cpu = torch.device("cpu")  # explicit: these are cached and must never be created on a meta device
+    ys, xs = torch.meshgrid(torch.arange(window, device=cpu), torch.arange(window, device=cpu), indexing="ij")
     coords = torch.stack([ys.flatten(), xs.flatten()])  # (2, N)
     rel = coords[:, :, None] - coords[:, None, :] + (window - 1)  # offsets shifted to start at 0
     return rel[0] * (2 * window - 1) + rel[1]
@@ -101,7 +102,7 @@ def relative_position_index(window: int) -> torch.Tensor:
 @lru_cache(maxsize=64)
 def log_spaced_coords(window: int, pretrained_window: int) -> torch.Tensor:
     """V2's ((2w-1)^2, 2) relative coordinates, scaled to [-8, 8] by the pretraining window, then log-spaced."""
-    offsets = torch.arange(-(window - 1), window, dtype=torch.float32)
+    offsets = torch.arange(-(window - 1), window, dtype=torch.float32, device="cpu")
     table = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), dim=-1)  # (2w-1, 2w-1, 2)
     denom = (pretrained_window if pretrained_window > 0 else window) - 1
     if denom > 0:
@@ -113,7 +114,7 @@ def log_spaced_coords(window: int, pretrained_window: int) -> torch.Tensor:
 
 @lru_cache(maxsize=128)
 def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
-    regions = torch.zeros(height, width)
+    regions = torch.zeros(height, width, device="cpu")
     bands = ((0, -window), (-window, -shift), (-shift, None))
     label = 0
     for hs in bands:
@@ -122,7 +123,7 @@ def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.T
             label += 1
     labels = window_partition(regions[None, :, :, None], window).squeeze(-1)  # (nW, N)
     differ = labels[:, None, :] != labels[:, :, None]
-    return torch.zeros(differ.shape).masked_fill(differ, MASK_VALUE)
+    return torch.zeros(differ.shape, device="cpu").masked_fill(differ, MASK_VALUE)
 
 
 def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
@@ -537,7 +538,8 @@ class SwinModel(SwinPreTrainedModel):
     def __init__(self, config: SwinConfig, add_pooling_layer: bool = True, use_mask_token: bool = False) -> None:
         super().__init__(config)
         self.patch_embed = PatchEmbedding(config, use_mask_token=use_mask_token)
-        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        total = sum(config.depths)
+        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # linear stochastic depth
         starts = [sum(config.depths[:i]) for i in range(config.num_layers)]
         self.stages = nn.ModuleList(
             SwinStage(config, i, rates[starts[i] : starts[i] + config.depths[i]]) for i in range(config.num_layers)
