@@ -1,0 +1,301 @@
+"""Checkpoint downloads against a real HTTP server on 127.0.0.1: caching, resume, hashes and errors.
+
+Expected hashes are computed here with hashlib from the bytes the server holds, never taken from fetch().
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from httpserver import FileServer, serve_files, unused_port
+
+from swinzoo.fetch import (
+    ChecksumMismatchError,
+    FetchError,
+    HTTPStatusError,
+    IncompleteDownloadError,
+    LocalFileNotFoundError,
+    ManualDownloadRequired,
+    NetworkError,
+    NotFoundError,
+    cache_path_for,
+    fetch,
+)
+
+NAME = "v1.0.0/swin_tiny_patch4_window7_224.pth"
+DATA = os.urandom(300_000)
+DATA_SHA = hashlib.sha256(DATA).hexdigest()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def server() -> FileServer:
+    with serve_files({NAME: DATA}) as s:
+        yield s
+
+
+def _leftovers(cache: Path) -> list[str]:
+    """Files in the cache other than lock files."""
+    return sorted(p.name for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock"))
+
+
+def test_download_checks_hash_and_second_call_is_served_from_cache_without_a_request(server, tmp_path):
+    first = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+    assert first.path.read_bytes() == DATA
+    assert (first.sha256, first.from_cache, first.pinned) == (DATA_SHA, False, True)
+    assert first.path.name == "swin_tiny_patch4_window7_224.pth"
+    assert first.path.is_relative_to(tmp_path)
+    assert _leftovers(tmp_path) == ["swin_tiny_patch4_window7_224.pth"]  # no .part / metadata left
+
+    second = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+    assert second.path == first.path
+    assert (second.sha256, second.from_cache) == (DATA_SHA, True)
+    assert len(server.requests) == 1
+
+
+def test_unpinned_download_returns_the_hash_it_saw(server, tmp_path):
+    result = fetch(server.url(NAME), cache_dir=tmp_path, progress=False)
+    assert result.sha256 == DATA_SHA
+    assert result.pinned is False
+    assert result.path.read_bytes() == DATA
+
+
+def test_progress_bar_enabled_does_not_change_the_result(server, tmp_path):
+    result = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=True)
+    assert result.path.read_bytes() == DATA
+
+
+def test_interrupted_transfer_is_resumed_with_a_range_request(server, tmp_path):
+    server.interrupt(NAME, 100_000)
+    result = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+
+    assert result.path.read_bytes() == DATA
+    gets = server.requests_for(NAME)
+    assert len(gets) == 2
+    assert "range" not in gets[0].headers
+    assert gets[1].headers["range"] == "bytes=100000-"
+    assert gets[1].headers["if-range"] == f'"{DATA_SHA}"'  # the server's ETag, so a changed file restarts
+
+
+def test_partial_file_left_by_an_earlier_call_is_resumed_by_the_next(server, tmp_path):
+    server.interrupt(NAME, 120_000)
+    server.interrupt(NAME, 0)  # the retry gets nothing: the call gives up and keeps the partial file
+    with pytest.raises(IncompleteDownloadError) as info:
+        fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+    part = cache_path_for(server.url(NAME), tmp_path).with_name("swin_tiny_patch4_window7_224.pth.part")
+    assert part.read_bytes() == DATA[:120_000]
+    assert server.url(NAME) in str(info.value) and "120000 of 300000" in str(info.value)
+
+    result = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+    assert result.path.read_bytes() == DATA
+    assert server.requests_for(NAME)[-1].headers["range"] == "bytes=120000-"
+    assert not part.exists()
+
+
+def test_server_that_ignores_range_restarts_the_file_cleanly(server, tmp_path):
+    server.ignore_range = True
+    server.interrupt(NAME, 100_000)
+    result = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+
+    gets = server.requests_for(NAME)
+    assert len(gets) == 2  # the 200 answer is used as a fresh start, not thrown away and asked for again
+    assert gets[1].headers["range"] == "bytes=100000-"  # asked to resume, got the whole file (200)
+    assert result.path.read_bytes() == DATA  # appending the 200 body would have made 400 000 bytes
+
+
+def test_file_changed_upstream_between_attempts_is_downloaded_afresh(server, tmp_path):
+    server.interrupt(NAME, 120_000)
+    server.interrupt(NAME, 0)
+    with pytest.raises(IncompleteDownloadError):
+        fetch(server.url(NAME), cache_dir=tmp_path, progress=False)
+    new = os.urandom(250_000)
+    server.files[NAME] = new  # new ETag: If-Range fails, the server sends the full new file
+
+    result = fetch(server.url(NAME), cache_dir=tmp_path, progress=False)
+    assert result.path.read_bytes() == new
+    assert result.sha256 == _sha(new)
+
+
+def test_complete_part_file_from_a_crash_before_rename_is_accepted(server, tmp_path):
+    final = cache_path_for(server.url(NAME), tmp_path)
+    final.parent.mkdir(parents=True)
+    final.with_name(final.name + ".part").write_bytes(DATA)
+
+    result = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+    assert result.path.read_bytes() == DATA
+    gets = server.requests_for(NAME)
+    assert len(gets) == 1 and gets[0].headers["range"] == f"bytes={len(DATA)}-"  # answered 416
+
+
+def test_redirect_is_followed_and_the_resume_reaches_the_target(tmp_path):
+    with serve_files({"cdn/blob": DATA}) as s:
+        s.redirect("releases/swin.pth", "cdn/blob")
+        s.interrupt("cdn/blob", 50_000)
+        result = fetch(s.url("releases/swin.pth"), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+        assert result.path.name == "swin.pth"
+        assert result.path.read_bytes() == DATA
+        assert s.requests_for("cdn/blob")[-1].headers["range"] == "bytes=50000-"
+
+
+def test_wrong_hash_is_refused_the_download_deleted_and_both_hashes_named(server, tmp_path):
+    wrong = _sha(b"not the checkpoint")
+    with pytest.raises(ChecksumMismatchError) as info:
+        fetch(server.url(NAME), sha256=wrong, cache_dir=tmp_path, progress=False)
+    message = str(info.value)
+    assert server.url(NAME) in message
+    assert wrong in message and DATA_SHA in message
+    assert (info.value.expected, info.value.actual) == (wrong, DATA_SHA)
+    assert _leftovers(tmp_path) == []
+
+
+def test_hash_is_accepted_in_upper_case_or_with_prefix(server, tmp_path):
+    result = fetch(server.url(NAME), sha256="sha256:" + DATA_SHA.upper(), cache_dir=tmp_path, progress=False)
+    assert result.pinned and result.sha256 == DATA_SHA
+
+
+def test_malformed_hash_is_rejected_before_any_request(server, tmp_path):
+    with pytest.raises(ValueError, match="64 hex"):
+        fetch(server.url(NAME), sha256="abc123", cache_dir=tmp_path, progress=False)
+    assert server.requests == []
+
+
+def test_damaged_cached_file_is_downloaded_again_when_pinned(server, tmp_path):
+    first = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+    first.path.write_bytes(b"bit rot")
+    again = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+    assert again.from_cache is False
+    assert again.path.read_bytes() == DATA
+    assert len(server.requests_for(NAME)) == 2
+
+
+def test_two_urls_with_the_same_file_name_do_not_collide(tmp_path):
+    other = os.urandom(1000)
+    with serve_files({"v1/model.pth": DATA, "v2/model.pth": other}) as s:
+        a = fetch(s.url("v1/model.pth"), cache_dir=tmp_path, progress=False)
+        b = fetch(s.url("v2/model.pth"), cache_dir=tmp_path, progress=False)
+    assert a.path != b.path
+    assert a.path.name == b.path.name == "model.pth"
+    assert (a.path.read_bytes(), b.path.read_bytes()) == (DATA, other)
+
+
+def test_filename_argument_names_the_cached_file(server, tmp_path):
+    result = fetch(server.url(NAME), cache_dir=tmp_path, progress=False, filename="tiny.pth")
+    assert result.path.name == "tiny.pth"
+
+
+def test_cache_dir_defaults_to_the_environment_variable(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("SWINZOO_CACHE", str(tmp_path / "env-cache"))
+    result = fetch(server.url(NAME), progress=False)
+    assert result.path.is_relative_to(tmp_path / "env-cache")
+
+
+def test_concurrent_fetches_of_one_url_download_it_once(server, tmp_path):
+    server.stall(NAME, 0.3)  # keep the first download in flight while the second thread arrives
+    results: list = []
+    errors: list = []
+
+    def worker() -> None:
+        try:
+            results.append(fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False))
+        except Exception as e:  # surfaced by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert [r.path.read_bytes() == DATA for r in results] == [True, True]
+    assert sorted(r.from_cache for r in results) == [False, True]
+    assert len(server.requests_for(NAME)) == 1
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def test_404_names_the_url_and_the_status(server, tmp_path):
+    url = server.url("v1.0.0/missing.pth")
+    with pytest.raises(NotFoundError) as info:
+        fetch(url, cache_dir=tmp_path, progress=False)
+    assert url in str(info.value) and "404" in str(info.value)
+    assert info.value.status == 404
+    assert _leftovers(tmp_path) == []
+
+
+def test_server_error_status_names_the_url_and_the_status(server, tmp_path):
+    server.fail(NAME, 503)
+    with pytest.raises(HTTPStatusError) as info:
+        fetch(server.url(NAME), cache_dir=tmp_path, progress=False)
+    assert not isinstance(info.value, NotFoundError)
+    assert info.value.status == 503
+    assert server.url(NAME) in str(info.value) and "503" in str(info.value)
+
+
+def test_connection_refused_names_the_url_and_suggests_a_local_source(tmp_path):
+    url = f"http://127.0.0.1:{unused_port()}/swin.pth"
+    with pytest.raises(NetworkError) as info:
+        fetch(url, cache_dir=tmp_path, progress=False)
+    assert url in str(info.value)
+    assert "--source PATH" in str(info.value)
+    assert "refused" in str(info.value).lower()
+
+
+def test_unresponsive_server_times_out_with_a_network_error(server, tmp_path):
+    server.stall(NAME, 1.5)
+    with pytest.raises(NetworkError) as info:
+        fetch(server.url(NAME), cache_dir=tmp_path, progress=False, timeout=0.3)
+    assert server.url(NAME) in str(info.value)
+    assert "timed out" in str(info.value).lower()
+
+
+def test_manual_download_error_names_the_checkpoint_and_the_hint():
+    err = ManualDownloadRequired(
+        "simmim_swin_base_100ep", "Google Drive id 1Wcbr66JL26FF30Kip9fZa_0lXrDAKP-d"
+    )
+    assert isinstance(err, FetchError)
+    assert "simmim_swin_base_100ep" in str(err) and "1Wcbr66JL26FF30Kip9fZa_0lXrDAKP-d" in str(err)
+    assert "--source PATH" in str(err)
+
+
+# ------------------------------------------------------------------------------------------------ local
+
+
+def test_local_path_is_used_in_place_with_and_without_a_hash(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    path.write_bytes(DATA)
+    unpinned = fetch(path, progress=False)
+    assert (unpinned.path, unpinned.sha256, unpinned.pinned) == (path, DATA_SHA, False)
+    pinned = fetch(str(path), sha256=DATA_SHA, progress=False)
+    assert (pinned.path, pinned.pinned, pinned.from_cache) == (path, True, True)
+
+
+def test_local_file_with_the_wrong_hash_is_refused_but_not_deleted(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    path.write_bytes(DATA)
+    wrong = _sha(b"x")
+    with pytest.raises(ChecksumMismatchError) as info:
+        fetch(path, sha256=wrong, progress=False)
+    assert str(path) in str(info.value) and wrong in str(info.value) and DATA_SHA in str(info.value)
+    assert path.read_bytes() == DATA
+
+
+def test_missing_local_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "nope.pth"
+    with pytest.raises(LocalFileNotFoundError) as info:
+        fetch(path, progress=False)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_file_url_is_treated_as_a_local_path(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    path.write_bytes(DATA)
+    assert fetch(path.as_uri(), progress=False).path == path
