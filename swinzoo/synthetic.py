@@ -1,0 +1,166 @@
+"""Synthetic checkpoints in the exact official Microsoft layouts, for offline end-to-end tests.
+
+Independence matters: these files are built from *timm's* model (its parameters and its own buffers),
+laid out as the official repositories save them (documented in timm's ``checkpoint_filter_fn``: the
+downsample of stage i is stored with stage i, the classifier is ``head``, buffers are persistent), never
+through swinzoo's converter. Every tensor gets distinct random values, so a swapped or dropped tensor shows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import types
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import SwinConfig
+
+LAYOUTS = (
+    "official-swin",
+    "official-swinv2",
+    "simmim-swin-pretrain",
+    "simmim-swinv2-pretrain",
+    "simmim-swin-finetune",
+    "simmim-swinv2-finetune",
+)
+
+
+def _generator(seed: int, key: str) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(key.encode())) % (2**63))
+
+
+def random_like(key: str, tensor: torch.Tensor, seed: int) -> torch.Tensor:
+    """Distinct random values for one tensor, scaled so a deep network stays numerically sane."""
+    g = _generator(seed, key)
+    noise = torch.randn(tensor.shape, generator=g, dtype=torch.float32)
+    name = key.rsplit(".", 1)[-1]
+    if name == "logit_scale":
+        out = math.log(10.0) + 0.3 * noise
+    elif name in ("relative_position_bias_table",):
+        out = 0.5 * noise
+    elif tensor.ndim == 1 and name == "weight":  # LayerNorm scale
+        out = 1.0 + 0.1 * noise
+    elif tensor.ndim == 1:  # biases (incl. q_bias / v_bias / LayerNorm shift)
+        out = 0.05 * noise
+    elif name == "mask_token" or "pos_embed" in key:
+        out = 0.1 * noise
+    else:
+        fan_in = tensor[0].numel() if tensor.ndim > 1 else tensor.numel()
+        out = noise / math.sqrt(max(fan_in, 1))
+    return out.to(tensor.dtype)
+
+
+def randomize_state(state: dict[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Every floating tensor replaced by distinct random values (integer buffers are kept)."""
+    return {k: random_like(k, v, seed) if v.is_floating_point() else v.clone() for k, v in state.items()}
+
+
+def _timm_model(config: SwinConfig, num_classes: int) -> torch.nn.Module:
+    from .converters.timm_layout import create_timm_model
+
+    return create_timm_model(config.copy(num_labels=max(num_classes, 1))) if num_classes else _headless(config)
+
+
+def _headless(config: SwinConfig) -> torch.nn.Module:
+    from .converters.timm_layout import create_timm_model
+
+    model = create_timm_model(config.copy(num_labels=1))
+    model.reset_classifier(0)
+    return model
+
+
+def official_state_dict(config: SwinConfig, layout: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The ``model`` state dict an official checkpoint of this architecture and layout holds."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    simmim = layout.endswith("-pretrain")
+    timm_model = _timm_model(config, 0 if simmim else config.num_labels)
+    params = randomize_state(timm_model.state_dict(), seed)
+    state: dict[str, torch.Tensor] = {}
+    for key, value in params.items():
+        # timm keeps merging at the start of the next stage; the official code at the end of the stage.
+        key = re.sub(r"^layers\.(\d+)\.downsample\.", lambda m: f"layers.{int(m.group(1)) - 1}.downsample.", key)
+        key = re.sub(r"^head\.fc\.", "head.", key)
+        state[key] = value
+    # The official modules register these buffers as persistent, so the files carry them.
+    for name, buf in timm_model.named_buffers():
+        if name.endswith(("relative_position_index", "attn_mask", "relative_coords_table")):
+            state[name] = buf.clone()
+    if simmim:
+        dim = config.embed_dim
+        state = {f"encoder.{k}": v for k, v in state.items()}
+        state["encoder.mask_token"] = random_like("encoder.mask_token", torch.empty(1, 1, dim), seed)
+        stride, out_dim = config.encoder_stride, config.num_features
+        conv_w = torch.empty(stride**2 * config.num_channels, out_dim, 1, 1)
+        state["decoder.0.weight"] = random_like("decoder.0.weight", conv_w, seed)
+        state["decoder.0.bias"] = random_like("decoder.0.bias", torch.empty(conv_w.shape[0]), seed)
+    return state
+
+
+class _CfgNodeStandIn(dict):
+    """Pickled under the name ``yacs.config.CfgNode``, as official training checkpoints store their config."""
+
+    def __reduce__(self):
+        return (type(self), (), None, None, iter(self.items()))
+
+
+def _training_extras(state: dict[str, torch.Tensor], seed: int) -> dict[str, Any]:
+    """What the official ``save_checkpoint`` adds next to the weights (optimizer, scheduler, config...)."""
+    g = _generator(seed, "optimizer")
+    some = list(state.items())[:4]
+    optimizer = {
+        "state": {i: {"step": torch.tensor(10.0), "exp_avg": torch.randn(v.shape, generator=g)} for i, (_, v) in
+                  enumerate(some)},
+        "param_groups": [{"lr": 1e-4, "weight_decay": 0.05, "params": list(range(len(some)))}],
+    }
+    config = _CfgNodeStandIn(MODEL=_CfgNodeStandIn(TYPE="swin", NAME="synthetic"), TRAIN=_CfgNodeStandIn(EPOCHS=300))
+    return {
+        "optimizer": optimizer,
+        "lr_scheduler": {"last_epoch": 99, "base_lrs": [1e-4]},
+        "max_accuracy": 0.0,
+        "epoch": 99,
+        "config": config,
+        "scaler": {"scale": 65536.0, "growth_factor": 2.0},
+    }
+
+
+def write_official_checkpoint(
+    path: str | os.PathLike,
+    config: SwinConfig,
+    layout: str,
+    *,
+    seed: int = 0,
+    training_state: bool = True,
+) -> Path:
+    """Write a synthetic checkpoint file in the official layout (atomically). Returns its path."""
+    path = Path(path)
+    state = official_state_dict(config, layout, seed)
+    payload: dict[str, Any] = {"model": state}
+    if training_state:
+        payload.update(_training_extras(state, seed))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    module = types.ModuleType("yacs.config")
+    previous = {name: sys.modules.get(name) for name in ("yacs", "yacs.config")}
+    _CfgNodeStandIn.__module__, _CfgNodeStandIn.__qualname__ = "yacs.config", "CfgNode"
+    module.CfgNode = _CfgNodeStandIn
+    sys.modules.setdefault("yacs", types.ModuleType("yacs"))
+    sys.modules["yacs.config"] = module
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        _CfgNodeStandIn.__module__, _CfgNodeStandIn.__qualname__ = __name__, "_CfgNodeStandIn"
+        for name, mod in previous.items():
+            if mod is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = mod
+    return path
