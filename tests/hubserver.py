@@ -779,7 +779,7 @@ class HubServer:
 
     def _h_lfs_batch(self, request: Request, repo: str, prefix: str = "") -> Response:
         body = request.json() or {}
-        types = f"{prefix}" if prefix else "models"
+        types = prefix or "models"
         if body.get("operation") != "upload":
             raise HubError(
                 400, f"The test Hub only serves LFS uploads, got operation {body.get('operation')!r}"
