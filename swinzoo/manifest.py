@@ -20,7 +20,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -578,13 +578,7 @@ def _file_order(name: str) -> tuple[bool, str]:
     return name.startswith("simmim"), name
 
 
-@lru_cache(maxsize=8)
-def _load(directory: str | None) -> dict[str, ZooEntry]:
-    if directory is None:
-        root: Any = importlib.resources.files("swinzoo.manifests")
-        files = [(f"manifests/{f.name}", f) for f in root.iterdir() if f.name.endswith(".toml")]
-    else:
-        files = [(str(f), f) for f in Path(directory).glob("*.toml")]
+def _load(files: list[tuple[str, Any]]) -> dict[str, ZooEntry]:
     entries: list[ZooEntry] = []
     for label, f in sorted(files, key=lambda item: _file_order(item[1].name)):
         try:
@@ -595,13 +589,21 @@ def _load(directory: str | None) -> dict[str, ZooEntry]:
     return validate_all(entries)
 
 
-def load_manifests(directory: str | Path | None = None) -> dict[str, ZooEntry]:
-    """All zoo entries by name, validated (cached per directory).
+@cache
+def _load_package() -> dict[str, ZooEntry]:
+    root = importlib.resources.files("swinzoo.manifests")
+    return _load([(f"manifests/{f.name}", f) for f in root.iterdir() if f.name.endswith(".toml")])
 
-    ``directory=None`` reads the manifests shipped in the package (``swinzoo.manifests``); a directory of
-    ``*.toml`` files can be given to check a manifest before it is added.
+
+def load_manifests(directory: str | Path | None = None) -> dict[str, ZooEntry]:
+    """All zoo entries by name, validated.
+
+    ``directory=None`` reads the manifests shipped in the package (``swinzoo.manifests``, read once per
+    process); a directory of ``*.toml`` files (read on every call) checks manifests before they are added.
     """
-    return dict(_load(None if directory is None else str(Path(directory).resolve())))
+    if directory is None:
+        return dict(_load_package())
+    return _load([(str(f), f) for f in Path(directory).glob("*.toml")])
 
 
 def get_entry(name: str) -> ZooEntry:
