@@ -96,3 +96,77 @@ def list_command(
             "*: provisional architecture (read from the checkpoint at convert time); params may be off."
         )
     click.echo("\n" + "\n".join(notes), err=True)
+
+
+# --------------------------------------------------------------------------------------------- shared
+def _library_errors() -> tuple[type[BaseException], ...]:
+    """Every error the library raises on bad input: the CLI turns them into a message and exit code 1."""
+    from .config import ConfigError
+    from .convert import ConvertError
+    from .converters.engine import MappingError
+    from .fetch import FetchError
+    from .images import ImageError
+    from .io import LoadError
+    from .safeload import CheckpointError
+
+    return (ConfigError, ConvertError, MappingError, FetchError, ImageError, LoadError, CheckpointError, ManifestError)
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except _library_errors() as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was written", err=True)
+        raise SystemExit(130) from None
+
+
+# --------------------------------------------------------------------------------------------- convert
+@main.command("convert")
+@click.argument("name", required=False)
+@click.option("--source", metavar="PATH|URL", help="Convert this file (a local path or URL) instead of the entry's.")
+@click.option("--synthetic", is_flag=True, help="Generate a random checkpoint in the entry's official layout (offline).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the --synthetic checkpoint.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder [default: converted/NAME].")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Store weights in this dtype.")
+@click.option("--image-size", type=int, help="Image size, when it cannot be read from the file (no stored masks).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache [default: ~/.cache/swinzoo].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def convert_command(name, source, synthetic, seed, out_dir, dtype, image_size, cache_dir, as_json, quiet) -> None:
+    """Convert official checkpoint NAME (see `swinzoo list`), or --source FILE, into a swinzoo folder.
+
+    Writes model.safetensors, config.json, conversion.json and a README.md model card, atomically.
+    """
+    from pathlib import Path
+
+    from .convert import convert
+
+    if name is None and source is None:
+        raise click.UsageError("give a zoo entry NAME or --source PATH|URL")
+    result = _run(
+        convert,
+        name,
+        source=source,
+        synthetic=synthetic,
+        seed=seed,
+        out_dir=out_dir,
+        dtype=dtype,
+        image_size=image_size,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+        progress=not quiet,
+    )
+    summary = result.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for note in result.notes:
+        click.echo(f"inferred: {note}")
+    if not result.source.pinned and not result.source.synthetic:
+        click.echo(f"warning: source not pinned; sha256 seen: {result.source.sha256}", err=True)
+    click.echo(
+        f"converted {summary['entry'] or result.source.description} -> {summary['out_dir']}\n"
+        f"  {result.report.summary()}; {format_params(summary['parameters'])} parameters; "
+        f"source sha256 {result.source.sha256}"
+    )
