@@ -193,9 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, head: bool) -> None:
         owner = self.owner
         name = unquote(urlsplit(self.path).path).lstrip("/")
-        owner.requests.append(
-            RequestRecord(self.command, name, {k.lower(): v for k, v in self.headers.items()})
-        )
+        owner.requests.append(RequestRecord(self.command, name, {k.lower(): v for k, v in self.headers.items()}))
         if name in owner._stalls:
             time.sleep(owner._stalls[name])
         if name in owner._redirects:
@@ -271,9 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve_files(
-    files: Mapping[str, bytes] | None = None, directory: Path | None = None
-) -> Iterator[FileServer]:
+def serve_files(files: Mapping[str, bytes] | None = None, directory: Path | None = None) -> Iterator[FileServer]:
     """Run a :class:`FileServer` on 127.0.0.1 for the duration of the block."""
     server = FileServer(files, directory)
     with server:

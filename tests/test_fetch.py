@@ -257,9 +257,7 @@ def test_unresponsive_server_times_out_with_a_network_error(server, tmp_path):
 
 
 def test_manual_download_error_names_the_checkpoint_and_the_hint():
-    err = ManualDownloadRequired(
-        "simmim_swin_base_100ep", "Google Drive id 1Wcbr66JL26FF30Kip9fZa_0lXrDAKP-d"
-    )
+    err = ManualDownloadRequired("simmim_swin_base_100ep", "Google Drive id 1Wcbr66JL26FF30Kip9fZa_0lXrDAKP-d")
     assert isinstance(err, FetchError)
     assert "simmim_swin_base_100ep" in str(err) and "1Wcbr66JL26FF30Kip9fZa_0lXrDAKP-d" in str(err)
     assert "--source PATH" in str(err)
