@@ -206,7 +206,7 @@ def convert_state_dict(
                         report.renamed[k] = target
                 else:
                     chunks = torch.chunk(tensor, len(rule.foreign), dim=rule.dim)
-                    for f, chunk in zip(rule.foreign, chunks):
+                    for f, chunk in zip(rule.foreign, chunks, strict=True):
                         emit(Pattern(f).format(values), chunk.contiguous(), key)
                     consumed.add(key)
             elif isinstance(rule, Derived):

@@ -181,7 +181,9 @@ def infer_config(
             heads.append(state[f"{p}layers.{i}.blocks.0.attn.relative_position_bias_table"].shape[1])
         else:
             heads.append(state[f"{p}layers.{i}.blocks.0.attn.logit_scale"].shape[0])
-    notes.append(f"Swin{' V2' if version == 2 else ''}: embed_dim {embed_dim}, depths {depths}, heads {heads}")
+    notes.append(
+        f"Swin{' V2' if version == 2 else ''}: embed_dim {embed_dim}, depths {depths}, heads {heads}"
+    )
 
     windows = [_stage_window_from(state, p, i) for i in range(len(depths))]
     window = window_size or windows[0]
@@ -205,7 +207,9 @@ def infer_config(
             image_size = side * patch
             notes.append(f"image size {image_size} (from the stage-1 shift mask: {mask.shape[0]} windows)")
         else:
-            raise InferenceError("the checkpoint stores no shift mask to read the image size from: pass --image-size")
+            raise InferenceError(
+                "the checkpoint stores no shift mask to read the image size from: pass --image-size"
+            )
     else:
         notes.append(f"image size {image_size} (given)")
 

@@ -62,7 +62,9 @@ class SwinConfig:
         **extra: Any,
     ) -> None:
         self.version = int(version)
-        self.image_size = list(_pair(image_size)) if isinstance(image_size, (list, tuple)) else int(image_size)
+        self.image_size = (
+            list(_pair(image_size)) if isinstance(image_size, (list, tuple)) else int(image_size)
+        )
         self.patch_size = int(patch_size)
         self.num_channels = int(num_channels)
         self.embed_dim = int(embed_dim)
@@ -70,7 +72,9 @@ class SwinConfig:
         self.num_heads = [int(h) for h in num_heads]
         self.window_size = int(window_size)
         self.pretrained_window_sizes = (
-            [0] * len(self.depths) if pretrained_window_sizes is None else [int(w) for w in pretrained_window_sizes]
+            [0] * len(self.depths)
+            if pretrained_window_sizes is None
+            else [int(w) for w in pretrained_window_sizes]
         )
         self.mlp_ratio = float(mlp_ratio)
         self.qkv_bias = bool(qkv_bias)
@@ -162,7 +166,9 @@ class SwinConfig:
         if out_indices is not None:
             for i in out_indices:
                 if not -len(names) <= int(i) < len(names):
-                    raise ConfigError(f"out_indices: {i} is out of range for {len(names)} stages (stem included)")
+                    raise ConfigError(
+                        f"out_indices: {i} is out of range for {len(names)} stages (stem included)"
+                    )
             indices = [int(i) % len(names) for i in out_indices]
             if out_features is not None and [names[i] for i in indices] != list(out_features):
                 raise ConfigError(f"out_features {out_features} and out_indices {out_indices} do not agree")
@@ -175,7 +181,11 @@ class SwinConfig:
                 raise ConfigError(f"{field}: {msg} (got {getattr(self, field)!r})")
 
         need(self.version in (1, 2), "version", "must be 1 (Swin) or 2 (Swin V2)")
-        need(len(self.depths) >= 1 and all(d >= 1 for d in self.depths), "depths", "must be positive block counts")
+        need(
+            len(self.depths) >= 1 and all(d >= 1 for d in self.depths),
+            "depths",
+            "must be positive block counts",
+        )
         need(
             len(self.num_heads) == len(self.depths),
             "num_heads",
@@ -185,7 +195,9 @@ class SwinConfig:
         for i, h in enumerate(self.num_heads):
             dim = self.embed_dim * 2**i
             if dim % h:
-                raise ConfigError(f"embed_dim: stage {i + 1} width {dim} is not divisible by num_heads[{i}]={h}")
+                raise ConfigError(
+                    f"embed_dim: stage {i + 1} width {dim} is not divisible by num_heads[{i}]={h}"
+                )
         need(self.embed_dim >= 1, "embed_dim", "must be positive")
         need(self.patch_size >= 1, "patch_size", "must be >= 1")
         need(self.num_channels >= 1, "num_channels", "must be >= 1")
@@ -199,7 +211,9 @@ class SwinConfig:
         need(all(w >= 0 for w in self.pretrained_window_sizes), "pretrained_window_sizes", "must be >= 0")
         if self.version == 1:
             need(
-                not any(self.pretrained_window_sizes), "pretrained_window_sizes", "only Swin V2 uses pretrained windows"
+                not any(self.pretrained_window_sizes),
+                "pretrained_window_sizes",
+                "only Swin V2 uses pretrained windows",
             )
         need(self.mlp_ratio > 0, "mlp_ratio", "must be positive")
         for field in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):

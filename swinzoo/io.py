@@ -110,7 +110,9 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------- loading
-def _resolve_files(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None) -> tuple[Path, Path]:
+def _resolve_files(
+    name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None
+) -> tuple[Path, Path]:
     path = Path(name_or_path)
     if path.is_dir():
         if revision is not None:
@@ -122,7 +124,9 @@ def _resolve_files(name_or_path: str | os.PathLike, revision: str | None, cache_
                 raise LoadError(f"{path}: no {f.name}{extra}")
         return config, weights
     if path.suffix or path.exists() or str(name_or_path).count("/") != 1:
-        raise LoadError(f"{name_or_path}: not a folder with {CONFIG_NAME} and {WEIGHTS_NAME}, nor a Hub id ORG/NAME")
+        raise LoadError(
+            f"{name_or_path}: not a folder with {CONFIG_NAME} and {WEIGHTS_NAME}, nor a Hub id ORG/NAME"
+        )
     return _download_from_hub(str(name_or_path), revision, cache_dir)
 
 
@@ -141,7 +145,9 @@ def _download_from_hub(repo_id: str, revision: str | None, cache_dir: str | None
         try:
             files.append(Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)))
         except RepositoryNotFoundError as exc:
-            raise LoadError(f"Hub repo {repo_id!r} not found (or private: log in with `hf auth login`)") from exc
+            raise LoadError(
+                f"Hub repo {repo_id!r} not found (or private: log in with `hf auth login`)"
+            ) from exc
         except RevisionNotFoundError as exc:
             raise LoadError(f"Hub repo {repo_id!r} has no revision {revision!r}") from exc
         except EntryNotFoundError as exc:
@@ -212,8 +218,11 @@ def from_pretrained(
     if wanted_task == "backbone":
         missing = [k for k in missing if not k.startswith("stage_norms.")]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: file {tuple(state[k].shape)}, config {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)}, config {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or wrong:
         parts = []
         if wrong:
@@ -233,5 +242,3 @@ def from_pretrained(
     if dtype is not None:
         model = model.to(dtype)
     return model
-
-
