@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = [
     "FetchResult",
     "FetchError",
+    "FetchArgumentError",
     "LocalFileNotFoundError",
     "HTTPStatusError",
     "NotFoundError",
@@ -55,6 +56,10 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 class FetchError(Exception):
     """Base class: a checkpoint could not be obtained. The message names the URL or path."""
+
+
+class FetchArgumentError(FetchError, ValueError):
+    """An argument to fetch() is malformed (a sha256 that is not 64 hex digits, an unusable file name)."""
 
 
 class LocalFileNotFoundError(FetchError, FileNotFoundError):
@@ -185,7 +190,7 @@ def cache_path_for(url: str, cache_dir: Path | None = None, filename: str | None
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     name = _safe_filename(filename) if filename else _url_filename(url)
     if not name:
-        raise ValueError(f"invalid filename {filename!r}")
+        raise FetchArgumentError(f"invalid file name {filename!r} for {url}")
     key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
     return root / key / name
 
@@ -209,7 +214,7 @@ def _normalize_sha(sha256: str | None) -> str | None:
         return None
     value = sha256.strip().lower().removeprefix("sha256:")
     if not _SHA256_RE.match(value):
-        raise ValueError(f"not a sha256 hex digest (64 hex characters): {sha256!r}")
+        raise FetchArgumentError(f"not a sha256 hex digest (64 hex characters): {sha256!r}")
     return value
 
 

@@ -161,7 +161,7 @@ def test_hash_is_accepted_in_upper_case_or_with_prefix(server, tmp_path):
 
 
 def test_malformed_hash_is_rejected_before_any_request(server, tmp_path):
-    with pytest.raises(ValueError, match="64 hex"):
+    with pytest.raises(FetchError, match="64 hex"):  # a FetchError, so the CLI reports it as one
         fetch(server.url(NAME), sha256="abc123", cache_dir=tmp_path, progress=False)
     assert server.requests == []
 
