@@ -236,7 +236,8 @@ def convert_state_dict(
             unmatched.append(f"{key} {tuple(source[key].shape)}")
 
     missing = [f"{k} {tuple(s)}" for k, s in target_shapes.items() if k not in out]
-    unexpected = [k for k in out if k not in target_shapes]
+    origin = {target: source_key for source_key, target in report.renamed.items()}
+    unexpected = [f"{k} (from {origin.get(k, '?')})" for k in out if k not in target_shapes]
     wrong_shape = [
         f"{k}: converted {tuple(out[k].shape)}, expected {tuple(target_shapes[k])}"
         for k in out

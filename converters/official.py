@@ -181,9 +181,7 @@ def infer_config(
             heads.append(state[f"{p}layers.{i}.blocks.0.attn.relative_position_bias_table"].shape[1])
         else:
             heads.append(state[f"{p}layers.{i}.blocks.0.attn.logit_scale"].shape[0])
-    notes.append(
-        f"Swin{' V2' if version == 2 else ''}: embed_dim {embed_dim}, depths {depths}, heads {heads}"
-    )
+    notes.append(f"Swin{' V2' if version == 2 else ''}: embed_dim {embed_dim}, depths {depths}, heads {heads}")
 
     windows = [_stage_window_from(state, p, i) for i in range(len(depths))]
     window = window_size or windows[0]
@@ -201,15 +199,16 @@ def infer_config(
             notes.append(f"pretrained windows {pretrained} (from the stored log-spaced coordinates)")
 
     if image_size is None:
-        mask = state.get(f"{p}layers.0.blocks.1.attn_mask")
-        if mask is not None:
-            side = math.isqrt(mask.shape[0]) * windows[0]
+        # Any stored shift mask tells its stage's padded grid: sqrt(windows) * window tokens per side.
+        masks = re.compile(re.escape(p) + r"layers\.(\d+)\.blocks\.\d+\.attn_mask")
+        found = [(int(m.group(1)), state[k]) for k in state if (m := masks.match(k))]
+        if found:
+            stage, mask = min(found, key=lambda item: item[0])
+            side = math.isqrt(mask.shape[0]) * windows[stage] * 2**stage
             image_size = side * patch
-            notes.append(f"image size {image_size} (from the stage-1 shift mask: {mask.shape[0]} windows)")
+            notes.append(f"image size {image_size} (from the stage-{stage + 1} shift mask: {mask.shape[0]} windows)")
         else:
-            raise InferenceError(
-                "the checkpoint stores no shift mask to read the image size from: pass --image-size"
-            )
+            raise InferenceError("the checkpoint stores no shift mask to read the image size from: pass --image-size")
     else:
         notes.append(f"image size {image_size} (given)")
 
