@@ -1,23 +1,501 @@
-"""Model card for a converted folder (README.md), built with huggingface_hub's ModelCard."""
+"""Model card (README.md) of a converted folder or a published repo, built with huggingface_hub's ModelCard.
+
+The metadata (license, library, pipeline tag, datasets, base model, model-index) goes through
+``ModelCardData``/``EvalResult`` so the Hub parses it; the body says where the weights came from (URL and
+sha256), how they were converted, how they were verified (``verification.json``, or a plain NOT VERIFIED
+line) and how to load them. Accuracy numbers are the ones the original authors reported (manifest
+``metrics``), labelled as such: swinzoo does not re-measure them.
+
+Pipeline tag of SimMIM pretrain checkpoints: the Hub has no masked-image-modelling task, and ``fill-mask``
+is a text task (its widget sends a sentence with a [MASK] token). A SimMIM pretrain checkpoint is used as
+an image encoder to extract features or fine-tune, which is ``image-feature-extraction``, the tag the Hub
+gives timm's masked-image-modelling pretrains (e.g. ``timm/eva02_base_patch14_224.mim_in22k``).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from .config import CONFIG_NAME
+
+CARD_NAME = "README.md"
+CONVERSION_NAME = "conversion.json"
+VERIFICATION_NAME = "verification.json"
+FORMATS = ("swinzoo", "transformers", "timm")
+
+PAPERS = {
+    "swin": ("Swin Transformer", "https://arxiv.org/abs/2103.14030"),
+    "swinv2": ("Swin Transformer V2", "https://arxiv.org/abs/2111.09883"),
+    "simmim": ("SimMIM", "https://arxiv.org/abs/2111.09886"),
+    "simmim-data-scaling": ("On Data Scaling in Masked Image Modeling", "https://arxiv.org/abs/2206.04664"),
+}
+# Where the authors published the numbers a manifest's ``metrics.reported_by`` names.
+_REPORT_SOURCES = {
+    "MODELHUB.md": "https://github.com/microsoft/Swin-Transformer/blob/main/MODELHUB.md",
+    "SimMIM README.md": "https://github.com/microsoft/SimMIM/blob/main/README.md",
+}
+CITATIONS = {
+    "swin": """@inproceedings{liu2021Swin,
+  title     = {Swin Transformer: Hierarchical Vision Transformer using Shifted Windows},
+  author    = {Liu, Ze and Lin, Yutong and Cao, Yue and Hu, Han and Wei, Yixuan and Zhang, Zheng and
+               Lin, Stephen and Guo, Baining},
+  booktitle = {Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},
+  year      = {2021}
+}""",
+    "swinv2": """@inproceedings{liu2021swinv2,
+  title     = {Swin Transformer V2: Scaling Up Capacity and Resolution},
+  author    = {Liu, Ze and Hu, Han and Lin, Yutong and Yao, Zhuliang and Xie, Zhenda and Wei, Yixuan and
+               Ning, Jia and Cao, Yue and Zhang, Zheng and Dong, Li and Wei, Furu and Guo, Baining},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2022}
+}""",
+    "simmim": """@inproceedings{xie2021simmim,
+  title     = {SimMIM: A Simple Framework for Masked Image Modeling},
+  author    = {Xie, Zhenda and Zhang, Zheng and Cao, Yue and Lin, Yutong and Bao, Jianmin and Yao, Zhuliang and
+               Dai, Qi and Hu, Han},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2022}
+}""",
+    "simmim-data-scaling": """@article{xie2022data,
+  title   = {On Data Scaling in Masked Image Modeling},
+  author  = {Xie, Zhenda and Zhang, Zheng and Cao, Yue and Lin, Yutong and Wei, Yixuan and Dai, Qi and Hu, Han},
+  journal = {arXiv preprint arXiv:2206.04664},
+  year    = {2022}
+}""",
+}
+_PIPELINE_TAGS = {
+    "image-classification": "image-classification",
+    "masked-image-modeling": "image-feature-extraction",
+    "base": "image-feature-extraction",
+    "backbone": "image-feature-extraction",
+}
+
+
+class CardError(ValueError):
+    """A folder's JSON files cannot be read into a card; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------------- reading
+def read_json(path: Path, *, required: bool = True) -> dict[str, Any] | None:
+    """A JSON object from ``path`` (None when absent and not required); errors name the file."""
+    if not path.is_file():
+        if required:
+            raise CardError(f"{path}: missing (a converted folder has {CONFIG_NAME} and {CONVERSION_NAME})")
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CardError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CardError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_verification(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """``verification.json`` of ``folder`` (written by ``swinzoo verify --converted``), or None if absent."""
+    return read_json(Path(folder) / VERIFICATION_NAME, required=False)
+
+
+def _entry(name: str | None):
+    """The manifest entry a folder was converted from (None for --source files or unknown names)."""
+    if not name:
+        return None
+    from .manifest import ManifestError, get_entry
+
+    try:
+        return get_entry(name)
+    except ManifestError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------- metadata
+def _family(config: Mapping[str, Any], entry) -> str:
+    if entry is not None:
+        return entry.family
+    return "swin" if int(config.get("version", 1)) == 1 else "swinv2"
+
+
+def _is_simmim(entry, conversion: Mapping[str, Any]) -> bool:
+    if entry is not None:
+        return entry.kind.startswith("simmim")
+    return str(conversion.get("converter", "")).startswith("simmim")
+
+
+def _datasets(entry, task: str) -> list[str]:
+    """Hub dataset ids of the training data: ImageNet-22K is ``imagenet-21k`` on the Hub."""
+    if entry is None:
+        return ["imagenet-1k"] if task == "image-classification" else []
+    lineage = f"{entry.name} {entry.pretrained_from or ''}"
+    datasets = []
+    if "22k" in lineage or entry.label_set == "imagenet-22k":
+        datasets.append("imagenet-21k")
+    if entry.label_set == "imagenet-1k" or (entry.kind == "simmim-pretrain" and "22k" not in entry.name):
+        datasets.append("imagenet-1k")
+    return datasets
+
+
+def base_model_of(entry) -> str | None:
+    """The same weights on the Hub: transformers' id, else timm's ``timm/<model>.<tag>``."""
+    if entry is None:
+        return None
+    if entry.upstream.transformers:
+        return entry.upstream.transformers
+    if entry.upstream.timm:
+        return f"timm/{entry.upstream.timm}"
+    return None
+
+
+def _report_source(entry) -> tuple[str, str]:
+    reported_by = entry.metrics.reported_by
+    for marker, url in _REPORT_SOURCES.items():
+        if marker in reported_by:
+            return f"Reported by the original authors: {reported_by}", url
+    paper = "simmim" if entry.kind.startswith("simmim") else entry.family
+    title, url = PAPERS[paper]
+    return f"Reported by the original authors: {reported_by} ({title})", url
+
+
+def eval_results(entry) -> list:
+    """model-index entries: the ImageNet accuracy the original authors reported (not re-measured here)."""
+    from huggingface_hub import EvalResult
+
+    if entry is None or entry.metrics is None:
+        return []
+    source_name, source_url = _report_source(entry)
+    results = []
+    for value, dataset_type, dataset_name in (
+        (entry.metrics.top1, "imagenet-1k", "ImageNet-1K"),
+        (entry.metrics.imagenet_v2_top1, "imagenet_v2", "ImageNet-V2"),
+    ):
+        if value is None:
+            continue
+        results.append(
+            EvalResult(
+                task_type="image-classification",
+                task_name="Image Classification",
+                dataset_type=dataset_type,
+                dataset_name=dataset_name,
+                dataset_split="validation" if dataset_type == "imagenet-1k" else "test",
+                metric_type="accuracy",
+                metric_name="Top-1 accuracy (%)",
+                metric_value=value,
+                source_name=source_name,
+                source_url=source_url,
+            )
+        )
+    return results
+
+
+# --------------------------------------------------------------------------------------------- body
+def _fmt_float(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-" if value is None else str(value)
+    return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def _fmt_agreement(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{100 * value:.1f} %" if value <= 1 else f"{value:.1f} %"
+    return "-"
+
+
+def verification_passed(verification: Mapping[str, Any] | None) -> bool:
+    """True only for a verification that ran and passed (``status`` "pass" when verify.py wrote one)."""
+    if not isinstance(verification, Mapping) or verification.get("passed") is not True:
+        return False
+    return verification.get("status", "pass") == "pass"
+
+
+def reference_rows(verification: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The references of a verification.json, in one shape whichever writer made it.
+
+    swinzoo.verify writes ``library_version``/``output_max_abs_diff``/``hidden_max_abs_diff``/``status``;
+    the shape first agreed on used ``version``/``max_abs_diff_logits``/``max_abs_diff_hidden``/``passed``.
+    """
+    rows = []
+    for ref in verification.get("references") or []:
+        if not isinstance(ref, Mapping):
+            continue
+        status = ref.get("status")
+        if status is None:
+            status = "pass" if ref.get("passed") is True else "fail"
+        rows.append(
+            {
+                "reference": str(ref.get("reference", "?")),
+                "version": ref.get("library_version") or ref.get("version") or "?",
+                "logits": ref.get("output_max_abs_diff", ref.get("max_abs_diff_logits")),
+                "hidden": ref.get("hidden_max_abs_diff", ref.get("max_abs_diff_hidden")),
+                "top5": ref.get("top5_agreement"),
+                "status": str(status),
+                "reason": str(ref.get("reason") or ""),
+            }
+        )
+    return rows
+
+
+def _fmt_tolerance(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return " + ".join(
+            f"{k} {_fmt_float(value[k])}" + (" x max|reference|" if k == "rtol" else "")
+            for k in ("atol", "rtol")
+            if k in value
+        )
+    return _fmt_float(value)
+
+
+def verification_section(verification: Mapping[str, Any] | None, folder_hint: str) -> str:
+    """The verification table, or a NOT VERIFIED / FAILED line a reader cannot miss."""
+    if verification is None:
+        return (
+            "**NOT VERIFIED**: no `verification.json` was found, so these weights have not been compared "
+            "with a reference implementation. Run `swinzoo verify --converted "
+            f"{folder_hint}` before relying on them.\n"
+        )
+    lines = []
+    if not verification_passed(verification):
+        lines.append(
+            f"**VERIFICATION FAILED** (status `{verification.get('status', 'fail')}`): these weights did not "
+            "match the reference implementations within tolerance, or could not be checked. Do not rely on them."
+        )
+        lines += [f"- {p}" for p in verification.get("problems") or []]
+        lines.append("")
+    images = verification.get("images") or []
+    facts = [
+        f"dtype `{verification.get('dtype', '?')}`",
+        f"tolerance {_fmt_tolerance(verification.get('tolerance'))}",
+        f"{len(images)} image(s)" + (f": {', '.join(f'`{i}`' for i in images)}" if images else ""),
+    ]
+    for key in ("swinzoo_version", "verified_at"):
+        if verification.get(key):
+            facts.append(f"{key.replace('_', ' ')} {verification[key]}")
+    lines.append("Outputs compared with reference implementations on the same inputs (" + "; ".join(facts) + ").")
+    lines += [
+        "",
+        "| reference | version | max abs diff (output) | max abs diff (hidden states) | top-5 agreement | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in reference_rows(verification):
+        result = row["status"] + (f" ({row['reason']})" if row["reason"] and row["status"] != "pass" else "")
+        lines.append(
+            f"| {row['reference']} | {row['version']} | {_fmt_float(row['logits'])} | {_fmt_float(row['hidden'])} "
+            f"| {_fmt_agreement(row['top5'])} | {result.replace('|', '/')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _describe(config: Mapping[str, Any], entry, task: str) -> str:
+    family = "Swin Transformer" if int(config.get("version", 1)) == 1 else "Swin Transformer V2"
+    size = config.get("image_size")
+    arch = (
+        f"{family} (embed dim {config.get('embed_dim')}, depths {config.get('depths')}, heads "
+        f"{config.get('num_heads')}, window {config.get('window_size')}, {size} px input)"
+    )
+    if task == "masked-image-modeling":
+        what = f"{arch} pre-trained with SimMIM (masked image modelling); the encoder plus SimMIM's decoder"
+    elif task == "image-classification":
+        n = len(config.get("id2label") or {})
+        labels = {"imagenet-1k": "ImageNet-1K", "imagenet-22k": "ImageNet-22K (21841 classes)"}
+        label_set = labels.get(entry.label_set, entry.label_set) if entry is not None else f"{n} classes"
+        what = f"{arch} image classifier, {label_set}"
+    else:
+        what = arch
+    return what
+
+
+def _preprocessing_text(config: Mapping[str, Any], entry) -> str:
+    if entry is not None:
+        p = entry.preprocessing
+        size, crop, interp, mean, std = p.input_size, p.crop_pct, p.interpolation, p.mean, p.std
+    else:
+        size, crop, interp = int(config.get("image_size", 224)), 0.875, "bicubic"
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    import math
+
+    short = math.floor(size / crop)
+    resize = f"resize to {size}x{size}" if short == size else f"resize the short side to {short}, centre-crop {size}"
+    return f"{resize} ({interp}), scale to [0, 1], normalise with mean {list(mean)} and std {list(std)}"
+
+
+def _usage(fmt: str, repo: str, task: str, config: Mapping[str, Any], entry) -> str:
+    pp = _preprocessing_text(config, entry)
+    if fmt == "transformers":
+        cls = "AutoModelForImageClassification"
+        if task == "masked-image-modeling":
+            cls = "SwinForMaskedImageModeling" if int(config.get("version", 1)) == 1 else "Swinv2ForMaskedImageModeling"
+        return (
+            "```python\n"
+            f"from transformers import {cls}\n\n"
+            f'model = {cls}.from_pretrained("{repo}").eval()\n'
+            "```\n\n"
+            f"Eval preprocessing of the original checkpoint: {pp}.\n"
+        )
+    if fmt == "timm":
+        return (
+            "```python\n"
+            "import timm\n\n"
+            f'model = timm.create_model("hf-hub:{repo}", pretrained=True).eval()\n'
+            "config = timm.data.resolve_data_config({}, model=model)\n"
+            "transform = timm.data.create_transform(**config)\n"
+            "```\n\n"
+            f"Eval preprocessing of the original checkpoint (in `pretrained_cfg`): {pp}.\n"
+        )
+    text = (
+        "```python\n"
+        "import swinzoo\n\n"
+        f'model = swinzoo.from_pretrained("{repo}")  # add revision="..." to pin a tag or commit\n'
+        "```\n\n"
+    )
+    if task == "image-classification":
+        text += f"```bash\nswinzoo predict cat.jpg --model {repo} --top-k 5\n```\n\n"
+    return text + f"Eval preprocessing: {pp}.\n"
+
+
+def _citations(entry, config: Mapping[str, Any], simmim: bool) -> list[str]:
+    keys = ["swin"] if _family(config, entry) == "swin" else ["swinv2"]
+    if simmim:
+        keys.append("simmim")
+        if entry is not None and entry.family == "swinv2":
+            keys.append("simmim-data-scaling")
+    return [CITATIONS[k] for k in keys]
+
+
+# --------------------------------------------------------------------------------------------- card
+def display_path(folder: Path) -> Path:
+    """The folder a reader will see: convert writes the card inside ``.NAME.<random>.partial`` (see
+    io.atomic_directory), which is renamed to ``NAME`` when complete."""
+    name = folder.name
+    if name.startswith(".") and name.endswith(".partial") and name.count(".") >= 3:
+        return folder.with_name(name[1:].rsplit(".", 2)[0])
+    return folder
+
+
+def build_card(
+    folder: str | os.PathLike,
+    *,
+    fmt: str = "swinzoo",
+    repo_id: str | None = None,
+    verification: Mapping[str, Any] | None | bool = True,
+):
+    """The ModelCard of a converted folder, for the ``fmt`` the weights are published in.
+
+    ``repo_id`` is used in the usage snippets (default: the folder path). ``verification`` overrides what is
+    read from the folder (True = read ``verification.json``), e.g. for a card rendered before verifying.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    if fmt not in FORMATS:
+        raise CardError(f"format {fmt!r} is not one of {FORMATS}")
+    folder = Path(folder)
+    shown = display_path(folder)
+    config = read_json(folder / CONFIG_NAME)
+    conversion = read_json(folder / CONVERSION_NAME)
+    if verification is True:
+        verification = read_verification(folder)
+    entry = _entry(conversion.get("entry"))
+    task = str(config.get("task", "image-classification"))
+    simmim = _is_simmim(entry, conversion)
+    name = entry.name if entry is not None else (repo_id.split("/")[-1] if repo_id else shown.name)
+    synthetic = conversion.get("synthetic") is True
+    verified = verification_passed(verification)
+
+    tags = ["swinzoo", "image-classification" if task == "image-classification" else "vision"]
+    tags += ["swin-transformer" if _family(config, entry) == "swin" else "swinv2"]
+    if simmim:
+        tags.append("simmim")
+    if fmt != "swinzoo":
+        tags.append(fmt)
+    if synthetic:
+        tags.append("synthetic-weights")
+    tags.append("verified" if verified else "not-verified")
+    results = eval_results(entry)
+    data = ModelCardData(
+        license="mit",
+        library_name=fmt,
+        pipeline_tag=_PIPELINE_TAGS.get(task, "image-feature-extraction"),
+        tags=tags,
+        datasets=_datasets(entry, task) or None,
+        base_model=base_model_of(entry),
+        metrics=["accuracy"] if results else None,
+        model_name=name if results else None,
+        eval_results=results or None,
+    )
+
+    repo = repo_id or str(shown)
+    lines = [f"# {name}", ""]
+    if synthetic:
+        lines += [
+            "> **SYNTHETIC WEIGHTS**: random tensors in the official checkpoint layout, made to test the "
+            "pipeline. This is not the published model and predicts nothing useful.",
+            "",
+        ]
+    lines += [
+        f"{_describe(config, entry, task)}. Converted by swinzoo from the checkpoint below into {fmt}'s layout.",
+        "",
+        "## Source",
+        "",
+        f"- file: `{conversion.get('source', '?')}`",
+        f"- sha256: `{conversion.get('source_sha256', '?')}`"
+        + (" (matches the digest pinned in the zoo manifest)" if conversion.get("source_pinned") is True else ""),
+    ]
+    if entry is not None and entry.pretrained_from:
+        lines.append(f"- fine-tuned from: `{entry.pretrained_from}`")
+    if entry is not None and (entry.upstream.transformers or entry.upstream.timm):
+        ups = [f"transformers `{entry.upstream.transformers}`"] if entry.upstream.transformers else []
+        ups += [f"timm `{entry.upstream.timm}`"] if entry.upstream.timm else []
+        lines.append("- the same checkpoint elsewhere: " + ", ".join(ups))
+    lines += [
+        "",
+        "## Conversion",
+        "",
+        f"- swinzoo {conversion.get('swinzoo_version', '?')}, converter `{conversion.get('converter', '?')}`, "
+        f"dtype `{conversion.get('dtype', '?')}`",
+        f"- {len(conversion.get('mapped') or {})} tensors mapped, {len(conversion.get('dropped') or {})} "
+        f"dropped with a stated reason (see `conversion.json`)"
+        if fmt == "swinzoo"
+        else f"- {len(conversion.get('mapped') or {})} tensors mapped into swinzoo's layout, then exported to "
+        f"{fmt}'s layout",
+    ]
+    for note in conversion.get("notes") or []:
+        lines.append(f"- note: {note}")
+    lines += ["", "## Verification", "", verification_section(verification, str(shown))]
+    if results or (entry is not None and entry.metrics is not None):
+        lines += ["## Accuracy (reported, not re-measured)", ""]
+        if results:
+            for r in results:
+                lines.append(
+                    f"- {r.dataset_name} top-1: **{r.metric_value} %**, as reported by the original authors "
+                    f"([source]({r.source_url})); swinzoo has not re-measured it."
+                )
+        if entry.metrics is not None and entry.metrics.simmim_val_loss is not None:
+            lines.append(f"- SimMIM validation loss reported by the authors: {entry.metrics.simmim_val_loss}")
+        lines.append("")
+    lines += ["## Usage", "", _usage(fmt, repo, task, config, entry), "## Citation", ""]
+    for citation in _citations(entry, config, simmim):
+        lines += ["```bibtex", citation, "```", ""]
+    lines += ["License: MIT, as the original checkpoints (microsoft/Swin-Transformer).", ""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
 def write_card(folder: str | Path) -> Path:
-    """Write README.md from the folder's config.json, conversion.json and (if present) verification.json."""
-    from huggingface_hub import ModelCard, ModelCardData
+    """Write README.md from the folder's config.json, conversion.json and (if present) verification.json.
 
+    Atomic (temporary file, then rename), so a reader never sees half a card. ``swinzoo verify`` should call
+    this again after writing ``verification.json`` so the card shows the result.
+    """
     folder = Path(folder)
-    conversion = json.loads((folder / "conversion.json").read_text())
-    data = ModelCardData(license="mit", library_name="swinzoo", tags=["swinzoo", "swin-transformer"])
-    body = (
-        f"---\n{data.to_yaml()}\n---\n\n# {conversion.get('entry') or folder.name}\n\n"
-        f"Converted by swinzoo {conversion['swinzoo_version']} from `{conversion['source']}` "
-        f"(sha256 `{conversion['source_sha256']}`) with the `{conversion['converter']}` converter.\n"
-    )
-    path = folder / "README.md"
-    ModelCard(body).save(path)
-    return path
+    card = build_card(folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{CARD_NAME}.", suffix=".partial", dir=folder)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o644)
+        Path(tmp).write_text(str(card), encoding="utf-8")
+        os.replace(tmp, folder / CARD_NAME)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return folder / CARD_NAME

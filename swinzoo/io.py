@@ -110,9 +110,7 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------- loading
-def _resolve_files(
-    name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None
-) -> tuple[Path, Path]:
+def _resolve_files(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None) -> tuple[Path, Path]:
     path = Path(name_or_path)
     if path.is_dir():
         if revision is not None:
@@ -124,40 +122,50 @@ def _resolve_files(
                 raise LoadError(f"{path}: no {f.name}{extra}")
         return config, weights
     if path.suffix or path.exists() or str(name_or_path).count("/") != 1:
-        raise LoadError(
-            f"{name_or_path}: not a folder with {CONFIG_NAME} and {WEIGHTS_NAME}, nor a Hub id ORG/NAME"
-        )
+        raise LoadError(f"{name_or_path}: not a folder with {CONFIG_NAME} and {WEIGHTS_NAME}, nor a Hub id ORG/NAME")
     return _download_from_hub(str(name_or_path), revision, cache_dir)
 
 
 def _download_from_hub(repo_id: str, revision: str | None, cache_dir: str | None) -> tuple[Path, Path]:
+    """config.json and model.safetensors of one commit: the weights are fetched at the commit the config came
+    from, so a push landing between the two downloads cannot pair one commit's config with another's weights.
+    With HF_HUB_OFFLINE=1 (or no network) both come from the Hugging Face cache."""
+    import re
+
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
     at = f"{repo_id}@{revision or 'main'}"
-    files = []
+    files: list[Path] = []
+    pinned = revision
     for filename in (CONFIG_NAME, WEIGHTS_NAME):
         try:
-            files.append(Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)))
+            files.append(Path(hf_hub_download(repo_id, filename, revision=pinned, cache_dir=cache_dir)))
         except RepositoryNotFoundError as exc:
-            raise LoadError(
-                f"Hub repo {repo_id!r} not found (or private: log in with `hf auth login`)"
-            ) from exc
+            raise LoadError(f"Hub repo {repo_id!r} not found (or private: log in with `hf auth login`)") from exc
         except RevisionNotFoundError as exc:
             raise LoadError(f"Hub repo {repo_id!r} has no revision {revision!r}") from exc
-        except EntryNotFoundError as exc:
-            extra = " (swinzoo loads safetensors only)" if filename == WEIGHTS_NAME else ""
-            raise LoadError(f"{at}: no file {filename}{extra}") from exc
-        except LocalEntryNotFoundError as exc:
+        except LocalEntryNotFoundError as exc:  # before EntryNotFoundError: it is a subclass
             raise LoadError(
                 f"{at}: {filename} is not in the local cache and the Hub cannot be reached "
                 "(offline, or HF_HUB_OFFLINE=1): download it once with a network"
             ) from exc
+        except EntryNotFoundError as exc:
+            extra = " (swinzoo loads safetensors only)" if filename == WEIGHTS_NAME else ""
+            raise LoadError(f"{at}: no file {filename}{extra}") from exc
+        except HfHubHTTPError as exc:
+            status = getattr(exc.response, "status_code", "?")
+            raise LoadError(f"{at}: the Hub answered {status} for {filename}") from exc
+        # The cache keeps each file under snapshots/<commit>/: pin the next download to that commit.
+        commit = files[-1].parent.name
+        if re.fullmatch(r"[0-9a-f]{40}", commit):
+            pinned = commit
     return files[0], files[1]
 
 

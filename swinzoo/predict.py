@@ -1,0 +1,201 @@
+"""``swinzoo predict``: class names and probabilities for images, from a zoo name, a folder or a Hub repo.
+
+The eval preprocessing is the checkpoint's own: the one recorded at convert time (``conversion.json``
+``preprocessing``), else the manifest entry the weights came from (``entry`` in the safetensors metadata,
+which travels with the weights to the Hub), else the Swin recipe at the config's image size (resize the
+short side to size / 0.875, bicubic, centre crop, ImageNet mean/std).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import SwinConfig
+from .images import Preprocessing, load_image, preprocess
+
+DEFAULT_CROP_PCT = 0.875
+CONVERTED_DIR = Path("converted")
+_BATCH = 16
+
+
+class PredictError(ValueError):
+    """The model or the inputs cannot be used for prediction; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of one image's top-k: head index, label and softmax probability."""
+
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class ImagePredictions:
+    image: str
+    predictions: list[Prediction]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "predictions": [
+                {"index": p.index, "label": p.label, "probability": p.probability} for p in self.predictions
+            ],
+        }
+
+
+@dataclass
+class LoadedClassifier:
+    """A classification model with the preprocessing its checkpoint was evaluated with."""
+
+    model: torch.nn.Module
+    preprocessing: Preprocessing
+    source: str  # what was loaded: the folder, or repo@revision
+    preprocessing_from: str  # where the preprocessing came from
+
+
+# --------------------------------------------------------------------------------------------- preprocessing
+def preprocessing_for(
+    weights: str | os.PathLike, config: SwinConfig, conversion: str | os.PathLike | None = None
+) -> Preprocessing:
+    """The eval preprocessing of a checkpoint (see the module docstring for the order)."""
+    return _preprocessing_with_origin(Path(weights), config, Path(conversion) if conversion else None)[0]
+
+
+def _preprocessing_with_origin(weights: Path, config: SwinConfig, conversion: Path | None) -> tuple[Preprocessing, str]:
+    from .card import read_json
+    from .config import ConfigError
+    from .io import read_safetensors_metadata
+
+    record = read_json(conversion, required=False) if conversion is not None else None
+    stored = (record or {}).get("preprocessing")
+    if isinstance(stored, dict):
+        try:
+            return Preprocessing(**stored), f"{conversion} (preprocessing)"
+        except (ConfigError, TypeError) as exc:
+            raise PredictError(f"{conversion}: 'preprocessing' is invalid: {exc}") from exc
+    entry_name = (record or {}).get("entry") or read_safetensors_metadata(weights).get("entry")
+    if entry_name:
+        from .manifest import ManifestError, get_entry
+
+        try:
+            return get_entry(entry_name).preprocessing, f"zoo entry {entry_name}"
+        except ManifestError:
+            pass  # converted with a manifest this install does not have: fall back to the config
+    height, width = config.image_hw
+    if height != width:
+        raise PredictError(
+            f"image_size {config.image_size} is not square and no preprocessing is recorded for these weights"
+        )
+    return Preprocessing(input_size=height, crop_pct=DEFAULT_CROP_PCT), "config.json (Swin eval recipe)"
+
+
+# --------------------------------------------------------------------------------------------- loading
+def resolve_model(spec: str, revision: str | None = None) -> tuple[Path, str]:
+    """The local folder holding ``spec``'s files (Hub repos: the cache snapshot) and a description of it.
+
+    ``spec`` is a folder, a zoo entry name (its ``converted/NAME`` folder) or a Hub id ``ORG/NAME``.
+    """
+    from .io import _resolve_files
+    from .manifest import load_manifests
+
+    path = Path(spec)
+    if path.is_dir():
+        if revision is not None:
+            raise PredictError(f"{spec} is a local folder: --revision only applies to Hub repos")
+        return path, str(path)
+    if spec in load_manifests():
+        folder = CONVERTED_DIR / spec
+        if not folder.is_dir():
+            raise PredictError(
+                f"zoo entry {spec!r} has not been converted: no folder {folder}. "
+                f"Run `swinzoo convert {spec}` first (or pass --model DIR or a Hub id ORG/NAME)"
+            )
+        return folder, str(folder)
+    if spec.count("/") != 1 or path.exists():
+        from .manifest import ManifestError, get_entry
+
+        hint = ""
+        try:
+            get_entry(spec)
+        except ManifestError as exc:
+            hint = str(exc).split(";", 1)[-1].strip()
+        raise PredictError(
+            f"--model {spec!r} is not a folder, a zoo entry name or a Hub id ORG/NAME" + (f" ({hint})" if hint else "")
+        )
+    config_file, _ = _resolve_files(spec, revision, None)
+    snapshot = config_file.parent
+    _fetch_optional(spec, "conversion.json", snapshot.name)
+    return snapshot, f"{spec}@{revision or 'main'} (commit {snapshot.name})"
+
+
+def _fetch_optional(repo_id: str, filename: str, commit: str) -> None:
+    """Download an optional file into the same snapshot (ignored when absent or offline and not cached)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    try:
+        hf_hub_download(repo_id, filename, revision=commit)
+    except (EntryNotFoundError, HfHubHTTPError, OSError):
+        pass
+
+
+def load_classifier(spec: str, revision: str | None = None) -> LoadedClassifier:
+    """Load ``spec`` (folder, zoo name or Hub id) for prediction, with its eval preprocessing."""
+    from .io import CONFIG_NAME, WEIGHTS_NAME, from_pretrained
+    from .modeling import SwinForImageClassification
+
+    folder, source = resolve_model(spec, revision)
+    model = from_pretrained(folder)
+    if not isinstance(model, SwinForImageClassification):
+        raise PredictError(
+            f"{source} is a {type(model).__name__} ({(folder / CONFIG_NAME).name} task "
+            "is not image-classification): predict needs a classifier, a SimMIM pretrain checkpoint has none"
+        )
+    conversion = folder / "conversion.json"
+    pp, origin = _preprocessing_with_origin(
+        folder / WEIGHTS_NAME, model.config, conversion if conversion.is_file() else None
+    )
+    return LoadedClassifier(model.eval(), pp, source, origin)
+
+
+# --------------------------------------------------------------------------------------------- predicting
+def classify(loaded: LoadedClassifier, images: Sequence[str | os.PathLike], top_k: int = 5) -> list[ImagePredictions]:
+    """Top-``top_k`` classes (softmax over the logits) of every image, in the order given."""
+    if top_k < 1:
+        raise PredictError(f"--top-k must be at least 1, got {top_k}")
+    if not images:
+        raise PredictError("no images given")
+    model, pp = loaded.model, loaded.preprocessing
+    labels = model.config.id2label
+    k = min(top_k, model.config.num_labels)
+    dtype = next(model.parameters()).dtype
+    results: list[ImagePredictions] = []
+    for start in range(0, len(images), _BATCH):
+        chunk = list(images[start : start + _BATCH])
+        batch = torch.stack([preprocess(load_image(p), pp) for p in chunk]).to(dtype)
+        with torch.inference_mode():
+            probabilities = model(batch).logits.float().softmax(dim=-1)
+        values, indices = probabilities.topk(k, dim=-1)
+        for path, vals, idxs in zip(chunk, values.tolist(), indices.tolist(), strict=True):
+            results.append(
+                ImagePredictions(
+                    str(path),
+                    [Prediction(i, labels.get(i, f"LABEL_{i}"), v) for v, i in zip(vals, idxs, strict=True)],
+                )
+            )
+    return results
+
+
+def predict(
+    images: Sequence[str | os.PathLike], model: str, *, top_k: int = 5, revision: str | None = None
+) -> list[ImagePredictions]:
+    """Load ``model`` (zoo NAME, folder or Hub ORG/NAME) and classify ``images``."""
+    return classify(load_classifier(model, revision), images, top_k)

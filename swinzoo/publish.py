@@ -1,0 +1,601 @@
+"""Publish a converted, verified folder to the Hugging Face Hub in one atomic commit.
+
+Why one ``create_commit`` with ``parent_commit``: the branch head is read together with its file list, the
+local files are compared with it (sha256 for LFS files, git's blob sha1 for the others, the hashes the Hub
+reports), and only what differs is committed on top of exactly that head. A concurrent push moves the head,
+the Hub answers 412, and nothing is half-published. Unchanged files mean no commit at all. The branch ends
+up holding exactly the published files (plus ``.gitattributes``): files left from an earlier publish that
+are not part of this one are deleted in the same commit, so a tag always names one coherent model.
+
+Formats: ``swinzoo`` (the folder as converted: model.safetensors, config.json, conversion.json,
+verification.json), ``transformers`` (config.json + model.safetensors that ``AutoModelForImageClassification``
+or ``Swin(v2)ForMaskedImageModeling`` load; 4.x parameter names, which 5.x also reads) and ``timm``
+(config.json with ``architecture``/``model_args``/``pretrained_cfg`` + model.safetensors in timm's layout,
+for ``timm.create_model("hf-hub:ORG/NAME", pretrained=True)``). Every format gets the model card.
+
+The token comes from huggingface_hub (``HF_TOKEN`` or ``hf auth login``); swinzoo never reads or prints it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .card import (
+    CARD_NAME,
+    CONVERSION_NAME,
+    FORMATS,
+    VERIFICATION_NAME,
+    build_card,
+    read_json,
+    read_verification,
+    reference_rows,
+    verification_passed,
+)
+from .config import CONFIG_NAME, SwinConfig
+from .io import WEIGHTS_NAME
+
+KEEP_REMOTE = frozenset({".gitattributes"})
+_HASH_CHUNK = 8 * 1024 * 1024
+
+
+class PublishError(RuntimeError):
+    """Publishing was refused or failed; the message says why and what to do. Nothing was half-published."""
+
+
+# --------------------------------------------------------------------------------------------- files
+@dataclass
+class UploadFile:
+    """One file of the commit: its path in the repo and where its bytes are (memory or a local file)."""
+
+    path_in_repo: str
+    content: bytes | Path  # an export's file lives in a temporary folder: only valid during publish()
+    _sha256: str | None = field(default=None, repr=False)
+    _sha1: str | None = field(default=None, repr=False)
+    _size: int | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            self._size = len(self.content) if isinstance(self.content, bytes) else self.content.stat().st_size
+        return self._size
+
+    def freeze(self) -> UploadFile:
+        """Compute size and sha256 now, so they outlive a temporary export folder."""
+        _ = self.size, self.sha256
+        return self
+
+    def _chunks(self):
+        if isinstance(self.content, bytes):
+            yield self.content
+            return
+        with self.content.open("rb") as f:
+            while chunk := f.read(_HASH_CHUNK):
+                yield chunk
+
+    @property
+    def sha256(self) -> str:
+        """What the Hub reports for an LFS file."""
+        if self._sha256 is None:
+            h = hashlib.sha256()
+            for chunk in self._chunks():
+                h.update(chunk)
+            self._sha256 = h.hexdigest()
+        return self._sha256
+
+    @property
+    def git_sha1(self) -> str:
+        """Git's blob id (sha1 of ``blob <size>\\0`` + bytes): what the Hub reports for a regular file."""
+        if self._sha1 is None:
+            h = hashlib.sha1(f"blob {self.size}\0".encode())
+            for chunk in self._chunks():
+                h.update(chunk)
+            self._sha1 = h.hexdigest()
+        return self._sha1
+
+
+@dataclass
+class PublishResult:
+    """What a publish did (or, with ``dry_run``, would do)."""
+
+    repo_id: str
+    revision: str
+    fmt: str
+    files: list[UploadFile]
+    verification: dict[str, Any] | None
+    dry_run: bool = False
+    forced_reasons: list[str] = field(default_factory=list)
+    uploaded: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    commit: str | None = None
+    parent: str | None = None
+    changed: bool = False
+    tag: str | None = None
+    tag_created: bool = False
+    url: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "format": self.fmt,
+            "dry_run": self.dry_run,
+            "files": [{"path": f.path_in_repo, "size": f.size, "sha256": f.sha256} for f in self.files],
+            "uploaded": self.uploaded,
+            "deleted": self.deleted,
+            "commit": self.commit,
+            "parent": self.parent,
+            "changed": self.changed,
+            "tag": self.tag,
+            "tag_created": self.tag_created,
+            "verified": verification_passed(self.verification),
+            "forced": self.forced_reasons,
+            "url": self.url,
+        }
+
+
+# --------------------------------------------------------------------------------------------- checks
+def verification_problems(folder: Path) -> list[str]:
+    """Why the folder's weights do not count as verified (empty list: verified, these exact weights)."""
+    verification = read_verification(folder)
+    if verification is None:
+        return [f"{folder / VERIFICATION_NAME} is missing: run `swinzoo verify --converted {folder}` first"]
+    problems = []
+    if not verification_passed(verification):
+        failed = [f"{r['reference']}: {r['status']}" for r in reference_rows(verification) if r["status"] != "pass"]
+        which = f" ({'; '.join(failed)})" if failed else ""
+        status = verification.get("status", "passed" if verification.get("passed") is True else "failed")
+        problems.append(f"{folder / VERIFICATION_NAME} says verification did not pass: status {status}{which}")
+    conversion = read_json(folder / CONVERSION_NAME, required=False) or {}
+    weights = UploadFile(WEIGHTS_NAME, folder / WEIGHTS_NAME)
+    for key, actual in (
+        ("source_sha256", conversion.get("source_sha256")),
+        ("weights_sha256", weights.sha256 if verification.get("weights_sha256") else None),
+    ):
+        claimed = verification.get(key)
+        if claimed and actual and claimed != actual:
+            problems.append(
+                f"{folder / VERIFICATION_NAME} was made for other weights: {key} {claimed} there, {actual} here "
+                "(re-run `swinzoo verify --converted`)"
+            )
+    return problems
+
+
+def _check_folder(folder: Path) -> dict[str, Any]:
+    for name in (CONFIG_NAME, WEIGHTS_NAME, CONVERSION_NAME):
+        if not (folder / name).is_file():
+            raise PublishError(f"{folder}: no {name}; publish takes a folder written by `swinzoo convert`")
+    config = read_json(folder / CONFIG_NAME)
+    if config.get("task") not in ("image-classification", "masked-image-modeling"):
+        raise PublishError(
+            f"{folder / CONFIG_NAME}: task {config.get('task')!r}; publish takes classification or SimMIM folders"
+        )
+    return config
+
+
+# --------------------------------------------------------------------------------------------- exports
+def _load_swinzoo(folder: Path):
+    from .io import from_pretrained
+
+    return from_pretrained(folder)
+
+
+def _same_outputs(ours: torch.Tensor, theirs: torch.Tensor, what: str, tol: float = 1e-4) -> None:
+    diff = (ours.double() - theirs.double()).abs().max().item()
+    if not diff <= tol:
+        raise PublishError(f"the {what} export does not reproduce swinzoo's outputs: max |diff| {diff:.3g} > {tol}")
+
+
+def _probe_input(config: SwinConfig) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(1, config.num_channels, *config.image_hw, generator=generator)
+
+
+def _translate_keys(keys, from_rules, to_rules) -> dict[str, str]:
+    """Rename foreign keys between two styles of one rule table, pairing rules by their swinzoo side.
+
+    Used to name the installed transformers' parameters in the 4.x ("legacy") style, so the legacy export
+    is checked against the parameter list and shapes of a real transformers model.
+    """
+    from .converters.engine import Fused, Pattern, Rename
+
+    partner = {r.swinzoo: r for r in to_rules if isinstance(r, (Rename, Fused))}
+    out = {}
+    for key in keys:
+        for rule in from_rules:
+            if not isinstance(rule, (Rename, Fused)):
+                continue
+            templates = [rule.foreign] if isinstance(rule, Rename) else list(rule.foreign)
+            for i, template in enumerate(templates):
+                values = Pattern(template).match(key)
+                if values is not None:
+                    other = partner[rule.swinzoo]
+                    target = other.foreign if isinstance(other, Rename) else other.foreign[i]
+                    out[key] = Pattern(target).format(values)
+                    break
+            if key in out:
+                break
+        else:
+            raise PublishError(f"transformers parameter {key} has no rule in converters/transformers_layout.py")
+    return out
+
+
+def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
+    """config.json + model.safetensors for transformers, checked by loading them with transformers."""
+    from safetensors.torch import save_file
+
+    from .converters.engine import convert_state_dict, shapes_of
+    from .converters.transformers_layout import (
+        create_transformers_model,
+        detect_style,
+        transformers_config,
+        transformers_rules,
+    )
+
+    model = _load_swinzoo(folder)
+    config, task = model.config, read_json(folder / CONFIG_NAME)["task"]
+    try:
+        hf_config = transformers_config(config)
+        with torch.device("meta"):
+            reference = create_transformers_model(config, task)
+    except ValueError as exc:
+        raise PublishError(f"{folder}: no transformers format: {exc}") from exc
+    installed = shapes_of(reference)
+    style = detect_style(installed)
+    names = _translate_keys(
+        installed, transformers_rules(config, task, style=style), transformers_rules(config, task, style="legacy")
+    )
+    target = {names[k]: shape for k, shape in installed.items()}
+    state, _ = convert_state_dict(
+        model.state_dict(), transformers_rules(config, task, style="legacy"), target, to_swinzoo=False, what="model"
+    )
+    hf_config.architectures = [type(reference).__name__]
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+    config_dict = hf_config.to_dict()
+    config_dict.pop("_name_or_path", None)
+    (out / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
+
+    import transformers
+
+    loaded = getattr(transformers, type(reference).__name__).from_pretrained(out).eval()
+    x = _probe_input(config)
+    with torch.inference_mode():
+        ours, theirs = model(x), loaded(x)
+    field_name = "logits" if task == "image-classification" else "reconstruction"
+    _same_outputs(getattr(ours, field_name), getattr(theirs, field_name), "transformers")
+    return [UploadFile(CONFIG_NAME, out / CONFIG_NAME), UploadFile(WEIGHTS_NAME, out / WEIGHTS_NAME)]
+
+
+def _timm_architecture(config: SwinConfig, entry_name: str | None) -> str:
+    """A registered timm model name; ``model_args`` carry the real architecture, so any Swin name works."""
+    from .card import _entry
+
+    entry = _entry(entry_name)
+    if entry is not None and entry.upstream.timm:
+        return entry.upstream.timm.split(".")[0]
+    return "swin_tiny_patch4_window7_224" if config.version == 1 else "swinv2_tiny_window8_256"
+
+
+def export_timm(folder: Path, out: Path) -> list[UploadFile]:
+    """config.json + model.safetensors written by timm's own ``save_for_hf``, checked by loading them back."""
+    import timm
+    from timm.models import save_for_hf
+
+    from .converters.engine import convert_state_dict, shapes_of
+    from .converters.timm_layout import create_timm_model, timm_rules
+
+    config_json = read_json(folder / CONFIG_NAME)
+    if config_json["task"] != "image-classification":
+        raise PublishError(
+            f"{folder}: a {config_json['task']} (SimMIM pretrain) folder has no timm format: timm has no SimMIM "
+            "decoder; publish it with --format swinzoo or --format transformers"
+        )
+    model = _load_swinzoo(folder)
+    config = model.config
+    try:
+        layout_model = create_timm_model(config)  # the kwargs swinzoo's parity checks use
+    except ValueError as exc:
+        raise PublishError(f"{folder}: no timm format: {exc}") from exc
+    conversion = read_json(folder / CONVERSION_NAME)
+    model_args = dict(
+        img_size=list(config.image_hw),
+        patch_size=config.patch_size,
+        in_chans=config.num_channels,
+        num_classes=config.num_labels,
+        embed_dim=config.embed_dim,
+        depths=list(config.depths),
+        num_heads=list(config.num_heads),
+        window_size=config.window_size,
+        mlp_ratio=config.mlp_ratio,
+        qkv_bias=config.qkv_bias,
+    )
+    if config.version == 2:
+        model_args["pretrained_window_sizes"] = list(config.pretrained_window_sizes)
+    arch = _timm_architecture(config, conversion.get("entry"))
+    timm_model = timm.create_model(arch, pretrained=False, **model_args).eval()
+    if shapes_of(timm_model) != shapes_of(layout_model):
+        raise PublishError(f"timm.create_model({arch!r}, **model_args) does not build the expected architecture")
+    state, _ = convert_state_dict(
+        model.state_dict(), timm_rules(config), shapes_of(timm_model), to_swinzoo=False, what="model"
+    )
+    timm_model.load_state_dict(state, strict=True)
+    pp = _preprocessing(folder, config)
+    timm_model.pretrained_cfg = {
+        **timm_model.pretrained_cfg,
+        "tag": None,
+        "hf_hub_id": None,
+        "url": None,
+        "pool_size": None,
+        "input_size": (config.num_channels, *config.image_hw),
+        "crop_pct": pp.crop_pct,
+        "crop_mode": "center",
+        "interpolation": pp.interpolation,
+        "mean": tuple(pp.mean),
+        "std": tuple(pp.std),
+        "num_classes": config.num_labels,
+        "license": "mit",
+    }
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    save_for_hf(
+        timm_model,
+        str(out),
+        model_config={"model_args": model_args, "label_names": labels},
+        safe_serialization=True,
+    )
+    loaded = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
+    x = _probe_input(config)
+    with torch.inference_mode():
+        _same_outputs(model(x).logits, loaded(x), "timm")
+    return [UploadFile(CONFIG_NAME, out / CONFIG_NAME), UploadFile(WEIGHTS_NAME, out / WEIGHTS_NAME)]
+
+
+def _preprocessing(folder: Path, config: SwinConfig):
+    from .predict import preprocessing_for
+
+    return preprocessing_for(folder / WEIGHTS_NAME, config, folder / CONVERSION_NAME)
+
+
+def export_swinzoo(folder: Path) -> list[UploadFile]:
+    """The folder as converted (weights, config, conversion record and verification record)."""
+    names = [WEIGHTS_NAME, CONFIG_NAME, CONVERSION_NAME, VERIFICATION_NAME]
+    return [UploadFile(n, folder / n) for n in names if (folder / n).is_file()]
+
+
+def build_files(folder: Path, fmt: str, workdir: Path, repo_id: str) -> list[UploadFile]:
+    """Every file of the commit for ``fmt``, the model card included (rendered now, with the repo id)."""
+    if fmt == "swinzoo":
+        files = export_swinzoo(folder)
+    elif fmt == "transformers":
+        files = export_transformers(folder, workdir / "transformers")
+    elif fmt == "timm":
+        files = export_timm(folder, workdir / "timm")
+    else:
+        raise PublishError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt != "swinzoo":
+        # the conversion and verification records travel in every format: they are the provenance.
+        files += [UploadFile(n, folder / n) for n in (CONVERSION_NAME, VERIFICATION_NAME) if (folder / n).is_file()]
+    card = build_card(folder, fmt=fmt, repo_id=repo_id)
+    files.append(UploadFile(CARD_NAME, str(card).encode("utf-8")))
+    return sorted(files, key=lambda f: f.path_in_repo)
+
+
+# --------------------------------------------------------------------------------------------- hub
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:  # pragma: no cover - older huggingface_hub uses requests (its errors are OSErrors)
+        pass
+    return tuple(errors)
+
+
+def _explain(exc: BaseException, doing: str, repo_id: str) -> PublishError:
+    """A clear message for a Hub failure; built from status and server message only (never headers)."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(exc, OfflineModeIsEnabled):
+        return PublishError(f"{doing}: offline mode is on (HF_HUB_OFFLINE=1); publishing needs the Hub")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, HfHubHTTPError) and status is not None:
+        hint = {
+            401: "not logged in: run `hf auth login` or set HF_TOKEN",
+            403: f"the token may not write to {repo_id} (needs a write token for that namespace)",
+            412: "the branch moved while publishing (someone else pushed): nothing was committed; run again",
+        }.get(status, "")
+        server = getattr(exc, "server_message", None) or ""
+        detail = "; ".join(x for x in (hint, server.strip()) if x)
+        return PublishError(f"{doing}: the Hub answered {status}" + (f" ({detail})" if detail else ""))
+    return PublishError(f"{doing}: cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc})")
+
+
+def _hub_call(doing: str, repo_id: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except _hub_errors() as exc:
+        raise _explain(exc, doing, repo_id) from exc
+
+
+def _remote_tree(api, repo_id: str, branch: str) -> tuple[str, dict[str, Any]]:
+    """The branch head and its files (with LFS sha256 / blob ids), read in one request."""
+    info = _hub_call(
+        f"reading {repo_id}@{branch}", repo_id, api.model_info, repo_id, revision=branch, files_metadata=True
+    )
+    return info.sha, {s.rfilename: s for s in info.siblings or []}
+
+
+def _unchanged(local: UploadFile, remote) -> bool:
+    if remote is None or remote.size is not None and remote.size != local.size:
+        return False
+    if remote.lfs is not None:
+        return remote.lfs.sha256 == local.sha256
+    return remote.blob_id == local.git_sha1
+
+
+def _ensure_branch(api, repo_id: str, branch: str) -> None:
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    if branch == "main":
+        return
+    refs = _hub_call(f"listing the refs of {repo_id}", repo_id, api.list_repo_refs, repo_id)
+    if any(t.name == branch for t in refs.tags):
+        raise PublishError(f"--revision {branch!r} is a tag of {repo_id}; --revision names a branch (use --tag)")
+    if not any(b.name == branch for b in refs.branches):
+        try:
+            api.create_branch(repo_id, branch=branch, exist_ok=True)
+        except RevisionNotFoundError as exc:  # pragma: no cover - main always exists on the Hub
+            raise PublishError(f"cannot create branch {branch!r} of {repo_id}: {exc}") from exc
+        except _hub_errors() as exc:
+            raise _explain(exc, f"creating branch {branch!r} of {repo_id}", repo_id) from exc
+
+
+def _existing_tag(api, repo_id: str, tag: str) -> str | None:
+    refs = _hub_call(f"listing the refs of {repo_id}", repo_id, api.list_repo_refs, repo_id)
+    return {t.name: t.target_commit for t in refs.tags}.get(tag)
+
+
+def _tag(api, result: PublishResult, tag: str) -> None:
+    """Tag the published commit (after :func:`_push` checked that an existing tag already names it)."""
+    if _existing_tag(api, result.repo_id, tag) == result.commit:
+        return
+    _hub_call(
+        f"creating tag {tag!r} on {result.repo_id}",
+        result.repo_id,
+        api.create_tag,
+        result.repo_id,
+        tag=tag,
+        revision=result.commit,
+        tag_message=f"swinzoo {__version__}: {result.fmt} format",
+    )
+    result.tag_created = True
+
+
+def publish(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    tag: str | None = None,
+    private: bool = False,
+    dry_run: bool = False,
+    fmt: str = "swinzoo",
+    force: bool = False,
+    commit_message: str | None = None,
+    token: str | bool | None = None,
+) -> PublishResult:
+    """Publish a converted folder to ``repo_id`` (branch ``revision``, default main) in one atomic commit.
+
+    Refuses a folder without a passing ``verification.json`` for these weights unless ``force``. With
+    ``dry_run`` nothing is sent: the files are built (exports included) and listed. ``token`` is passed to
+    huggingface_hub (None: its usual lookup, HF_TOKEN or the stored login).
+    """
+    folder = Path(folder)
+    if fmt not in FORMATS:
+        raise PublishError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise PublishError(f"--repo-id {repo_id!r}: expected ORG/NAME")
+    _check_folder(folder)
+    problems = verification_problems(folder)
+    if problems and not force:
+        raise PublishError(
+            "refusing to publish unverified weights: "
+            + "; ".join(problems)
+            + ". Pass --force to publish anyway (the card then says NOT VERIFIED / FAILED)."
+        )
+    branch = revision or "main"
+    with tempfile.TemporaryDirectory(prefix="swinzoo-publish-") as tmp:
+        try:
+            files = build_files(folder, fmt, Path(tmp), repo_id)
+        except ValueError as exc:  # mapping / config errors from the converters
+            raise PublishError(f"{folder}: cannot export to {fmt} format: {exc}") from exc
+        result = PublishResult(
+            repo_id, branch, fmt, files, read_verification(folder), dry_run=dry_run, forced_reasons=problems
+        )
+        for f in files:
+            f.freeze()
+        if dry_run:
+            result.uploaded = [f.path_in_repo for f in files]
+            result.tag = tag
+            return result
+        return _push(result, folder, private=private, tag=tag, commit_message=commit_message, token=token)
+
+
+def _push(
+    result: PublishResult,
+    folder: Path,
+    *,
+    private: bool,
+    tag: str | None,
+    commit_message: str | None,
+    token: str | bool | None,
+) -> PublishResult:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    api = HfApi(token=token, library_name="swinzoo", library_version=__version__)
+    repo_url = _hub_call(
+        f"creating {result.repo_id}", result.repo_id, api.create_repo, result.repo_id, private=private, exist_ok=True
+    )
+    result.repo_id = getattr(repo_url, "repo_id", None) or result.repo_id
+    _ensure_branch(api, result.repo_id, result.revision)
+    head, remote = _remote_tree(api, result.repo_id, result.revision)
+    result.parent = head
+    local = {f.path_in_repo: f for f in result.files}
+    changed = [f for f in result.files if not _unchanged(f, remote.get(f.path_in_repo))]
+    stale = sorted(p for p in remote if p not in local and p not in KEEP_REMOTE)
+    result.commit = head
+    if tag:
+        # Tags are never moved: refuse before committing, so a refusal leaves the branch as it was.
+        tagged = _existing_tag(api, result.repo_id, tag)
+        if tagged is not None and (changed or stale or tagged != head):
+            raise PublishError(
+                f"tag {tag!r} of {result.repo_id} already points at {tagged}, which does not hold these files; "
+                "tags are not moved: choose a new tag (nothing was committed)"
+            )
+    if changed or stale:
+        operations = [
+            CommitOperationAdd(f.path_in_repo, f.content if isinstance(f.content, bytes) else str(f.content))
+            for f in changed
+        ] + [CommitOperationDelete(p) for p in stale]
+        message = commit_message or f"Publish {folder.name} ({result.fmt} format) with swinzoo {__version__}"
+        info = _hub_call(
+            f"committing to {result.repo_id}@{result.revision}",
+            result.repo_id,
+            api.create_commit,
+            result.repo_id,
+            operations,
+            commit_message=message,
+            commit_description=_description(result),
+            revision=result.revision,
+            parent_commit=head,
+        )
+        result.commit = info.oid
+        result.changed = info.oid != head
+        result.uploaded = [f.path_in_repo for f in changed]
+        result.deleted = stale
+    if tag:
+        result.tag = tag
+        _tag(api, result, tag)
+    result.url = f"{api.endpoint}/{result.repo_id}/tree/{result.commit}"
+    return result
+
+
+def _description(result: PublishResult) -> str:
+    v = result.verification
+    if verification_passed(v):
+        refs = ", ".join(f"{r['reference']} {r['version']}" for r in reference_rows(v) if r["status"] == "pass")
+        return f"Verified against {refs}." if refs else "Verified."
+    return "NOT VERIFIED (published with --force): " + "; ".join(result.forced_reasons)
