@@ -170,3 +170,101 @@ def convert_command(name, source, synthetic, seed, out_dir, dtype, image_size, c
         f"  {result.report.summary()}; {format_params(summary['parameters'])} parameters; "
         f"source sha256 {result.source.sha256}"
     )
+
+
+# --------------------------------------------------------------------------------------------- publish
+def _format_size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+@main.command("publish")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--repo-id", required=True, metavar="ORG/NAME", help="Hub repository to publish to.")
+@click.option("--revision", metavar="BRANCH", help="Branch to commit to (created from main if new) [default: main].")
+@click.option("--tag", metavar="TAG", help="Tag the published commit (an existing tag must already point at it).")
+@click.option("--private", is_flag=True, help="Create the repo private (an existing repo keeps its visibility).")
+@click.option("--dry-run", is_flag=True, help="Build and list the files; send nothing.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["swinzoo", "transformers", "timm"]), default="swinzoo", show_default=True
+)
+@click.option("--force", is_flag=True, help="Publish even without a passing verification.json.")
+@click.option("--commit-message", metavar="TEXT", help="Commit message [default: says folder, format, version].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def publish_command(folder, repo_id, revision, tag, private, dry_run, fmt, force, commit_message, as_json) -> None:
+    """Publish a converted FOLDER to the Hugging Face Hub in one atomic commit, with its model card.
+
+    Refuses weights without a passing verification.json (see `swinzoo verify --converted`) unless --force.
+    Unchanged files make no commit. The token comes from `hf auth login` or HF_TOKEN and is never printed.
+    """
+    from .publish import PublishError, publish
+
+    try:
+        result = _run(
+            publish,
+            folder,
+            repo_id,
+            revision=revision,
+            tag=tag,
+            private=private,
+            dry_run=dry_run,
+            fmt=fmt,
+            force=force,
+            commit_message=commit_message,
+        )
+    except PublishError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if result.forced_reasons:
+        click.echo("warning: published without verification (--force): " + "; ".join(result.forced_reasons), err=True)
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2))
+        return
+    target = f"{result.repo_id}@{result.revision}"
+    if dry_run:
+        click.echo(f"dry run: would publish {folder} ({fmt} format) to {target}" + (f", tag {tag}" if tag else ""))
+        width = max(len(f.path_in_repo) for f in result.files)
+        for f in result.files:
+            click.echo(f"  {f.path_in_repo.ljust(width)}  {_format_size(f.size):>9}  sha256 {f.sha256}")
+        return
+    if result.changed:
+        click.echo(
+            f"published {folder} ({fmt} format) -> {target}: commit {result.commit} "
+            f"({len(result.uploaded)} file(s) uploaded, {len(result.deleted)} deleted)"
+        )
+    else:
+        click.echo(f"nothing changed: {target} already holds these files (commit {result.commit}); no new commit")
+    if tag:
+        click.echo(f"tag {tag} -> {result.commit}" + ("" if result.tag_created else " (already there)"))
+    click.echo(result.url)
+
+
+# --------------------------------------------------------------------------------------------- predict
+@main.command("predict")
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--model", "model_spec", required=True, metavar="NAME|REPO|DIR", help="Zoo entry, Hub id or folder.")
+@click.option("--revision", metavar="REV", help="Branch, tag or commit of a Hub repo.")
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
+def predict_command(images, model_spec, revision, top_k, as_json) -> None:
+    """Classify IMAGES: the top-k class names and probabilities of each.
+
+    NAME loads converted/NAME (run `swinzoo convert NAME` first); the eval preprocessing is the checkpoint's own.
+    """
+    from .predict import PredictError, classify, load_classifier
+
+    try:
+        loaded = _run(load_classifier, model_spec, revision)
+        results = _run(classify, loaded, list(images), top_k)
+    except PredictError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        data = {"model": loaded.source, "results": [r.to_dict() for r in results]}
+        click.echo(json.dumps(data, indent=2))
+        return
+    for result in results:
+        click.echo(f"{result.image}:")
+        for p in result.predictions:
+            click.echo(f"  {p.probability:8.4f}  {p.label}")
