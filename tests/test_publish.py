@@ -18,7 +18,8 @@ import torch
 from click.testing import CliRunner
 from conftest import random_model, tiny_config
 from hubserver import HubServer, hub_env, subprocess_env
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, hf_hub_download
+from safetensors import safe_open
 
 import swinzoo
 from swinzoo.cli import main
@@ -300,6 +301,12 @@ def test_transformers_format_loads_with_auto_model_and_matches(hub: HubServer, t
         assert (hf(x).logits - ours(x).logits).abs().max().item() <= TOL
     card = ModelCard.load("alice/tiny-hf")
     assert card.data.library_name == "transformers" and "AutoModelForImageClassification" in card.text
+    # transformers 4.x parameter names (5.x reads them too), so both major versions load the repo
+    with safe_open(hf_hub_download("alice/tiny-hf", "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    prefix = "swin" if version == 1 else "swinv2"
+    assert f"{prefix}.encoder.layers.0.blocks.0.attention.self.query.weight" in keys
+    assert not any("q_proj" in k for k in keys)
 
 
 @pytest.mark.parametrize("version", [1, 2])

@@ -1,0 +1,199 @@
+"""Model cards: written with huggingface_hub's ModelCard and read back with ModelCard.load.
+
+Expected metadata are facts stated here (MODELHUB accuracy, the transformers / timm ids of the same weights),
+not values read from the code under test; the verification table is checked against a verification.json
+written by swinzoo.verify's own writer, so the card and the verifier agree on the file's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import random_model
+from huggingface_hub import ModelCard
+from test_publish import make_folder, small_config, verification_record
+
+from swinzoo.card import build_card, write_card
+from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModeling
+
+IN21K = "imagenet-21k"  # ImageNet-22K's id on the Hub
+
+
+def classifier_folder(path: Path, entry: str = "", **kwargs) -> Path:
+    return make_folder(path, random_model(SwinForImageClassification, small_config()), entry=entry, **kwargs)
+
+
+def mim_folder(path: Path, entry: str, version: int = 1, **kwargs) -> Path:
+    model = random_model(SwinForMaskedImageModeling, small_config(version, num_labels=1, encoder_stride=16))
+    return make_folder(path, model, entry=entry, **kwargs)
+
+
+def card_of(folder: Path) -> ModelCard:
+    return ModelCard.load(write_card(folder))
+
+
+def test_metadata_parses_back_with_the_reported_accuracy_and_base_model(tmp_path: Path) -> None:
+    card = card_of(classifier_folder(tmp_path / "t", entry="swin-tiny-patch4-window7-224"))
+    data = card.data
+    assert data.license == "mit" and data.library_name == "swinzoo"
+    assert data.pipeline_tag == "image-classification"
+    assert data.base_model == "microsoft/swin-tiny-patch4-window7-224"
+    assert data.datasets == ["imagenet-1k"]
+    assert data.model_name == "swin-tiny-patch4-window7-224"
+    (result,) = data.eval_results
+    assert result.metric_value == 81.2  # Swin-T ImageNet-1K top-1, MODELHUB.md
+    assert (result.task_type, result.dataset_type, result.metric_type) == (
+        "image-classification",
+        "imagenet-1k",
+        "accuracy",
+    )
+    assert "original authors" in result.source_name
+    assert result.source_url == "https://github.com/microsoft/Swin-Transformer/blob/main/MODELHUB.md"
+    assert "81.2 %" in card.text and "not re-measured" in card.text
+
+
+@pytest.mark.parametrize(
+    ("entry", "base_model", "datasets"),
+    [
+        # fine-tuned on 1K after 22K pretraining: both datasets; transformers holds the same weights
+        ("swin-base-patch4-window7-224-22kto1k", "microsoft/swin-base-patch4-window7-224", [IN21K, "imagenet-1k"]),
+        # ImageNet-22K classifier (21841 classes): the Hub calls that dataset imagenet-21k
+        ("swin-tiny-patch4-window7-224-22k", "timm/swin_tiny_patch4_window7_224.ms_in22k", ["imagenet-21k"]),
+        # no transformers copy: timm's Hub id
+        ("swin-base-patch4-window7-224", "timm/swin_base_patch4_window7_224.ms_in1k", ["imagenet-1k"]),
+        # no copy anywhere: no base_model
+        ("swin-tiny-c24-patch4-window8-256", None, ["imagenet-1k"]),
+    ],
+)  # fmt: skip
+def test_base_model_and_datasets_follow_the_checkpoint_lineage(
+    tmp_path: Path, entry: str, base_model: str | None, datasets: list[str]
+) -> None:
+    data = card_of(classifier_folder(tmp_path / "t", entry=entry)).data
+    assert data.base_model == base_model
+    assert data.datasets == datasets
+
+
+def test_simmim_pretrain_card_is_image_feature_extraction_and_cites_simmim(tmp_path: Path) -> None:
+    card = card_of(mim_folder(tmp_path / "m", entry="simmim-swin-base-window6-192-100ep"))
+    data = card.data
+    assert data.pipeline_tag == "image-feature-extraction"
+    assert data.base_model == "microsoft/swin-base-simmim-window6-192"
+    assert "simmim" in data.tags and data.eval_results is None  # no classifier, no accuracy
+    assert "SimMIM: A Simple Framework for Masked Image Modeling" in card.text
+    assert "Hierarchical Vision Transformer using Shifted Windows" in card.text
+    assert "Scaling Up Capacity" not in card.text
+
+
+def test_simmim_swinv2_finetune_cites_v2_and_the_data_scaling_study(tmp_path: Path) -> None:
+    card = card_of(classifier_folder(tmp_path / "f", entry="simmim-swinv2-base-22k-125k-ft"))
+    assert card.data.datasets == ["imagenet-21k", "imagenet-1k"]
+    assert "Swin Transformer V2: Scaling Up Capacity and Resolution" in card.text
+    assert "On Data Scaling in Masked Image Modeling" in card.text
+    assert card.data.eval_results and "original authors" in card.data.eval_results[0].source_name
+
+
+def test_verification_table_from_verify_writer(tmp_path: Path) -> None:
+    from swinzoo.verify import Comparison, EntryReport, ReferenceResult, write_verification
+
+    folder = classifier_folder(tmp_path / "t", entry="swin-tiny-patch4-window7-224", verification=None)
+    report = EntryReport(
+        entry="swin-tiny-patch4-window7-224",
+        status="pass",
+        images=["chelsea.jpg", "rocket.jpg"],
+        source_sha256="5" * 64,
+        references=[
+            ReferenceResult(
+                reference="timm",
+                status="pass",
+                library="timm",
+                library_version="1.0.31",
+                comparisons=[
+                    Comparison("logits", 1.25e-6, 9.0, 1e-3, True),
+                    Comparison("stage4", 3.5e-6, 50.0, 5e-3, True),
+                ],
+                top5_agreement=1.0,
+            ),
+            ReferenceResult(reference="transformers", status="n/a", reason="no transformers layout"),
+        ],
+    )
+    write_verification(folder, report)
+    card = card_of(folder)
+    assert "| timm | 1.0.31 | 1.25e-06 | 3.50e-06 | 100.0 % | pass |" in card.text
+    assert "| transformers | ? | - | - | - | n/a (no transformers layout) |" in card.text
+    assert "`chelsea.jpg`, `rocket.jpg`" in card.text and "atol 1.00e-05 + rtol 1.00e-04" in card.text
+    assert "NOT VERIFIED" not in card.text and "FAILED" not in card.text
+    assert "verified" in card.data.tags
+
+
+def test_missing_verification_is_a_clear_not_verified_line(tmp_path: Path) -> None:
+    card = card_of(classifier_folder(tmp_path / "t", verification=None))
+    assert "**NOT VERIFIED**" in card.text and "swinzoo verify --converted" in card.text
+    assert "not-verified" in card.data.tags and "verified" not in card.data.tags
+
+
+def test_failed_verification_says_failed_and_lists_the_problems(tmp_path: Path) -> None:
+    card = card_of(classifier_folder(tmp_path / "t", verification=verification_record(passed=False)))
+    assert "**VERIFICATION FAILED**" in card.text
+    assert "timm: logits differ by 3.2e-02" in card.text
+    assert "| timm | 1.0.31 | 0.032 |" in card.text
+    assert "not-verified" in card.data.tags
+
+
+def test_extra_and_unknown_fields_in_verification_json_are_tolerated(tmp_path: Path) -> None:
+    record = verification_record(future_field={"x": 1})
+    record["references"][0]["another_new_field"] = [1, 2]
+    del record["references"][1]["hidden_max_abs_diff"]
+    card = card_of(classifier_folder(tmp_path / "t", verification=record))
+    assert "| transformers | 5.23.0 | 2.50e-06 | - | 100.0 % | pass |" in card.text
+
+
+def test_synthetic_weights_are_flagged(tmp_path: Path) -> None:
+    card = card_of(classifier_folder(tmp_path / "t"))  # make_folder records synthetic = true
+    assert "SYNTHETIC WEIGHTS" in card.text and "synthetic-weights" in card.data.tags
+
+
+def test_card_without_an_entry_has_no_model_index_and_uses_the_folder_name(tmp_path: Path) -> None:
+    card = card_of(classifier_folder(tmp_path / "my-model"))
+    assert card.data.eval_results is None and card.data.base_model is None
+    assert card.text.lstrip().startswith("# my-model")
+
+
+def test_usage_names_the_repo_and_the_format_library(tmp_path: Path) -> None:
+    folder = classifier_folder(tmp_path / "t", entry="swin-tiny-patch4-window7-224")
+    card = build_card(folder, repo_id="alice/swin-t")
+    assert 'swinzoo.from_pretrained("alice/swin-t")' in str(card) and "swinzoo predict" in str(card)
+    timm_card = build_card(folder, fmt="timm", repo_id="alice/swin-t-timm")
+    assert timm_card.data.library_name == "timm"
+    assert 'timm.create_model("hf-hub:alice/swin-t-timm", pretrained=True)' in str(timm_card)
+    hf_card = build_card(folder, fmt="transformers", repo_id="alice/swin-t-hf")
+    assert 'AutoModelForImageClassification.from_pretrained("alice/swin-t-hf")' in str(hf_card)
+    assert "resize the short side to 256, centre-crop 224 (bicubic)" in str(hf_card)
+
+
+def test_write_card_in_converts_partial_folder_names_the_final_folder(tmp_path: Path) -> None:
+    partial = classifier_folder(tmp_path / ".swin-x.ab12cd_3.partial")
+    path = write_card(partial)
+    text = path.read_text()
+    assert str(tmp_path / "swin-x") in text and ".partial" not in text
+    assert text.splitlines()[0] == "---"
+    assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044  # readable by others, like the other files
+    assert sorted(p.name for p in partial.iterdir()) == [
+        "README.md",
+        "config.json",
+        "conversion.json",
+        "model.safetensors",
+        "verification.json",
+    ]
+
+
+def test_conversion_json_that_is_not_json_is_named(tmp_path: Path) -> None:
+    folder = classifier_folder(tmp_path / "t")
+    (folder / "conversion.json").write_text("{not json")
+    from swinzoo.card import CardError
+
+    with pytest.raises(CardError, match=r"conversion.json: not valid JSON"):
+        write_card(folder)
+    assert json.loads((folder / "config.json").read_text())["task"] == "image-classification"
