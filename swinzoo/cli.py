@@ -172,6 +172,77 @@ def convert_command(name, source, synthetic, seed, out_dir, dtype, image_size, c
     )
 
 
+# --------------------------------------------------------------------------------------------- verify
+@main.command("verify")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_entries", is_flag=True, help="Every zoo entry (combine with --shard in CI).")
+@click.option("--synthetic", is_flag=True, help="Random checkpoints in each entry's official layout (offline).")
+@click.option("--source", metavar="PATH|URL", help="Verify this file as the source of the (single) entry NAME.")
+@click.option(
+    "--converted",
+    type=click.Path(file_okay=False),
+    help="Check this converted folder (or a parent with one NAME/ folder per entry) instead of converting in "
+    "memory; writes verification.json into it.",
+)
+@click.option(
+    "--reference",
+    "reference",
+    default="timm,transformers",
+    show_default=True,
+    help="Comma-separated references: timm, transformers, upstream (Hub weights; needs a network).",
+)
+@click.option("--images", "images_dir", type=click.Path(file_okay=False), help="Sample images [default: shipped].")
+@click.option("--json", "json_path", metavar="PATH", help="Write the results as JSON to PATH ('-' for stdout).")
+@click.option("--shard", metavar="K/N", help="Only shard K of N (1-based), balanced by checkpoint size.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache [default: ~/.cache/swinzoo].")
+@click.option("--seed", default=0, show_default=True, help="Seed of --synthetic checkpoints and of SimMIM masks.")
+@click.option(
+    "--skip-manual",
+    is_flag=True,
+    help="Report entries without a download URL (Google-Drive-only) as skipped instead of failing.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def verify_command(
+    names, all_entries, synthetic, source, converted, reference, images_dir, json_path, shard, cache_dir, seed,
+    skip_manual, quiet,
+) -> None:  # fmt: skip
+    """Check converted weights against timm and transformers loading the same official file.
+
+    Compares logits (max |diff|, top-5 per image), every stage's hidden state and, for SimMIM, the
+    reconstruction and loss under a fixed seeded mask. Exit code 1 when any entry fails or cannot be checked.
+    See docs/verification.md for the tolerance policy.
+    """
+    from .verify import VerifyError, format_table, parse_references, select_entries, verify, write_json
+
+    try:
+        refs = parse_references(reference)
+        selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
+        if not selected:
+            click.echo(f"shard {shard} holds no entries", err=True)
+        reports = _run(
+            verify,
+            selected,
+            synthetic=synthetic,
+            source=source,
+            converted=converted,
+            references=refs,
+            images_dir=images_dir,
+            cache_dir=cache_dir,
+            seed=seed,
+            skip_manual=skip_manual,
+            progress=not quiet,
+        )
+    except VerifyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_table(reports), err=json_path == "-")  # stdout stays pure JSON with --json -
+    if json_path:
+        write_json(json_path, reports)
+    failed = [r.entry for r in reports if not r.passed]
+    if failed:
+        click.echo(f"verification FAILED for: {', '.join(failed)}", err=True)
+        raise SystemExit(1)
+
+
 # --------------------------------------------------------------------------------------------- publish
 def _format_size(n: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):

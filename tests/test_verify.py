@@ -1,0 +1,461 @@
+"""`swinzoo verify`: passes on every official layout, and fails, naming the entry, whenever the weights that
+would be published do not compute what the official file computes in timm and transformers.
+
+The references load the synthetic official file by their own paths (timm's checkpoint filter; a separate
+official -> transformers rename table), so a broken swinzoo mapping shows as a disagreement. Small
+architectures (width 16, image 64) keep the default run fast; one real-size Swin-T run is marked slow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import swinzoo.converters.official as official
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from swinzoo.converters.engine import Rename, Transform
+
+import swinzoo.manifest as manifest
+from swinzoo import verify as V
+from swinzoo.cli import main
+from swinzoo.convert import convert, resolve_source
+from swinzoo.images import sample_image_paths
+
+SHIPPED_IMAGES = [p.name for p in sample_image_paths()]
+
+
+# --------------------------------------------------------------------------------------------- tiny zoo
+def _shrink(base: manifest.ZooEntry, name: str, depths=(2, 2, 2, 2), pretrained=None, **simmim) -> manifest.ZooEntry:
+    """A real entry's layout, labels and preprocessing with a width-16 architecture at image size 64."""
+    heads = (1, 2, 4, 8)[: len(depths)]
+    arch = dataclasses.replace(
+        base.architecture,
+        image_size=64,
+        window_size=4,
+        embed_dim=16,
+        depths=depths,
+        num_heads=heads,
+        pretrained_window_sizes=pretrained or (0,) * len(depths),
+        extra_norm_every_n_blocks=0,
+        derive_from_checkpoint=(),
+    )
+    changes = {}
+    if base.simmim is not None:  # stride of the last stage; 16-pixel mask squares: 4x4 squares per image
+        changes["simmim"] = dataclasses.replace(
+            base.simmim, encoder_stride=4 * 2 ** (len(depths) - 1), mask_patch_size=16, **simmim
+        )
+    pp = dataclasses.replace(base.preprocessing, input_size=64)
+    return dataclasses.replace(base, name=name, architecture=arch, preprocessing=pp, **changes)
+
+
+# name -> (real entry it copies, changes). Three stages for v1 keep one window in every stage (4, 4, 4*), which
+# transformers' Swin v1 can represent; "tiny-swin-clamped" has four (window 2 in the last), which it cannot.
+TINY = {
+    "tiny-swin": ("swin-tiny-patch4-window7-224", {"depths": (2, 2, 2)}),
+    "tiny-swin-clamped": ("swin-tiny-patch4-window7-224", {}),
+    "tiny-swinv2": ("swinv2-tiny-patch4-window8-256", {}),
+    "tiny-swinv2-pretrained-windows": (
+        "swinv2-base-patch4-window12to16-192to256-22kto1k-ft",
+        {"pretrained": (3, 3, 3, 2)},
+    ),
+    "tiny-simmim-swin-pretrain": ("simmim-swin-base-window6-192-100ep", {"depths": (2, 2, 2)}),
+    "tiny-simmim-swinv2-pretrain": ("simmim-swinv2-small-1k-125k", {"norm_target_patch_size": 7}),
+    "tiny-simmim-swin-finetune": ("simmim-swin-base-window7-224-100ep-ft", {"depths": (2, 2, 2)}),
+    "tiny-simmim-swinv2-finetune": ("simmim-swinv2-small-1k-125k-ft", {"pretrained": (3, 3, 3, 2)}),
+}
+
+
+@pytest.fixture
+def zoo(monkeypatch) -> dict[str, manifest.ZooEntry]:
+    """The real zoo plus the tiny entries (get_entry, convert and verify all look entries up through it)."""
+    real = manifest.load_manifests()
+    tiny = {name: _shrink(real[base], name, **changes) for name, (base, changes) in TINY.items()}
+    original = manifest.load_manifests
+    monkeypatch.setattr(
+        manifest,
+        "load_manifests",
+        lambda directory=None: {**real, **tiny} if directory is None else original(directory),
+    )
+    return tiny
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    """One download/synthetic cache for the session: each tiny synthetic file is generated once."""
+    return tmp_path_factory.mktemp("swinzoo-cache")
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["verify", *args, "--quiet"])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def by_reference(report: V.EntryReport) -> dict[str, V.ReferenceResult]:
+    return {r.reference: r for r in report.references}
+
+
+# --------------------------------------------------------------------------------------------- passing
+@pytest.mark.parametrize("name", list(TINY))
+def test_synthetic_checkpoint_of_every_layout_passes_against_timm_and_transformers(zoo, cache, name):
+    report = V.verify_entry(name, synthetic=True, cache_dir=cache)
+    assert report.status == "pass", report.to_dict()
+    assert report.images == SHIPPED_IMAGES and report.unchecked == []
+    refs = by_reference(report)
+    assert refs["timm"].status == "pass"
+    if name == "tiny-swin-clamped":  # windows 4, 4, 4, 2: not one window for all stages
+        assert refs["transformers"].status == "n/a" and "per-stage windows [4, 4, 4, 2]" in refs["transformers"].reason
+    else:
+        assert refs["transformers"].status == "pass"
+    stages = len(zoo[name].architecture.depths)
+    timm_names = [c.name for c in refs["timm"].comparisons]
+    assert timm_names[: stages + 1] == [f"stage{i + 1}" for i in range(stages)] + ["features"]
+    pretrain = zoo[name].kind == "simmim-pretrain"
+    assert timm_names[stages + 1 :] == (["reconstruction", "loss"] if pretrain else ["logits"])
+    for ref in report.references:
+        for c in ref.comparisons:
+            assert c.passed and c.max_abs_diff <= 1e-5 + 1e-4 * c.ref_max_abs, (ref.reference, c)
+            assert c.ref_max_abs > 0.1  # the compared outputs are not trivially zero
+        if not pretrain and ref.status == "pass":
+            assert ref.top5_per_image == [True] * len(SHIPPED_IMAGES)
+    if pretrain:
+        # ceil(0.6 * 16) = 10 of the 4x4 mask squares, each 16/4 = 4x4 model patches, of (64/4)^2 = 256 patches
+        assert report.mask["masked_patches_per_image"] == 160 and report.mask["patches_per_image"] == 256
+
+
+def test_cli_prints_the_table_and_json_and_exits_0_on_pass(zoo, cache):
+    code, out, err = cli("tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--json", "-")
+    assert code == 0, err
+    data = json.loads(out)  # with --json -, stdout holds only the JSON; the table goes to stderr
+    assert data["passed"] is True and data["counts"] == {"pass": 1}
+    (entry,) = data["entries"]
+    assert [r["reference"] for r in entry["references"]] == ["timm", "transformers"]
+    assert entry["tolerance"] == {"atol": 1e-5, "rtol": 1e-4}
+    header = err.splitlines()[0].split()
+    assert header == ["entry", "reference", "logits|recon", "hidden", "top-5", "result", "[entry]", "time"]
+    assert "tiny-swinv2" in err and "pass [pass]" in err and "6/6" in err
+
+
+# --------------------------------------------------------------------------------------------- converted folders
+@pytest.fixture
+def folder(zoo, cache, tmp_path) -> Path:
+    convert("tiny-swin", synthetic=True, cache_dir=cache, out_dir=tmp_path / "tiny-swin", progress=False)
+    return tmp_path / "tiny-swin"
+
+
+def _rewrite_weights(folder: Path, edit) -> None:
+    path = folder / "model.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    state = load_file(str(path))
+    edit(state)
+    save_file(state, str(path), metadata=metadata)
+
+
+def test_intact_converted_folder_passes_and_records_verification_json(folder, cache):
+    import timm
+    import transformers
+
+    code, out, err = cli("tiny-swin", "--synthetic", "--cache-dir", str(cache), "--converted", str(folder))
+    assert code == 0, out + err
+    data = json.loads((folder / "verification.json").read_text())
+    source = resolve_source(manifest.get_entry("tiny-swin"), synthetic=True, cache_dir=cache)
+    assert data["source_sha256"] == hashlib.sha256(Path(source.path).read_bytes()).hexdigest()
+    assert data["passed"] is True and data["status"] == "pass" and data["dtype"] == "float32"
+    assert data["libraries"]["timm"] == timm.__version__
+    assert data["libraries"]["transformers"] == transformers.__version__
+    assert data["images"] == SHIPPED_IMAGES and data["tolerance"] == {"atol": 1e-5, "rtol": 1e-4}
+    refs = {r["reference"]: r for r in data["references"]}
+    assert refs["timm"]["status"] == refs["transformers"]["status"] == "pass"
+    assert refs["timm"]["top5_agreement"] == 1.0 and refs["timm"]["output_max_abs_diff"] <= 1e-4
+
+
+def test_bfloat16_folder_passes_with_reference_weights_rounded_the_same_way(zoo, cache, tmp_path):
+    out_dir = tmp_path / "bf16"
+    convert("tiny-swinv2", synthetic=True, cache_dir=cache, out_dir=out_dir, dtype="bfloat16", progress=False)
+    report = V.verify_entry("tiny-swinv2", synthetic=True, cache_dir=cache, converted=out_dir)
+    assert report.status == "pass", report.to_dict()
+    assert report.dtype == "bfloat16" and report.tolerance == V.TOLERANCES["bfloat16"]
+
+
+def test_folder_with_two_same_shape_tensors_swapped_fails(folder, cache):
+    def swap(state):
+        a, b = "swin.stages.0.blocks.0.mlp.fc1.weight", "swin.stages.0.blocks.1.mlp.fc1.weight"
+        assert state[a].shape == state[b].shape
+        state[a], state[b] = state[b].clone(), state[a].clone()
+
+    _rewrite_weights(folder, swap)
+    code, out, err = cli("tiny-swin", "--synthetic", "--cache-dir", str(cache), "--converted", str(folder))
+    assert code == 1
+    assert "verification FAILED for: tiny-swin" in err
+    assert "fail [fail]" in out
+    assert json.loads((folder / "verification.json").read_text())["passed"] is False
+
+
+def test_folder_with_one_tensor_perturbed_by_1e_2_fails(folder, cache):
+    def perturb(state):
+        state["swin.stages.1.blocks.0.attn.proj.bias"] += 1e-2
+
+    _rewrite_weights(folder, perturb)
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "fail"
+    for ref in report.references:
+        assert ref.status == "fail"
+        # the damage starts at stage 2: stage 1 still agrees, everything after it does not
+        first, second = ref.comparisons[0], ref.comparisons[1]
+        assert first.passed and not second.passed
+
+
+def test_folder_recording_another_source_sha256_fails_even_with_identical_weights(folder, cache):
+    conversion = json.loads((folder / "conversion.json").read_text())
+    real = conversion["source_sha256"]
+    conversion["source_sha256"] = "0" * 64
+    (folder / "conversion.json").write_text(json.dumps(conversion))
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "fail"
+    assert all(r.status == "pass" for r in report.references)  # the weights are fine: the sha pin is what fails
+    (problem,) = report.problems
+    assert "conversion.json: source_sha256 is '" + "0" * 64 + "'" in problem and real in problem
+    code, _, err = cli("tiny-swin", "--synthetic", "--cache-dir", str(cache), "--converted", str(folder))
+    assert code == 1 and "tiny-swin" in err
+
+
+def test_folder_verified_against_a_different_source_file_fails(folder, cache, zoo, tmp_path):
+    other = tmp_path / "other.pth"
+    from swinzoo.synthetic import write_official_checkpoint
+
+    write_official_checkpoint(other, zoo["tiny-swin"].config(), "official-swin", seed=7)
+    report = V.verify_entry("tiny-swin", source=other, cache_dir=cache, converted=folder)
+    assert report.status == "fail"
+    assert any("this folder was not converted from this file" in p for p in report.problems)
+    assert all(r.status == "fail" for r in report.references)
+
+
+# --------------------------------------------------------------------------------------------- broken converter
+def _swap_q_k(t: torch.Tensor) -> torch.Tensor:
+    q, k, v = t.chunk(3, dim=0)
+    return torch.cat([k, q, v])
+
+
+@pytest.mark.parametrize("name", ["tiny-swin", "tiny-swinv2"])
+def test_converter_swapping_q_and_k_fails(zoo, cache, monkeypatch, tmp_path, name):
+    original = official.official_rules
+    swap = Transform("q <-> k", _swap_q_k, _swap_q_k)
+
+    def broken(prefix="", simmim=False):
+        rule = Rename(
+            "swin.stages.{i}.blocks.{j}.attn.qkv.weight", prefix + "layers.{i}.blocks.{j}.attn.qkv.weight", swap
+        )
+        return [rule, *original(prefix, simmim)]
+
+    monkeypatch.setattr(official, "official_rules", broken)
+    code, _, err = cli(name, "--synthetic", "--cache-dir", str(cache), "--json", str(tmp_path / "r.json"))
+    assert code == 1 and f"verification FAILED for: {name}" in err
+    (entry,) = json.loads((tmp_path / "r.json").read_text())["entries"]
+    assert entry["status"] == "fail"
+    assert [r["status"] for r in entry["references"]] == ["fail", "fail"]  # neither reference uses the rules
+
+
+def test_converter_swapping_two_blocks_norms_fails(zoo, cache, monkeypatch):
+    original = official.official_rules
+
+    def broken(prefix="", simmim=False):
+        swapped = [
+            Rename("swin.stages.2.blocks.0.norm1.{rest}", prefix + "layers.2.blocks.1.norm1.{rest}"),
+            Rename("swin.stages.2.blocks.1.norm1.{rest}", prefix + "layers.2.blocks.0.norm1.{rest}"),
+        ]
+        return swapped + original(prefix, simmim)
+
+    monkeypatch.setattr(official, "official_rules", broken)
+    report = V.verify_entry("tiny-simmim-swinv2-pretrain", synthetic=True, cache_dir=cache)
+    assert report.status == "fail"
+    for ref in report.references:
+        failed = [c.name for c in ref.comparisons if not c.passed]
+        assert ref.status == "fail" and "reconstruction" in failed and "loss" in failed
+
+
+# --------------------------------------------------------------------------------------------- cannot check
+def test_corrupt_image_is_an_error_naming_the_file(zoo, cache, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(sample_image_paths()[0], images)
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    code, out, err = cli("tiny-swin", "--synthetic", "--cache-dir", str(cache), "--images", str(images))
+    assert code == 1
+    assert "broken.jpg" in out and "error" in out and "tiny-swin" in err
+
+
+@pytest.mark.parametrize("library", ["timm", "transformers"])
+def test_missing_reference_library_is_an_error_not_a_pass(zoo, cache, monkeypatch, library):
+    resolve_source(zoo["tiny-swin"], synthetic=True, cache_dir=cache)  # the synthetic file is made with timm
+    monkeypatch.setitem(sys.modules, library, None)  # `import <library>` now raises ImportError
+    code, out, err = cli("tiny-swin", "--synthetic", "--cache-dir", str(cache))
+    assert code == 1
+    assert f"the {library} reference needs the '{library}' package" in out and "pip install" in out
+    assert "verification FAILED for: tiny-swin" in err
+
+
+def test_entry_no_reference_can_represent_is_unchecked_and_fails(zoo, cache):
+    code, out, _ = cli("tiny-swin-clamped", "--synthetic", "--cache-dir", str(cache), "--reference", "transformers")
+    assert code == 1
+    assert "n/a [unchecked]" in out and "no reference could check encoder, classifier" in out
+
+
+def test_google_drive_only_entry_without_source_cannot_be_checked(cache):
+    name = "simmim-swin-large-window12-192-800ep"
+    code, out, err = cli(name, "--cache-dir", str(cache))
+    assert code == 1
+    assert "cannot be downloaded automatically" in out and "--source PATH" in out and name in err
+    code, out, _ = cli(name, "--cache-dir", str(cache), "--skip-manual")
+    assert code == 0 and "skipped" in out
+
+
+def test_upstream_reference_offline_is_an_error(zoo, cache, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    entry = dataclasses.replace(
+        zoo["tiny-swin"],
+        upstream=manifest.Upstream(timm="swin_tiny_patch4_window7_224.ms_in1k", transformers="microsoft/x"),
+    )
+    zoo["tiny-swin"] = entry
+    source = resolve_source(entry, synthetic=True, cache_dir=cache).path
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    report = V.verify_entry("tiny-swin", source=source, cache_dir=cache, references=["upstream"])
+    assert report.status == "error"
+    assert [(r.reference, r.status) for r in report.references] == [
+        ("upstream-timm", "error"),
+        ("upstream-transformers", "error"),
+    ]
+    assert all("offline" in r.reason for r in report.references)
+    synthetic = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, references=["upstream"])
+    assert synthetic.status == "error" and all("synthetic" in r.reason for r in synthetic.references)
+
+
+def test_upstream_reference_passes_for_the_published_weights_and_fails_for_others(zoo, cache, monkeypatch, tmp_path):
+    """The Hub is simulated: timm.create_model / from_pretrained return models holding a given official file."""
+    import timm
+    import transformers
+    from swinzoo.converters.timm_layout import create_timm_model
+    from swinzoo.converters.transformers_layout import create_transformers_model
+    from timm.models.swin_transformer import checkpoint_filter_fn
+
+    from swinzoo.safeload import load_state_dict
+    from swinzoo.synthetic import write_official_checkpoint
+
+    entry = dataclasses.replace(zoo["tiny-swin"], upstream=manifest.Upstream(timm="tag.x", transformers="microsoft/x"))
+    zoo["tiny-swin"] = entry
+    source = resolve_source(entry, synthetic=True, cache_dir=cache).path
+    other = write_official_checkpoint(tmp_path / "other.pth", entry.config(), "official-swin", seed=9)
+    published = {"file": source}
+    calls = []
+
+    def fake_timm(tag, pretrained=False, **kw):
+        calls.append(("timm", tag, pretrained))
+        model = create_timm_model(entry.config())
+        model.load_state_dict(checkpoint_filter_fn(load_state_dict(published["file"]), model))
+        return model
+
+    def fake_hub(repo, **kw):
+        calls.append(("transformers", repo))
+        model = create_transformers_model(entry.config())
+        style = "q_proj" if any(".attention.q_proj." in k for k in model.state_dict()) else "legacy"
+        model.load_state_dict(V.official_to_transformers(load_state_dict(published["file"]), 1, False, style))
+        return model
+
+    monkeypatch.setattr(timm, "create_model", fake_timm)
+    monkeypatch.setattr(transformers.SwinForImageClassification, "from_pretrained", fake_hub)
+    report = V.verify_entry("tiny-swin", source=source, cache_dir=cache, references=["upstream"])
+    assert calls == [("timm", "tag.x", True), ("transformers", "microsoft/x")]
+    assert report.status == "pass", [r.reason for r in report.references]
+    assert [r.status for r in report.references] == ["pass", "pass"]
+    published["file"] = other  # the Hub holds different weights than the file converted
+    report = V.verify_entry("tiny-swin", source=source, cache_dir=cache, references=["upstream"])
+    assert report.status == "fail" and [r.status for r in report.references] == ["fail", "fail"]
+
+
+# --------------------------------------------------------------------------------------------- selection
+def test_shards_are_greedy_largest_first_onto_the_lightest_shard():
+    sizes = {"a": 10, "b": 7, "c": 5, "d": 4, "e": 1}
+    entries = [types.SimpleNamespace(name=n, num_params=s) for n, s in sizes.items()]
+    # 10 -> shard 1; 7 -> 2; 5 -> 2 (7 < 10); 4 -> 1 (10 < 12); 1 -> 2 (12 < 14)
+    assert [e.name for e in V.select_shard(entries, 1, 2)] == ["a", "d"]
+    assert [e.name for e in V.select_shard(entries, 2, 2)] == ["b", "c", "e"]
+
+
+def test_all_shards_cover_the_zoo_once_and_balance_parameters():
+    zoo = manifest.load_manifests()
+    shards = [V.select_entries(all_entries=True, shard=f"{k}/8") for k in range(1, 9)]
+    flat = [n for s in shards for n in s]
+    assert sorted(flat) == sorted(zoo) and len(flat) == len(set(flat))
+    loads = [sum(zoo[n].num_params for n in s) for s in shards]
+    assert max(loads) - min(loads) <= max(e.num_params for e in zoo.values())
+    assert shards == [V.select_entries(all_entries=True, shard=f"{k}/8") for k in range(1, 9)]  # deterministic
+
+
+@pytest.mark.parametrize("bad", ["0/8", "9/8", "3", "a/b"])
+def test_bad_shard_is_a_usage_error(bad):
+    code, _, err = cli("--all", "--shard", bad)
+    assert code == 1 and "--shard" in err
+
+
+def test_one_model_folder_for_several_entries_is_refused(folder, cache):
+    code, _, err = cli("tiny-swin", "tiny-swinv2", "--synthetic", "--converted", str(folder))
+    assert code == 1 and "is one model folder, but several entries are selected" in err
+
+
+def test_names_and_all_together_are_refused():
+    code, _, err = cli("swin-tiny-patch4-window7-224", "--all")
+    assert code == 1 and "NAMEs or --all" in err
+
+
+# --------------------------------------------------------------------------------------------- arithmetic
+def test_norm_targets_match_a_brute_force_window_loop():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2, 9, 11, generator=g)
+    size, r = 5, 2
+    expected = np.zeros(x.shape)
+    a = x.double().numpy()
+    for c in range(2):
+        for i in range(9):
+            for j in range(11):
+                window = a[0, c, max(i - r, 0) : i + r + 1, max(j - r, 0) : j + r + 1]
+                var = window.var(ddof=1)  # unbiased, over the part of the window inside the image
+                expected[0, c, i, j] = (a[0, c, i, j] - window.mean()) / math.sqrt(var + 1e-6)
+    got = V.local_norm_targets(x, size).double().numpy()
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_simmim_mask_masks_whole_squares_at_the_stated_ratio_and_is_seeded():
+    mask = V.simmim_mask(3, image_size=192, patch_size=4, mask_patch_size=32, mask_ratio=0.6, seed=1)
+    assert mask.shape == (3, 48 * 48) and mask.dtype == torch.bool
+    grid = mask.view(3, 6, 8, 6, 8)  # 6x6 squares of 8x8 patches
+    squares = grid[:, :, 0, :, 0]
+    assert torch.equal(grid, squares[:, :, None, :, None].expand_as(grid))  # constant inside each square
+    assert squares.flatten(1).sum(1).tolist() == [math.ceil(36 * 0.6)] * 3  # 22 of 36 squares
+    assert torch.equal(mask, V.simmim_mask(3, 192, 4, 32, 0.6, seed=1))
+    assert not torch.equal(mask, V.simmim_mask(3, 192, 4, 32, 0.6, seed=2))
+
+
+def test_transformers_table_names_the_official_key_it_cannot_place():
+    with pytest.raises(ValueError, match="layers.0.blocks.0.attn.mystery"):
+        V.official_to_transformers({"layers.0.blocks.0.attn.mystery": torch.zeros(1)}, version=1, simmim=False)
+
+
+# --------------------------------------------------------------------------------------------- real size
+@pytest.mark.slow
+def test_real_size_swin_tiny_synthetic_passes(cache):
+    code, out, err = cli("swin-tiny-patch4-window7-224", "--synthetic", "--cache-dir", str(cache))
+    assert code == 0, out + err
+    assert out.count("pass") >= 2
