@@ -229,3 +229,16 @@ def test_every_error_is_listed_at_once():
     text = error_text(exc)
     for name in ("stray.key", "swin.norm.bias", "swin.patch_embed.norm.weight"):
         assert name in text
+
+
+def test_absolute_position_embeddings_map_to_the_installed_transformers():
+    """Swin v1 with use_absolute_embeddings: transformers >= 5 keeps (1, N, C) positions (no class-token row),
+    4.x kept (1, 1 + N, C). The mapping must produce what the installed transformers' model holds."""
+    from conftest import transformers_twin
+
+    config = tiny_config(1, image_size=128, use_absolute_embeddings=True)
+    ours = random_model(SwinForImageClassification, config, seed=26)
+    hf = transformers_twin(ours)  # convert_state_dict raises MappingError on a shape mismatch
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert max_diff(hf(x).logits, ours(x).logits) <= 1e-4
