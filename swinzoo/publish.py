@@ -269,6 +269,7 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
 
     loaded = getattr(transformers, type(reference).__name__).from_pretrained(out).eval()
     x = _probe_input(config)
+    model, loaded = model.float(), loaded.float()  # compared in float32, whatever dtype each side loaded in
     with torch.inference_mode():
         ours, theirs = model(x), loaded(x)
     field_name = "logits" if task == "image-classification" else "reconstruction"
@@ -329,6 +330,7 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
         model.state_dict(), timm_rules(config), shapes_of(timm_model), to_swinzoo=False, what="model"
     )
     timm_model.load_state_dict(state, strict=True)
+    timm_model.to(next(model.parameters()).dtype)  # keep the folder's dtype (bfloat16 stays bfloat16)
     pp = _preprocessing(folder, config)
     timm_model.pretrained_cfg = {
         **timm_model.pretrained_cfg,
@@ -354,6 +356,7 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     )
     loaded = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
     x = _probe_input(config)
+    model, loaded = model.float(), loaded.float()
     with torch.inference_mode():
         _same_outputs(model(x).logits, loaded(x), "timm")
     return [UploadFile(CONFIG_NAME, out / CONFIG_NAME), UploadFile(WEIGHTS_NAME, out / WEIGHTS_NAME)]

@@ -343,6 +343,24 @@ def test_timm_format_loads_with_create_model_hf_hub_and_matches(hub: HubServer, 
     assert ModelCard.load("alice/tiny-timm").data.library_name == "timm"
 
 
+@pytest.mark.parametrize("fmt", ["transformers", "timm"])
+def test_a_bfloat16_folder_exports_in_bfloat16(hub: HubServer, tmp_path: Path, fmt: str) -> None:
+    model = random_model(SwinForImageClassification, small_config())
+    folder = make_folder(tmp_path / "bf16", model.to(torch.bfloat16))  # weights stored in bfloat16
+    publish(folder, "alice/bf16", fmt=fmt)
+    with safe_open(hf_hub_download("alice/bf16", "model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    if fmt == "timm":
+        loaded = pytest.importorskip("timm").create_model("hf-hub:alice/bf16", pretrained=True)
+    else:
+        loaded = pytest.importorskip("transformers").AutoModelForImageClassification.from_pretrained("alice/bf16")
+    x = torch.randn(1, 3, 64, 64)
+    ours_model, loaded = swinzoo.from_pretrained(folder).float(), loaded.eval().float()
+    with torch.inference_mode():
+        ours, theirs = ours_model(x).logits, loaded(x)
+    assert (getattr(theirs, "logits", theirs) - ours).abs().max().item() <= TOL
+
+
 def test_simmim_has_no_timm_format(hub: HubServer, tmp_path: Path) -> None:
     model = random_model(SwinForMaskedImageModeling, small_config(2, num_labels=1, encoder_stride=16))
     folder = make_folder(tmp_path / "mim", model)
@@ -406,3 +424,42 @@ def test_cli_publish_json_summary(hub: HubServer, folder: Path) -> None:
     summary = json.loads(out.stdout)
     assert summary["changed"] is True and summary["verified"] is True
     assert summary["commit"] == commits("alice/tiny-swin")[0]
+
+
+# --------------------------------------------------------------------------------------------- real entries
+@pytest.mark.slow
+def test_convert_verify_publish_reload_a_real_entry_end_to_end(hub: HubServer, tmp_path: Path) -> None:
+    """The README pipeline on a real-size synthetic Swin V2-T: convert, verify, publish (3 formats), reload."""
+    timm = pytest.importorskip("timm")
+    transformers = pytest.importorskip("transformers")
+    from swinzoo.convert import convert
+    from swinzoo.verify import verify_entry
+
+    name = "swinv2-tiny-patch4-window8-256"
+    folder = tmp_path / name
+    convert(name, synthetic=True, out_dir=folder, cache_dir=tmp_path / "cache", progress=False)
+    with pytest.raises(PublishError, match="verification.json is missing"):
+        publish(folder, f"alice/{name}")
+    report = verify_entry(name, synthetic=True, converted=folder, cache_dir=tmp_path / "cache")
+    assert report.passed, report.problems
+
+    result = publish(folder, f"alice/{name}", tag="v1")
+    card = ModelCard.load(f"alice/{name}")
+    assert card.data.base_model == "microsoft/swinv2-tiny-patch4-window8-256"
+    assert card.data.eval_results[0].metric_value == 81.8  # SwinV2-T/8 ImageNet-1K top-1, MODELHUB.md
+    assert "| timm | " in card.text and "NOT VERIFIED" not in card.text
+    local = swinzoo.from_pretrained(folder)
+    remote = swinzoo.from_pretrained(f"alice/{name}", revision=result.commit)
+    for key, tensor in local.state_dict().items():
+        assert torch.equal(remote.state_dict()[key], tensor), key
+
+    publish(folder, f"alice/{name}-hf", fmt="transformers")
+    publish(folder, f"alice/{name}-timm", fmt="timm")
+    hf = transformers.AutoModelForImageClassification.from_pretrained(f"alice/{name}-hf").eval()
+    tm = timm.create_model(f"hf-hub:alice/{name}-timm", pretrained=True).eval()
+    assert tm.pretrained_cfg["input_size"] == (3, 256, 256) and tm.pretrained_cfg["crop_pct"] == 0.875
+    x = torch.randn(1, 3, 256, 256)
+    with torch.inference_mode():
+        ours = local(x).logits
+        assert (hf(x).logits - ours).abs().max().item() <= TOL
+        assert (tm(x) - ours).abs().max().item() <= TOL
