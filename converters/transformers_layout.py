@@ -11,7 +11,7 @@ import torch
 
 from swinzoo.config import SwinConfig
 
-from .engine import Fused, Rename, Rule, Transform
+from .engine import IDENTITY, Fused, Rename, Rule, Transform
 
 CLASS_ROW = Transform(
     "positions (1, N, C) <-> (1, 1 + N, C) with a class-token row transformers does not use for patches",
@@ -37,7 +37,12 @@ def transformers_rules(config: SwinConfig, task: str = "image-classification", s
         Rename(f"{src}patch_embed.proj.{{rest}}", f"{pre}embeddings.patch_embeddings.projection.{{rest}}"),
         Rename(f"{src}patch_embed.norm.{{rest}}", f"{pre}embeddings.norm.{{rest}}"),
         Rename(f"{src}patch_embed.mask_token", f"{pre}embeddings.mask_token"),
-        Rename(f"{src}patch_embed.position_embeddings", f"{pre}embeddings.position_embeddings", CLASS_ROW),
+        # transformers 4.x and Swinv2 keep a class-token row; transformers 5's Swin (q_proj style) does not.
+        Rename(
+            f"{src}patch_embed.position_embeddings",
+            f"{pre}embeddings.position_embeddings",
+            IDENTITY if (config.version == 1 and style == "q_proj") else CLASS_ROW,
+        ),
         Rename(blk + "norm1.{rest}", hf + "layernorm_before.{rest}"),
         Rename(blk + "norm2.{rest}", hf + "layernorm_after.{rest}"),
     ]
