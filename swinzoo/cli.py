@@ -214,6 +214,15 @@ def verify_command(
     """
     from .verify import VerifyError, format_table, parse_references, select_entries, verify, write_json
 
+    done = []
+
+    def on_report(report) -> None:
+        # One line per entry as it finishes, and the JSON kept current: a long run killed midway keeps its results.
+        done.append(report)
+        click.echo(f"{report.entry}: {report.status} ({report.seconds:.1f}s)", err=True)
+        if json_path and json_path != "-":
+            write_json(json_path, done)
+
     try:
         refs = parse_references(reference)
         selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
@@ -231,6 +240,7 @@ def verify_command(
             seed=seed,
             skip_manual=skip_manual,
             progress=not quiet,
+            on_report=on_report,
         )
     except VerifyError as exc:
         raise click.ClickException(str(exc)) from exc
