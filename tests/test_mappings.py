@@ -48,16 +48,19 @@ V5_TO_V4_NAMES = [
 ]
 
 
-def config_for(version: int) -> SwinConfig:
+def config_for(version: int, **changes) -> SwinConfig:
     # grid 32, 16, 8, 4 with window 4: one window size in every stage, as transformers' Swin v1 needs.
-    return tiny_config(version, embed_dim=16, image_size=128, depths=[1, 2, 1, 1])
+    return tiny_config(version, embed_dim=16, image_size=128, depths=[1, 2, 1, 1], **changes)
 
 
 def legacy_names(shapes: dict[str, torch.Size]) -> dict[str, torch.Size]:
+    """4.x names; 4.x also kept a class-token row in Swin v1's absolute positions: (1, 1 + N, C)."""
     out = {}
     for key, shape in shapes.items():
         for new, old in V5_TO_V4_NAMES:
             key = key.replace(new, old)
+        if key.endswith("embeddings.position_embeddings"):
+            shape = torch.Size([shape[0], shape[1] + 1, shape[2]])
         out[key] = shape
     return out
 
@@ -103,6 +106,17 @@ def test_transformers_round_trip_is_exact(version, task, style):
     assert set(foreign) == set(target)
     if version == 1:
         assert detect_style(foreign) == style
+    back, _ = convert_state_dict(foreign, rules, shapes_of(ours), to_swinzoo=True)
+    assert_identical(back, ours.state_dict())
+
+
+@pytest.mark.parametrize("style", ["legacy", "q_proj"])
+def test_transformers_round_trip_with_absolute_positions_is_exact(style):
+    config = config_for(1, use_absolute_embeddings=True)
+    ours = random_model(SwinForImageClassification, config, seed=27)
+    target = transformers_shapes(config, "image-classification", style)
+    rules = transformers_rules(config, style=style)
+    foreign, _ = convert_state_dict(ours.state_dict(), rules, target, to_swinzoo=False)
     back, _ = convert_state_dict(foreign, rules, shapes_of(ours), to_swinzoo=True)
     assert_identical(back, ours.state_dict())
 

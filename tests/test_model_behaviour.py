@@ -21,8 +21,6 @@ from conftest import (
     transformers_backbone_twin,
     transformers_twin,
 )
-from swinzoo.converters.engine import convert_state_dict, shapes_of
-from swinzoo.converters.transformers_layout import create_transformers_model, transformers_rules
 
 from swinzoo.modeling import (
     SwinBackbone,
@@ -279,22 +277,11 @@ def test_absolute_positions_at_another_size_are_bicubically_interpolated(size):
 @pytest.mark.parametrize("size", [(128, 128), (112, 100), (120, 120)])
 def test_absolute_positions_equal_transformers_interpolate_pos_encoding(size):
     """transformers' Swin (interpolate_pos_encoding=True) resizes the same table with the same bicubic rule.
-    The position table is set by hand: the CLASS_ROW rule does not fit transformers >= 5 (see test_mappings)."""
+    Sizes keep the last stage at exactly the window (4): transformers' Swin v1 re-clamps from the input."""
     model = ape_model()
-    hf = create_transformers_model(model.config).eval()
-    target = {k: v for k, v in shapes_of(hf).items() if not k.endswith("position_embeddings")}
-    source = {k: v for k, v in model.state_dict().items() if not k.endswith("position_embeddings")}
-    rules = transformers_rules(model.config, style="q_proj" if any("q_proj" in k for k in target) else "legacy")
-    state, _ = convert_state_dict(source, rules, target, to_swinzoo=False)
-    missing, unexpected = hf.load_state_dict(state, strict=False)
-    assert [k for k in missing if not k.endswith("position_embeddings")] == [] and unexpected == []
+    hf = transformers_twin(model)
+    x = images(2, *size)
     with torch.no_grad():
-        table = model.swin.patch_embed.position_embeddings
-        hf_table = hf.swin.embeddings.position_embeddings
-        hf_table.copy_(
-            table if hf_table.shape == table.shape else torch.cat([torch.zeros_like(table[:, :1]), table], 1)
-        )
-        x = images(2, *size)
         assert max_diff(model(x).logits, hf(x, interpolate_pos_encoding=True).logits) <= TOL
 
 
