@@ -189,10 +189,14 @@ def _load_swinzoo(folder: Path):
     return from_pretrained(folder)
 
 
-def _same_outputs(ours: torch.Tensor, theirs: torch.Tensor, what: str, tol: float = 1e-4) -> None:
+def _same_outputs(ours: torch.Tensor, theirs: torch.Tensor, what: str, rtol: float = 1e-4) -> None:
+    """Float32 implementation noise is relative to the output's scale; a mis-mapped tensor is far above it."""
+    limit = rtol * max(1.0, theirs.abs().max().item())
     diff = (ours.double() - theirs.double()).abs().max().item()
-    if not diff <= tol:
-        raise PublishError(f"the {what} export does not reproduce swinzoo's outputs: max |diff| {diff:.3g} > {tol}")
+    if not diff <= limit:
+        raise PublishError(
+            f"the {what} export does not reproduce swinzoo's outputs: max |diff| {diff:.3g} > {limit:.3g}"
+        )
 
 
 def _probe_input(config: SwinConfig) -> torch.Tensor:

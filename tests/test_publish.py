@@ -29,7 +29,12 @@ from swinzoo.publish import PublishError, publish
 
 TOKEN = "hf_publish_test_token_9f3b2e"
 SOURCE_SHA = "5" * 64
-TOL = 1e-5
+TOL = 1e-5  # max |diff| of logits between swinzoo and a library loading the export (float32)
+
+
+def probe(*shape: int, seed: int = 0) -> torch.Tensor:
+    """A fixed random input, so a tolerance check cannot pass or fail by chance between runs."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -147,7 +152,7 @@ def test_publish_then_from_pretrained_round_trip_is_exact(hub: HubServer, folder
     assert remote.state_dict().keys() == local.state_dict().keys()
     for name, tensor in local.state_dict().items():
         assert torch.equal(remote.state_dict()[name], tensor), name
-    x = torch.randn(2, 3, 64, 64)
+    x = probe(2, 3, 64, 64)
     with torch.inference_mode():
         assert torch.equal(remote(x).logits, local(x).logits)
     # the published weights are the folder's bytes: the Hub's LFS sha256 is the file's
@@ -296,7 +301,7 @@ def test_transformers_format_loads_with_auto_model_and_matches(hub: HubServer, t
     assert type(hf).__name__ == ("SwinForImageClassification" if version == 1 else "Swinv2ForImageClassification")
     ours = swinzoo.from_pretrained(folder)
     assert hf.config.id2label == ours.config.id2label
-    x = torch.randn(2, 3, 64, 64)
+    x = probe(2, 3, 64, 64)
     with torch.inference_mode():
         assert (hf(x).logits - ours(x).logits).abs().max().item() <= TOL
     card = ModelCard.load("alice/tiny-hf")
@@ -319,12 +324,13 @@ def test_transformers_format_of_simmim_loads_as_masked_image_modeling(
     publish(folder, "alice/tiny-mim", fmt="transformers")
     cls = transformers.SwinForMaskedImageModeling if version == 1 else transformers.Swinv2ForMaskedImageModeling
     hf = cls.from_pretrained("alice/tiny-mim").eval()
-    x = torch.randn(2, 3, 64, 64)
-    mask = torch.rand(2, 16 * 16) < 0.5
+    x = probe(2, 3, 64, 64)
+    mask = torch.rand(2, 16 * 16, generator=torch.Generator().manual_seed(1)) < 0.5
     with torch.inference_mode():
         ours = model(x, bool_masked_pos=mask).reconstruction
         theirs = hf(x, bool_masked_pos=mask).reconstruction
-    assert (ours - theirs).abs().max().item() <= TOL
+    # reconstructions reach |4| here: float32 noise (measured up to 3e-6 relative) scales with them
+    assert (ours - theirs).abs().max().item() <= TOL * theirs.abs().max().item()
     assert ModelCard.load("alice/tiny-mim").data.pipeline_tag == "image-feature-extraction"
 
 
@@ -335,7 +341,7 @@ def test_timm_format_loads_with_create_model_hf_hub_and_matches(hub: HubServer, 
     publish(folder, "alice/tiny-timm", fmt="timm")
     model = timm.create_model("hf-hub:alice/tiny-timm", pretrained=True).eval()
     ours = swinzoo.from_pretrained(folder)
-    x = torch.randn(2, 3, 64, 64)
+    x = probe(2, 3, 64, 64)
     with torch.inference_mode():
         assert (model(x) - ours(x).logits).abs().max().item() <= TOL
     data = timm.data.resolve_data_config({}, model=model)
@@ -354,7 +360,7 @@ def test_a_bfloat16_folder_exports_in_bfloat16(hub: HubServer, tmp_path: Path, f
         loaded = pytest.importorskip("timm").create_model("hf-hub:alice/bf16", pretrained=True)
     else:
         loaded = pytest.importorskip("transformers").AutoModelForImageClassification.from_pretrained("alice/bf16")
-    x = torch.randn(1, 3, 64, 64)
+    x = probe(1, 3, 64, 64)
     ours_model, loaded = swinzoo.from_pretrained(folder).float(), loaded.eval().float()
     with torch.inference_mode():
         ours, theirs = ours_model(x).logits, loaded(x)
@@ -458,7 +464,7 @@ def test_convert_verify_publish_reload_a_real_entry_end_to_end(hub: HubServer, t
     hf = transformers.AutoModelForImageClassification.from_pretrained(f"alice/{name}-hf").eval()
     tm = timm.create_model(f"hf-hub:alice/{name}-timm", pretrained=True).eval()
     assert tm.pretrained_cfg["input_size"] == (3, 256, 256) and tm.pretrained_cfg["crop_pct"] == 0.875
-    x = torch.randn(1, 3, 256, 256)
+    x = probe(1, 3, 256, 256)
     with torch.inference_mode():
         ours = local(x).logits
         assert (hf(x).logits - ours).abs().max().item() <= TOL
