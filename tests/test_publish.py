@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from conftest import random_model, tiny_config
 from hubserver import HubServer, hub_env, subprocess_env
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, hf_hub_download
+from huggingface_hub.errors import RepositoryNotFoundError
 from safetensors import safe_open
 
 import swinzoo
@@ -240,6 +241,22 @@ def test_revision_publishes_to_a_branch_and_leaves_main_alone(hub: HubServer, fo
     assert torch.equal(loaded.head.weight, swinzoo.from_pretrained(folder).head.weight)
     with pytest.raises(swinzoo.LoadError, match="no file config.json"):
         swinzoo.from_pretrained("alice/tiny-swin")
+
+
+def test_private_repo_and_commit_message(hub: HubServer, folder: Path) -> None:
+    publish(folder, "alice/secret", private=True, commit_message="First release of the tiny model")
+    assert hub.repo("alice/secret").private
+    assert HfApi().list_repo_commits("alice/secret")[0].title == "First release of the tiny model"
+    with pytest.raises(RepositoryNotFoundError):  # invisible without the token
+        HfApi(token=False).model_info("alice/secret")
+
+
+def test_revision_must_name_a_branch_not_a_tag(hub: HubServer, folder: Path) -> None:
+    first = publish(folder, "alice/tiny-swin", tag="v1")
+    make_folder(folder, seed=1)
+    with pytest.raises(PublishError, match="--revision 'v1' is a tag.*names a branch"):
+        publish(folder, "alice/tiny-swin", revision="v1")
+    assert commits("alice/tiny-swin")[0] == first.commit
 
 
 def test_files_from_an_earlier_publish_are_deleted_in_the_same_commit(hub: HubServer, folder: Path) -> None:
