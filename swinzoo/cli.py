@@ -218,8 +218,12 @@ def verify_command(
 
     def on_report(report) -> None:
         # One line per entry as it finishes, and the JSON kept current: a long run killed midway keeps its results.
+        import sys
+
+        from tqdm.auto import tqdm
+
         done.append(report)
-        click.echo(f"{report.entry}: {report.status} ({report.seconds:.1f}s)", err=True)
+        tqdm.write(f"{report.entry}: {report.status} ({report.seconds:.1f}s)", file=sys.stderr)  # under the bar
         if json_path and json_path != "-":
             write_json(json_path, done)
 
