@@ -390,6 +390,38 @@ def test_cache_follows_in_place_edits_of_the_bias_parameters(version):
     assert max_diff(after, reference) <= TOL
 
 
+def _edit_through_data_in_place(model, param):
+    param.data.add_(torch.randn(param.shape, generator=torch.Generator().manual_seed(3)))
+
+
+def _edit_by_assigning_data(model, param):
+    param.data = param.data + torch.randn(param.shape, generator=torch.Generator().manual_seed(3))
+
+
+def _edit_with_vector_to_parameters(model, param):
+    vector = torch.nn.utils.parameters_to_vector(model.parameters())
+    torch.nn.utils.vector_to_parameters(vector * 1.1, model.parameters())
+
+
+@pytest.mark.parametrize(
+    "edit", [_edit_through_data_in_place, _edit_by_assigning_data, _edit_with_vector_to_parameters]
+)
+@pytest.mark.parametrize("version", [1, 2])
+def test_cache_follows_edits_made_through_param_data(version, edit):
+    """Common weight-surgery idioms (EMA updates via .data, torch.nn.utils.vector_to_parameters) change a
+    parameter without bumping its autograd version counter; the eval output must still follow the weights."""
+    model = random_model(SwinForImageClassification, tiny_config(version, image_size=128), seed=24)
+    x = images(2, 128, 128)
+    attn = model.swin.stages[0].blocks[1].attn
+    param = attn.relative_position_bias_table if version == 1 else attn.cpb_mlp[2].weight
+    with torch.no_grad():
+        model(x)  # fills the cache
+        edit(model, param)
+        after = model(x).logits
+        reference = timm_twin(model)(x)
+    assert max_diff(after, reference) <= TOL
+
+
 # --------------------------------------------------------------------------------------------- training, dtypes
 @pytest.mark.parametrize("version", [1, 2])
 def test_training_mode_gradients_reach_every_parameter_and_match_timm(version):
