@@ -204,30 +204,36 @@ def _probe_input(config: SwinConfig) -> torch.Tensor:
     return torch.randn(1, config.num_channels, *config.image_hw, generator=generator)
 
 
-def _translate_keys(keys, from_rules, to_rules) -> dict[str, str]:
-    """Rename foreign keys between two styles of one rule table, pairing rules by their swinzoo side.
+def _shapes_in_style(shapes, from_rules, to_rules) -> dict[str, torch.Size]:
+    """The parameters of a transformers model (``shapes``, one naming style) in another style's names and shapes.
 
-    Used to name the installed transformers' parameters in the 4.x ("legacy") style, so the legacy export
-    is checked against the parameter list and shapes of a real transformers model.
+    Rules of the two styles are paired by their swinzoo side; a shape goes through the first style's transform
+    back to swinzoo and the second's forward (on the meta device). Used to check the 4.x-style ("legacy")
+    export against the parameter list of the real, installed transformers model.
     """
     from .converters.engine import Fused, Pattern, Rename
 
     partner = {r.swinzoo: r for r in to_rules if isinstance(r, (Rename, Fused))}
-    out = {}
-    for key in keys:
+    out: dict[str, torch.Size] = {}
+    for key, shape in shapes.items():
         for rule in from_rules:
             if not isinstance(rule, (Rename, Fused)):
                 continue
             templates = [rule.foreign] if isinstance(rule, Rename) else list(rule.foreign)
-            for i, template in enumerate(templates):
-                values = Pattern(template).match(key)
-                if values is not None:
-                    other = partner[rule.swinzoo]
-                    target = other.foreign if isinstance(other, Rename) else other.foreign[i]
-                    out[key] = Pattern(target).format(values)
-                    break
-            if key in out:
-                break
+            matches = [(i, Pattern(t).match(key)) for i, t in enumerate(templates)]
+            found = next(((i, v) for i, v in matches if v is not None), None)
+            if found is None:
+                continue
+            i, values = found
+            other = partner[rule.swinzoo]
+            if isinstance(other, Rename):
+                tensor = torch.empty(shape, device="meta")
+                if isinstance(rule, Rename):
+                    tensor = other.transform.to_foreign(rule.transform.to_swinzoo(tensor))
+                out[Pattern(other.foreign).format(values)] = tensor.shape
+            else:
+                out[Pattern(other.foreign[i]).format(values)] = shape
+            break
         else:
             raise PublishError(f"transformers parameter {key} has no rule in converters/transformers_layout.py")
     return out
@@ -247,6 +253,13 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
 
     model = _load_swinzoo(folder)
     config, task = model.config, read_json(folder / CONFIG_NAME)["task"]
+    if config.use_absolute_embeddings:
+        # transformers 4.x keeps a class-token row that 5.x's Swin drops, and Swinv2 cannot run with absolute
+        # positions at all (it adds N + 1 rows to N patches): no export would load everywhere.
+        raise PublishError(
+            f"{folder}: no transformers format for a model with absolute position embeddings "
+            "(use_absolute_embeddings=True; no official checkpoint has them): publish with --format swinzoo"
+        )
     try:
         hf_config = transformers_config(config)
         with torch.device("meta"):
@@ -255,10 +268,9 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
         raise PublishError(f"{folder}: no transformers format: {exc}") from exc
     installed = shapes_of(reference)
     style = detect_style(installed)
-    names = _translate_keys(
+    target = _shapes_in_style(
         installed, transformers_rules(config, task, style=style), transformers_rules(config, task, style="legacy")
     )
-    target = {names[k]: shape for k, shape in installed.items()}
     state, _ = convert_state_dict(
         model.state_dict(), transformers_rules(config, task, style="legacy"), target, to_swinzoo=False, what="model"
     )

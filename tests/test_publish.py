@@ -384,6 +384,14 @@ def test_a_bfloat16_folder_exports_in_bfloat16(hub: HubServer, tmp_path: Path, f
     assert (getattr(theirs, "logits", theirs) - ours).abs().max().item() <= TOL
 
 
+def test_absolute_position_embeddings_have_no_transformers_format(hub: HubServer, tmp_path: Path) -> None:
+    model = random_model(SwinForImageClassification, small_config(1, use_absolute_embeddings=True))
+    folder = make_folder(tmp_path / "ape", model)
+    with pytest.raises(PublishError, match="no transformers format.*absolute position embeddings"):
+        publish(folder, "alice/ape", fmt="transformers")
+    assert hub.repos == {}
+
+
 def test_simmim_has_no_timm_format(hub: HubServer, tmp_path: Path) -> None:
     model = random_model(SwinForMaskedImageModeling, small_config(2, num_labels=1, encoder_stride=16))
     folder = make_folder(tmp_path / "mim", model)
