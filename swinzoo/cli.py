@@ -126,7 +126,9 @@ def _run(fn, *args, **kwargs):
 @main.command("convert")
 @click.argument("name", required=False)
 @click.option("--source", metavar="PATH|URL", help="Convert this file (a local path or URL) instead of the entry's.")
-@click.option("--synthetic", is_flag=True, help="Generate a random checkpoint in the entry's official layout (offline).")
+@click.option(
+    "--synthetic", is_flag=True, help="Generate a random checkpoint in the entry's official layout (offline)."
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the --synthetic checkpoint.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder [default: converted/NAME].")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Store weights in this dtype.")

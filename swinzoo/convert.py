@@ -6,6 +6,7 @@ so a failure or Ctrl-C never leaves half of it behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -218,6 +219,8 @@ def convert(
                 "buffers_checked": report.checked,
                 "notes": notes,
             }
+            if entry is not None:  # predict and the card read the entry's eval transform from here
+                conversion["preprocessing"] = dataclasses.asdict(entry.preprocessing)
             (tmp / CONVERSION_NAME).write_text(json.dumps(conversion, indent=2) + "\n")
             from .card import write_card
 

@@ -173,10 +173,12 @@ def _adapt_keys(state: dict[str, torch.Tensor], saved_task: str, wanted_task: st
     """Load a task checkpoint into the base model or backbone (drop the head, strip the ``swin.`` prefix)."""
     if saved_task == wanted_task:
         return state
+    # Only SimMIM's encoder carries a mask token; the base model and the backbone have none.
+    encoder = {k: v for k, v in state.items() if k.startswith("swin.") and not k.endswith("patch_embed.mask_token")}
     if wanted_task == "base":
-        return {k.removeprefix("swin."): v for k, v in state.items() if k.startswith("swin.")}
+        return {k.removeprefix("swin."): v for k, v in encoder.items()}
     if wanted_task == "backbone":
-        return {k: v for k, v in state.items() if k.startswith("swin.")}
+        return encoder
     raise LoadError(f"a {saved_task} checkpoint cannot be loaded as {wanted_task}")
 
 

@@ -956,6 +956,8 @@ def write_verification(folder: Path, report: EntryReport) -> Path:
         "unchecked": report.unchecked,
         "source": report.source,
         "source_sha256": report.source_sha256,
+        # the exact bytes that were checked: publish refuses a folder whose weights changed since
+        "weights_sha256": _sha256_of(folder / "model.safetensors"),
         "synthetic": report.synthetic,
         "dtype": report.dtype,
         "tolerance": report.tolerance.to_dict(),
@@ -981,6 +983,14 @@ def write_verification(folder: Path, report: EntryReport) -> Path:
     path = folder / VERIFICATION_NAME
     _write_json_atomic(path, _finite(data))
     return path
+
+
+def _sha256_of(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    from .fetch import sha256_file
+
+    return sha256_file(path)
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -1136,6 +1146,9 @@ def _done(report: EntryReport, started: float, folder: Path | None) -> EntryRepo
     report.seconds = time.perf_counter() - started
     if folder is not None and folder.is_dir():
         write_verification(folder, report)
+        from .card import write_card
+
+        write_card(folder)  # the card shows the verdict it now has
     return report
 
 
