@@ -329,3 +329,18 @@ def test_real_size_synthetic_entries_match_timm(tmp_path, name):
     x = torch.randn(2, 3, *result.config.image_hw)
     with torch.no_grad():
         assert (result.model(x).logits - reference(x)).abs().max().item() <= TOL
+
+
+def test_a_simmim_folder_loads_as_base_model_and_backbone_without_its_mask_token(tmp_path):
+    config = tiny(2, image_size=128, num_labels=1)
+    ckpt = write_official_checkpoint(tmp_path / "c.pth", config, "simmim-swinv2-pretrain")
+    convert(source=ckpt, out_dir=tmp_path / "out", progress=False)
+    mim = swinzoo.from_pretrained(tmp_path / "out")
+    base = swinzoo.SwinModel.from_pretrained(tmp_path / "out")
+    backbone = swinzoo.SwinBackbone.from_pretrained(tmp_path / "out")
+    assert base.patch_embed.mask_token is None
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        expected = mim.swin(x).last_hidden_state
+        assert torch.equal(base(x).last_hidden_state, expected)
+        assert backbone(x).feature_maps[-1].shape == (1, 128, 4, 4)
