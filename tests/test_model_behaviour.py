@@ -152,6 +152,22 @@ def test_v2_inputs_of_other_sizes_equal_transformers(size):
         assert max_diff(model(x).logits, hf(x).logits) <= TOL
 
 
+def test_stage_that_fits_one_window_at_the_input_size_runs_unshifted():
+    """Configured at 160 (stage grids 40, 20, 10, 5: all shifted), run at 128 (32, 16, 8, 4): the last stage
+    is one 4x4 window, and a cyclic shift inside a single window would only scramble it. Both swinzoo and
+    transformers' Swin v1 (which re-decides from the input) drop the shift there; so does the model configured
+    at 128, whose last stage never shifts (the official clamp)."""
+    model = random_model(SwinForImageClassification, tiny_config(1, image_size=160), seed=25)
+    assert model.swin.stages[3].blocks[1].shift == 2
+    x = images(2, 128, 128)
+    at_128 = SwinForImageClassification(model.config.copy(image_size=128)).eval()
+    at_128.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        mine = model(x).logits
+        assert max_diff(mine, transformers_twin(model)(x).logits) <= TOL
+        assert max_diff(mine, timm_twin(at_128)(x)) <= TOL
+
+
 # --------------------------------------------------------------------------------------------- backbone
 ALL_STAGES = ["stem", "stage1", "stage2", "stage3", "stage4"]
 
