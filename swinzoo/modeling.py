@@ -112,9 +112,8 @@ def log_spaced_coords(window: int, pretrained_window: int) -> torch.Tensor:
     return table.reshape(-1, 2)
 
 
-@lru_cache(maxsize=128)
-def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
-    regions = torch.zeros(height, width, device="cpu")
+def _shift_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    regions = torch.zeros(height, width, device=device)
     bands = ((0, -window), (-window, -shift), (-shift, None))
     label = 0
     for hs in bands:
@@ -123,11 +122,18 @@ def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.T
             label += 1
     labels = window_partition(regions[None, :, :, None], window).squeeze(-1)  # (nW, N)
     differ = labels[:, None, :] != labels[:, :, None]
-    return torch.zeros(differ.shape, device="cpu").masked_fill(differ, MASK_VALUE)
+    return torch.zeros(differ.shape, device=device).masked_fill(differ, MASK_VALUE)
+
+
+@lru_cache(maxsize=128)
+def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    return _shift_mask(height, width, window, shift, torch.device("cpu"))
 
 
 def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
     """(nW, N, N) additive mask that stops attention between tokens that the cyclic shift made neighbours."""
+    if _tracing():  # computed in the graph (constant-folded there), not fetched from a Python-side cache
+        return _shift_mask(height, width, window, shift, device)
     mask = _shift_mask_cpu(height, width, window, shift)
     return mask if device.type == "cpu" else mask.to(device)
 
@@ -144,6 +150,26 @@ def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) 
     c = windows.shape[-1]
     x = windows.view(-1, height // window, width // window, window, window, c).transpose(2, 3)
     return x.reshape(-1, height, width, c)
+
+
+@lru_cache(maxsize=128)
+def _window_order(
+    height: int, width: int, window: int, shift: int, crop: tuple[int, int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token indices for one-gather window partition and reverse of a (height, width) grid.
+
+    ``order[i]`` is the grid token (row-major) that lands at position i of the concatenated, cyclically shifted
+    windows: what ``window_partition(roll(x, -shift))`` computes in two copies, one ``index_select`` does in one.
+    ``back`` undoes it, rolls back and keeps only the top-left ``crop`` = (h, w) tokens (dropping the padding).
+    """
+    grid = torch.arange(height * width, device="cpu").view(1, height, width, 1)
+    if shift:
+        grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
+    order = window_partition(grid, window).flatten()
+    back = torch.empty_like(order)
+    back[order] = torch.arange(order.numel())
+    back = back.view(height, width)[: crop[0], : crop[1]].flatten()
+    return order.to(device), back.to(device)
 
 
 # --------------------------------------------------------------------------------------------- small modules
@@ -184,7 +210,20 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+def _activate_(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``act(x)`` written into ``x`` where the activation has an in-place kernel (saves a large allocation)."""
+    if isinstance(act, nn.GELU):
+        return torch.ops.aten.gelu_(x, approximate=act.approximate)
+    if isinstance(act, nn.ReLU):
+        return torch.relu_(x)
+    if isinstance(act, nn.SiLU):
+        return F.silu(x, inplace=True)
+    return act(x)
+
+
 class Mlp(nn.Module):
+    """fc1 -> activation -> fc2, the per-token feed-forward of every block."""
+
     def __init__(self, dim: int, hidden: int, act: str, dropout: float) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -193,7 +232,10 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        if torch.is_grad_enabled() or self.training:
+            return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        # Inference: nothing keeps the pre-activation, so the activation overwrites it (one 4x-wide tensor less).
+        return self.fc2(_activate_(self.act, self.fc1(x)))
 
 
 # --------------------------------------------------------------------------------------------- the paper's modules
@@ -330,6 +372,7 @@ class WindowAttention(nn.Module):
         """windows: (batch * nW, N, C). Returns the attended windows and, if asked, the attention probabilities."""
         bw, n, c = windows.shape
         nw = bw // batch
+        heads = self.num_heads
         if self.version == 1:
             qkv = self.qkv(windows)
         else:
@@ -337,31 +380,44 @@ class WindowAttention(nn.Module):
             if self.q_bias is not None:
                 qkv_bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
             qkv = F.linear(windows, self.qkv.weight, qkv_bias)
-        # (3, batch, nW, heads, N, d): windows of one image share the mask, heads share nothing.
-        q, k, v = qkv.view(batch, nw, n, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5).unbind(0)
+        qkv = qkv.view(bw, n, 3, heads, self.head_dim)
         if self.version == 1:
             scale = self.head_dim**-0.5
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         else:
-            logit_scale = torch.clamp(self.logit_scale, max=math.log(1.0 / 0.01)).exp()
-            q = F.normalize(q, dim=-1) * logit_scale
-            k = F.normalize(k, dim=-1)
+            # Cosine attention: q and k normalised in one pass, with the per-head temperature folded into q's
+            # factor (F.normalize's max(|x|, 1e-12)), so no pass over the logits is needed.
+            logit_scale = torch.clamp(self.logit_scale, max=math.log(1.0 / 0.01)).exp().view(1, 1, 1, heads, 1)
+            qk = qkv[:, :, :2]
+            factor = torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(1e-12).reciprocal()
+            factor = factor * torch.cat([logit_scale, torch.ones_like(logit_scale)], dim=2)
+            q, k = (qk * factor).permute(2, 0, 3, 1, 4).unbind(0)
+            v = qkv[:, :, 2].transpose(1, 2)
             scale = 1.0
-        bias = self.attention_bias(mask)
+        # q, k, v: (batch * nW, heads, N, d) strided views, 4-D so SDPA can take its fused CPU/CUDA kernels.
+        bias = self.attention_bias(mask).to(q.dtype)  # (heads, N, N) or (nW, heads, N, N)
         dropout = self.attn_dropout if self.training else 0.0
         probs = None
         if output_attentions or head_mask is not None:
-            logits = (q * scale) @ k.transpose(-2, -1) + bias
+            logits = ((q * scale) @ k.transpose(-2, -1)).view(batch, nw, heads, n, n) + bias
             probs = logits.softmax(dim=-1)
             probs = F.dropout(probs, dropout, self.training)
             if head_mask is not None:
                 probs = probs * head_mask.view(1, 1, -1, 1, 1).to(probs.dtype)
+            probs = probs.view(bw, heads, n, n)
             out = probs @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout, scale=scale)
-        out = out.transpose(2, 3).reshape(bw, n, c)
-        out = self.proj_drop(self.proj(out))
-        if probs is not None:
-            probs = probs.reshape(bw, self.num_heads, n, n)
+            if bias.ndim == 3:
+                attn_mask = bias.unsqueeze(0)  # every window: broadcast
+            else:  # one mask per window position, repeated for each image (SDPA's fused kernels want 4-D)
+                attn_mask = bias.unsqueeze(0).expand(batch, -1, -1, -1, -1).reshape(bw, heads, n, n)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=scale)
+        out = out.transpose(1, 2)
+        if _tracing():
+            # The traced strides of SDPA's output are those of the kernel picked at trace time; decompositions
+            # (torch.export -> ONNX) may pick another, so the graph must not record a stride-dependent view.
+            out = out.clone(memory_format=torch.contiguous_format)
+        out = self.proj_drop(self.proj(out.reshape(bw, n, c)))
         return out, probs
 
 
@@ -388,6 +444,11 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.mlp = Mlp(dim, int(dim * config.mlp_ratio), config.hidden_act, config.hidden_dropout_prob)
 
+    # Inference on CPU runs the whole block over groups of images holding about this many tokens: every
+    # intermediate (qkv, attention, the 4x-wide MLP activations) then stays cache-sized and reuses heap
+    # memory, where whole-batch tensors would be freshly allocated, page-faulted and streamed through RAM.
+    GROUP_TOKENS = 4096
+
     def forward(
         self, x: torch.Tensor, head_mask: torch.Tensor | None = None, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -402,24 +463,53 @@ class SwinBlock(nn.Module):
         if pad_h or pad_w:
             x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
         hp, wp = h + pad_h, w + pad_w
-        if shift:
-            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-            mask = shifted_window_mask(hp, wp, window, shift, x.device)
-        else:
-            mask = None
-        attended, probs = self.attn(window_partition(x, window), b, mask, head_mask, output_attentions)
-        x = window_reverse(attended, window, hp, wp)
-        if shift:
-            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
-        if pad_h or pad_w:
+        mask = shifted_window_mask(hp, wp, window, shift, x.device) if shift else None
+        if _tracing():
+            # Plain tensor ops (roll, views) for compile/export: no Python-side cache, any (symbolic) size.
+            if shift:
+                x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+            attended, probs = self.attn(window_partition(x, window), b, mask, head_mask, output_attentions)
+            x = window_reverse(attended, window, hp, wp)
+            if shift:
+                x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
             x = x[:, :h, :w, :]
+            return self._tail(shortcut, x), probs
+        # Roll + partition as one gather of token rows, and reverse + roll back + crop as another.
+        order, back = _window_order(hp, wp, window, shift, (h, w), x.device)
+        x = x.reshape(b, hp * wp, c)
+        inference = not (torch.is_grad_enabled() or self.training or output_attentions or head_mask is not None)
+        if not inference or x.device.type != "cpu":
+            windows = x.index_select(1, order).view(-1, window * window, c)
+            attended, probs = self.attn(windows, b, mask, head_mask, output_attentions)
+            x = attended.view(b, hp * wp, c).index_select(1, back).view(b, h, w, c)
+            return self._tail(shortcut, x), probs
+        group = max(1, self.GROUP_TOKENS // (hp * wp))
+        shortcut = shortcut.reshape(b, h * w, c)
+        out = shortcut.new_empty(b, h * w, c)
+        for start in range(0, b, group):
+            stop = min(start + group, b)
+            windows = x[start:stop].index_select(1, order).view(-1, window * window, c)
+            attended, _ = self.attn(windows, stop - start, mask)
+            attended = attended.view(stop - start, hp * wp, c).index_select(1, back)
+            self._tail(shortcut[start:stop], attended, out=out[start:stop])
+        return out.view(b, h, w, c), None
+
+    def _tail(self, shortcut: torch.Tensor, attended: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Residuals, norms and MLP after attention: pre-norm (v1) or res-post-norm (v2).
+
+        With ``out`` (inference only) the result is written there and ``attended`` is overwritten.
+        """
+        if out is None:
+            if self.post_norm:
+                x = shortcut + self.drop_path(self.norm1(attended))
+                return x + self.drop_path(self.norm2(self.mlp(x)))
+            x = shortcut + self.drop_path(attended)
+            return x + self.drop_path(self.mlp(self.norm2(x)))
         if self.post_norm:
-            x = shortcut + self.drop_path(self.norm1(x))
-            x = x + self.drop_path(self.norm2(self.mlp(x)))
-        else:
-            x = shortcut + self.drop_path(x)
-            x = x + self.drop_path(self.mlp(self.norm2(x)))
-        return x, probs
+            x = self.norm1(attended).add_(shortcut)
+            return torch.add(x, self.norm2(self.mlp(x)), out=out)
+        x = attended.add_(shortcut)
+        return torch.add(x, self.mlp(self.norm2(x)), out=out)
 
 
 class PatchMerging(nn.Module):
