@@ -126,16 +126,16 @@ def _shift_mask(height: int, width: int, window: int, shift: int, device: torch.
 
 
 @lru_cache(maxsize=128)
-def _shift_mask_cpu(height: int, width: int, window: int, shift: int) -> torch.Tensor:
-    return _shift_mask(height, width, window, shift, torch.device("cpu"))
+def _cached_shift_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    # Built on the CPU (explicitly: never on a meta device), copied once per device: no per-call transfer.
+    return _shift_mask(height, width, window, shift, torch.device("cpu")).to(device)
 
 
 def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
     """(nW, N, N) additive mask that stops attention between tokens that the cyclic shift made neighbours."""
     if _tracing():  # computed in the graph (constant-folded there), not fetched from a Python-side cache
         return _shift_mask(height, width, window, shift, device)
-    mask = _shift_mask_cpu(height, width, window, shift)
-    return mask if device.type == "cpu" else mask.to(device)
+    return _cached_shift_mask(height, width, window, shift, torch.device(device))
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -315,7 +315,7 @@ class WindowAttention(nn.Module):
         self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(config.hidden_dropout_prob)
-        self._bias_cache: dict[Any, torch.Tensor] = {}
+        self._bias_cache: dict[Any, tuple[Any, ...]] = {}
 
     # ------------------------------------------------------------------ position bias
     def position_bias(self) -> torch.Tensor:
@@ -335,25 +335,32 @@ class WindowAttention(nn.Module):
     def attention_bias(self, mask: torch.Tensor | None) -> torch.Tensor:
         """Position bias plus shift mask, shaped (nW, heads, N, N) or (heads, N, N).
 
-        Cached in eval mode when no gradient is needed; the key holds each parameter's identity and version,
-        so loading new weights or editing them in place invalidates it.
+        Cached for CPU inference (eval mode, no gradient). A hit needs the very same mask object and bias
+        parameters equal in value to a snapshot taken when the entry was made: edits that bypass the autograd
+        version counter (``p.data.add_``, ``p.data = ...``, ``vector_to_parameters``) are caught too. The check
+        reads a few thousand numbers; on accelerators it would synchronise the device, so there the bias is
+        recomputed (a handful of small kernels) instead.
         """
-        cacheable = not self.training and not torch.is_grad_enabled() and not _tracing()
+        params = self._bias_params()
+        cacheable = (
+            not self.training and not torch.is_grad_enabled() and not _tracing() and params[0].device.type == "cpu"
+        )
+        key = None if mask is None else tuple(mask.shape)
         if cacheable:
-            key = (
-                tuple((id(p), p._version, p.device, p.dtype) for p in self._bias_params()),
-                None if mask is None else (id(mask), mask.shape),
-            )
             hit = self._bias_cache.get(key)
             if hit is not None:
-                return hit
+                cached_mask, snapshot, bias = hit
+                same = all(p.dtype == s.dtype and torch.equal(p, s) for p, s in zip(params, snapshot, strict=True))
+                if cached_mask is mask and same:
+                    return bias
         bias = self.position_bias()
         if mask is not None:
             bias = bias.unsqueeze(0) + mask.unsqueeze(1).to(bias.dtype)
         if cacheable:
             if len(self._bias_cache) > 8:
                 self._bias_cache.clear()
-            self._bias_cache[key] = bias
+            # The entry holds the mask itself, so its id cannot be recycled while the entry lives.
+            self._bias_cache[key] = (mask, tuple(p.detach().clone() for p in params), bias)
         return bias
 
     def train(self, mode: bool = True) -> WindowAttention:
