@@ -82,7 +82,10 @@ class BackboneOutput(ModelOutput):
 
 # --------------------------------------------------------------------------------------------- shape-only helpers
 def _tracing() -> bool:
-    """True under torch.compile / torch.export, where Python-side caches must not be consulted."""
+    """True under torch.compile / torch.export / torch.jit.trace, where Python-side caches must not be
+    consulted and Python loops over the batch must not be unrolled into the graph."""
+    if torch.jit.is_tracing():
+        return True
     compiler = getattr(torch, "compiler", None)
     if compiler is None:
         return False
