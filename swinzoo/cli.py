@@ -43,9 +43,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     right = {3, 4, 5}  # numbers
     lines = []
     for row in [header, *rows]:
-        cells = [
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -58,12 +56,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     default=None,
     help="Only entries whose source sha256 is pinned (or only those that are not).",
 )
-@click.option(
-    "--filter", "substring", metavar="SUBSTRING", help="Only names containing SUBSTRING (any case)."
-)
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print every manifest field of each entry as a JSON list."
-)
+@click.option("--filter", "substring", metavar="SUBSTRING", help="Only names containing SUBSTRING (any case).")
+@click.option("--json", "as_json", is_flag=True, help="Print every manifest field of each entry as a JSON list.")
 def list_command(
     family: str | None, kind: str | None, pinned: bool | None, substring: str | None, as_json: bool
 ) -> None:
@@ -92,9 +86,7 @@ def list_command(
     click.echo(_table([_row(e) for e in entries], header))
     notes = [f"{len(entries)} entries; acc@1: ImageNet-1K top-1 as reported by the authors."]
     if any(e.architecture.derive_from_checkpoint for e in entries):
-        notes.append(
-            "*: provisional architecture (read from the checkpoint at convert time); params may be off."
-        )
+        notes.append("*: provisional architecture (read from the checkpoint at convert time); params may be off.")
     click.echo("\n" + "\n".join(notes), err=True)
 
 

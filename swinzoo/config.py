@@ -62,9 +62,7 @@ class SwinConfig:
         **extra: Any,
     ) -> None:
         self.version = int(version)
-        self.image_size = (
-            list(_pair(image_size)) if isinstance(image_size, (list, tuple)) else int(image_size)
-        )
+        self.image_size = list(_pair(image_size)) if isinstance(image_size, (list, tuple)) else int(image_size)
         self.patch_size = int(patch_size)
         self.num_channels = int(num_channels)
         self.embed_dim = int(embed_dim)
@@ -72,9 +70,7 @@ class SwinConfig:
         self.num_heads = [int(h) for h in num_heads]
         self.window_size = int(window_size)
         self.pretrained_window_sizes = (
-            [0] * len(self.depths)
-            if pretrained_window_sizes is None
-            else [int(w) for w in pretrained_window_sizes]
+            [0] * len(self.depths) if pretrained_window_sizes is None else [int(w) for w in pretrained_window_sizes]
         )
         self.mlp_ratio = float(mlp_ratio)
         self.qkv_bias = bool(qkv_bias)
@@ -166,9 +162,7 @@ class SwinConfig:
         if out_indices is not None:
             for i in out_indices:
                 if not -len(names) <= int(i) < len(names):
-                    raise ConfigError(
-                        f"out_indices: {i} is out of range for {len(names)} stages (stem included)"
-                    )
+                    raise ConfigError(f"out_indices: {i} is out of range for {len(names)} stages (stem included)")
             indices = [int(i) % len(names) for i in out_indices]
             if out_features is not None and [names[i] for i in indices] != list(out_features):
                 raise ConfigError(f"out_features {out_features} and out_indices {out_indices} do not agree")
@@ -195,9 +189,7 @@ class SwinConfig:
         for i, h in enumerate(self.num_heads):
             dim = self.embed_dim * 2**i
             if dim % h:
-                raise ConfigError(
-                    f"embed_dim: stage {i + 1} width {dim} is not divisible by num_heads[{i}]={h}"
-                )
+                raise ConfigError(f"embed_dim: stage {i + 1} width {dim} is not divisible by num_heads[{i}]={h}")
         need(self.embed_dim >= 1, "embed_dim", "must be positive")
         need(self.patch_size >= 1, "patch_size", "must be >= 1")
         need(self.num_channels >= 1, "num_channels", "must be >= 1")

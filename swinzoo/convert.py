@@ -73,11 +73,7 @@ class ConvertResult:
 
 def synthetic_config(entry: ZooEntry) -> SwinConfig:
     """The architecture a synthetic file for ``entry`` is generated with."""
-    return (
-        entry.config(extra_norm_every_n_blocks=0)
-        if entry.architecture.extra_norm_every_n_blocks
-        else entry.config()
-    )
+    return entry.config(extra_norm_every_n_blocks=0) if entry.architecture.extra_norm_every_n_blocks else entry.config()
 
 
 def resolve_source(
@@ -93,9 +89,7 @@ def resolve_source(
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if synthetic:
         if entry is None:
-            raise ConvertError(
-                "--synthetic needs a zoo entry NAME (the file is generated in that entry's layout)"
-            )
+            raise ConvertError("--synthetic needs a zoo entry NAME (the file is generated in that entry's layout)")
         from .synthetic import write_official_checkpoint
 
         path = cache / "synthetic" / f"{entry.name}-seed{seed}.pth"
@@ -111,9 +105,7 @@ def resolve_source(
     if not entry.source.urls:
         raise ManualDownloadRequired(entry.name, entry.source.manual_download or "no download URL is known")
     sha = entry.source.sha256 or None
-    got = fetch(
-        entry.source.urls[0], sha256=sha, cache_dir=cache, progress=progress, filename=entry.source.filename
-    )
+    got = fetch(entry.source.urls[0], sha256=sha, cache_dir=cache, progress=progress, filename=entry.source.filename)
     return SourceFile(got.path, entry.source.urls[0], got.sha256, bool(sha))
 
 
@@ -161,9 +153,7 @@ def convert(
     """Convert a zoo entry (or any official-layout file) into a swinzoo folder; see ``swinzoo convert --help``."""
     started = time.perf_counter()
     entry = get_entry(name) if name else None
-    src = resolve_source(
-        entry, source=source, synthetic=synthetic, seed=seed, cache_dir=cache_dir, progress=progress
-    )
+    src = resolve_source(entry, source=source, synthetic=synthetic, seed=seed, cache_dir=cache_dir, progress=progress)
     state = load_state_dict(src.path)
     notes: list[str] = []
     derive = entry is not None and bool(entry.architecture.derive_from_checkpoint)
@@ -195,9 +185,7 @@ def convert(
         model = model.to(parse_dtype(dtype))
     result = ConvertResult(None, model, config, layout, src, report, notes, entry)
     if write:
-        target = (
-            Path(out_dir) if out_dir else Path("converted") / (entry.name if entry else Path(src.path).stem)
-        )
+        target = Path(out_dir) if out_dir else Path("converted") / (entry.name if entry else Path(src.path).stem)
         with atomic_directory(target) as tmp:
             metadata = {
                 "source": src.description,

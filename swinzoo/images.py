@@ -73,15 +73,12 @@ class Preprocessing:
         object.__setattr__(self, "crop_pct", crop_pct)
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(
-                f"Preprocessing.interpolation must be one of {sorted(INTERPOLATIONS)}, "
-                f"got {self.interpolation!r}"
+                f"Preprocessing.interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}"
             )
         for name in ("mean", "std"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
-                raise ConfigError(
-                    f"Preprocessing.{name} must be 3 numbers (one per RGB channel), got {value!r}"
-                )
+                raise ConfigError(f"Preprocessing.{name} must be 3 numbers (one per RGB channel), got {value!r}")
             numbers = tuple(float(v) for v in value)
             if not all(math.isfinite(v) for v in numbers):
                 raise ConfigError(f"Preprocessing.{name} must be finite, got {value!r}")
@@ -140,9 +137,7 @@ def load_image(path: Path | str | os.PathLike[str]) -> Image.Image:
     except FileNotFoundError as err:
         raise ImageError(f"image file {path} does not exist") from err
     except UnidentifiedImageError as err:
-        raise ImageError(
-            f"image file {path} is not an image Pillow can identify (corrupt or wrong format)"
-        ) from err
+        raise ImageError(f"image file {path} is not an image Pillow can identify (corrupt or wrong format)") from err
     except Image.DecompressionBombError as err:
         raise ImageError(f"image file {path} is too large to decode safely: {err}") from err
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:

@@ -289,9 +289,7 @@ def _label_names(label_set: str) -> tuple[str, ...]:
     info = ImageNetInfo(label_set)
     synsets = list(info.label_names())
     if len(synsets) != size:
-        raise ManifestError(
-            f"label_set {label_set!r}: timm's class list has {len(synsets)} names, expected {size}"
-        )
+        raise ManifestError(f"label_set {label_set!r}: timm's class list has {len(synsets)} names, expected {size}")
     names = list(info.label_descriptions())
     # Lemmas repeat (ImageNet-1K has two "crane" and two "maillot"); config labels must be unique, so each
     # repeated lemma carries its WordNet synset.
@@ -371,9 +369,7 @@ def parse_entries(data: Mapping[str, Any], origin: str) -> list[ZooEntry]:
     """Entries of one parsed manifest file (``{"entry": [...]}``), type-checked; not yet validated."""
     unknown = sorted(set(data) - {"entry"})
     if unknown:
-        raise ManifestError(
-            f"{origin}: unknown top-level key(s) {unknown}; a manifest holds [[entry]] tables"
-        )
+        raise ManifestError(f"{origin}: unknown top-level key(s) {unknown}; a manifest holds [[entry]] tables")
     tables = data.get("entry", [])
     if not isinstance(tables, list):
         raise ManifestError(f"{origin}: `entry` must be an array of tables ([[entry]])")
@@ -461,9 +457,7 @@ def validate_entry(entry: ZooEntry) -> None:
                 f"stage {i + 1} width {a.embed_dim * 2**i} is not divisible by {heads}",
             )
     if a.version == 1 and any(a.pretrained_window_sizes):
-        _fail(
-            entry, "architecture.pretrained_window_sizes", "Swin v1 has no pretrained windows (must be all 0)"
-        )
+        _fail(entry, "architecture.pretrained_window_sizes", "Swin v1 has no pretrained windows (must be all 0)")
     arch_fields = {f.name for f in dataclasses.fields(Architecture)} - {"derive_from_checkpoint"}
     for name in a.derive_from_checkpoint:
         if name not in arch_fields:
@@ -485,8 +479,7 @@ def validate_entry(entry: ZooEntry) -> None:
                 _fail(
                     entry,
                     "architecture.pretrained_window_sizes",
-                    f"{list(a.pretrained_window_sizes)}, but window{win_from}to{win_to} at {base} "
-                    f"means {expected}",
+                    f"{list(a.pretrained_window_sizes)}, but window{win_from}to{win_to} at {base} means {expected}",
                 )
     try:
         entry.config() if entry.num_classes == 0 else entry.config(num_labels=entry.num_classes)
@@ -500,15 +493,12 @@ def validate_entry(entry: ZooEntry) -> None:
         _fail(
             entry,
             "num_classes",
-            f"{entry.num_classes}, but label_set {entry.label_set!r} has "
-            f"{LABEL_SETS[entry.label_set]} classes",
+            f"{entry.num_classes}, but label_set {entry.label_set!r} has {LABEL_SETS[entry.label_set]} classes",
         )
     if (entry.kind == "simmim-pretrain") != (entry.num_classes == 0):
         _fail(entry, "num_classes", "must be 0 exactly for SimMIM pretrain entries (they have no classifier)")
     if (entry.kind == "simmim-pretrain") != (entry.simmim is not None):
-        _fail(
-            entry, "simmim", "a [entry.simmim] table is required for, and only for, SimMIM pretrain entries"
-        )
+        _fail(entry, "simmim", "a [entry.simmim] table is required for, and only for, SimMIM pretrain entries")
     if entry.simmim is not None:
         if not 0.0 < entry.simmim.mask_ratio < 1.0:
             _fail(entry, "simmim.mask_ratio", f"{entry.simmim.mask_ratio} is not in (0, 1)")

@@ -268,11 +268,14 @@ class PatchEmbedding(nn.Module):
         x = self.norm(self.proj(pixel_values).permute(0, 2, 3, 1))
         if bool_masked_pos is not None:
             if self.mask_token is None:
-                raise ValueError("bool_masked_pos given but this model has no mask token (use SwinForMaskedImageModeling)")
+                raise ValueError(
+                    "bool_masked_pos given but this model has no mask token (use SwinForMaskedImageModeling)"
+                )
             b, gh, gw, _ = x.shape
             if bool_masked_pos.shape[-1] != gh * gw:
                 raise ValueError(
-                    f"bool_masked_pos has {bool_masked_pos.shape[-1]} positions, the input has {gh}x{gw}={gh * gw} patches"
+                    f"bool_masked_pos has {bool_masked_pos.shape[-1]} positions, "
+                    f"the input has {gh}x{gw}={gh * gw} patches"
                 )
             mask = bool_masked_pos.reshape(b, gh, gw, 1).to(x.dtype)
             x = x * (1.0 - mask) + self.mask_token.view(1, 1, 1, -1) * mask
@@ -313,8 +316,12 @@ class WindowAttention(nn.Module):
             self.q_bias = nn.Parameter(torch.zeros(dim)) if config.qkv_bias else None
             self.v_bias = nn.Parameter(torch.zeros(dim)) if config.qkv_bias else None
             self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
-            self.cpb_mlp = nn.Sequential(nn.Linear(2, 512), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False))
-            self.register_buffer("relative_coords_table", log_spaced_coords(window, pretrained_window), persistent=False)
+            self.cpb_mlp = nn.Sequential(
+                nn.Linear(2, 512), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False)
+            )
+            self.register_buffer(
+                "relative_coords_table", log_spaced_coords(window, pretrained_window), persistent=False
+            )
         self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(config.hidden_dropout_prob)
@@ -659,7 +666,7 @@ class SwinModel(SwinPreTrainedModel):
         attentions), grids in (B, H, W, C)."""
         x = self.patch_embed(pixel_values, bool_masked_pos)
         after, before, attentions = [x], [], []
-        for stage, stage_head_mask in zip(self.stages, _per_stage_head_mask(head_mask, len(self.stages))):
+        for stage, stage_head_mask in zip(self.stages, _per_stage_head_mask(head_mask, len(self.stages)), strict=True):
             x, before_merge, probs = stage(x, stage_head_mask, output_attentions)
             after.append(x)
             before.append(before_merge)
@@ -851,8 +858,10 @@ class SwinBackbone(SwinPreTrainedModel):
         _, after, before, attentions = self.swin.forward_stages(
             pixel_values, head_mask=head_mask, output_attentions=output_attentions
         )
-        grids = dict(zip(self.config.stage_names, [after[0], *before]))
-        maps = tuple(self.stage_norms[name](grids[name]).permute(0, 3, 1, 2).contiguous() for name in self.config.out_features)
+        grids = dict(zip(self.config.stage_names, [after[0], *before], strict=True))
+        maps = tuple(
+            self.stage_norms[name](grids[name]).permute(0, 3, 1, 2).contiguous() for name in self.config.out_features
+        )
         hidden = tuple(g.flatten(1, 2) for g in [after[0], *before]) if output_hidden_states else None
         return BackboneOutput(
             feature_maps=maps, hidden_states=hidden, attentions=tuple(attentions) if output_attentions else None

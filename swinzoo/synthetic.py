@@ -64,9 +64,7 @@ def randomize_state(state: dict[str, torch.Tensor], seed: int = 0) -> dict[str, 
 def _timm_model(config: SwinConfig, num_classes: int) -> torch.nn.Module:
     from .converters.timm_layout import create_timm_model
 
-    return (
-        create_timm_model(config.copy(num_labels=max(num_classes, 1))) if num_classes else _headless(config)
-    )
+    return create_timm_model(config.copy(num_labels=max(num_classes, 1))) if num_classes else _headless(config)
 
 
 def _headless(config: SwinConfig) -> torch.nn.Module:
@@ -87,9 +85,7 @@ def official_state_dict(config: SwinConfig, layout: str, seed: int = 0) -> dict[
     state: dict[str, torch.Tensor] = {}
     for key, value in params.items():
         # timm keeps merging at the start of the next stage; the official code at the end of the stage.
-        key = re.sub(
-            r"^layers\.(\d+)\.downsample\.", lambda m: f"layers.{int(m.group(1)) - 1}.downsample.", key
-        )
+        key = re.sub(r"^layers\.(\d+)\.downsample\.", lambda m: f"layers.{int(m.group(1)) - 1}.downsample.", key)
         key = re.sub(r"^head\.fc\.", "head.", key)
         state[key] = value
     # The official modules register these buffers as persistent, so the files carry them.
@@ -125,9 +121,7 @@ def _training_extras(state: dict[str, torch.Tensor], seed: int) -> dict[str, Any
         },
         "param_groups": [{"lr": 1e-4, "weight_decay": 0.05, "params": list(range(len(some)))}],
     }
-    config = _CfgNodeStandIn(
-        MODEL=_CfgNodeStandIn(TYPE="swin", NAME="synthetic"), TRAIN=_CfgNodeStandIn(EPOCHS=300)
-    )
+    config = _CfgNodeStandIn(MODEL=_CfgNodeStandIn(TYPE="swin", NAME="synthetic"), TRAIN=_CfgNodeStandIn(EPOCHS=300))
     return {
         "optimizer": optimizer,
         "lr_scheduler": {"last_epoch": 99, "base_lrs": [1e-4]},

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from swinzoo.config import SwinConfig
 from swinzoo.converters.engine import Fused, Rename, convert_state_dict, shapes_of
 from swinzoo.converters.timm_layout import create_timm_model, timm_rules
 from swinzoo.converters.transformers_layout import (
@@ -15,8 +17,6 @@ from swinzoo.converters.transformers_layout import (
     detect_style,
     transformers_rules,
 )
-
-from swinzoo.config import SwinConfig
 from swinzoo.modeling import SwinPreTrainedModel
 from swinzoo.synthetic import randomize_state
 
@@ -88,6 +88,7 @@ def transformers_backbone_twin(model: SwinPreTrainedModel) -> torch.nn.Module:
     (v1 only: transformers' Swinv2Backbone has no norms and no final LayerNorm).
     """
     import transformers
+
     from swinzoo.converters.transformers_layout import transformers_config
 
     config = model.config

@@ -188,9 +188,7 @@ class Repo:
         return None
 
     def content(self, entry: Entry) -> bytes:
-        return (
-            self.lfs_objects[entry.sha256] if entry.sha256 is not None else self.regular_blobs[entry.blob_id]
-        )
+        return self.lfs_objects[entry.sha256] if entry.sha256 is not None else self.regular_blobs[entry.blob_id]
 
     def history(self, oid: str) -> Iterator[Commit]:
         """Commits from `oid` back to the first one (first-parent chain), newest first."""
@@ -229,9 +227,7 @@ class Request:
         try:
             return json.loads(self.body or b"null")
         except json.JSONDecodeError as exc:
-            raise HubError(
-                400, f"Request body of {self.method} {self.path} is not valid JSON: {exc}"
-            ) from exc
+            raise HubError(400, f"Request body of {self.method} {self.path} is not valid JSON: {exc}") from exc
 
     def flag(self, name: str) -> bool:
         return any(v.lower() in ("1", "true", "yes") for v in self.query.get(name, []))
@@ -247,9 +243,7 @@ class Response:
 class HubError(Exception):
     """An error answered as the Hub does: JSON `{"error": ...}` plus X-Error-Code / X-Error-Message."""
 
-    def __init__(
-        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
-    ):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -317,9 +311,7 @@ class HubServer:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.exchanges: list[Exchange] = []
         self.unhandled: list[str] = []
-        self._pending_uploads: dict[
-            str, tuple[tuple[str, str], str, int]
-        ] = {}  # nonce -> (repo key, oid, size)
+        self._pending_uploads: dict[str, tuple[tuple[str, str], str, int]] = {}  # nonce -> (repo key, oid, size)
         self._lock = threading.RLock()
         self._counter = itertools.count()
         self._httpd: ThreadingHTTPServer | None = None
@@ -374,9 +366,7 @@ class HubServer:
         try:
             return self.repos[(repo_type, repo_id)]
         except KeyError:
-            raise KeyError(
-                f"HubServer has no {repo_type} repo {repo_id!r}; it has {sorted(self.repos)}"
-            ) from None
+            raise KeyError(f"HubServer has no {repo_type} repo {repo_id!r}; it has {sorted(self.repos)}") from None
 
     def seed_repo(
         self,
@@ -413,8 +403,7 @@ class HubServer:
         return [
             ex
             for ex in list(self.exchanges)
-            if needle in ex.response_body
-            or any(text in k or text in v for k, v in ex.response_headers.items())
+            if needle in ex.response_body or any(text in k or text in v for k, v in ex.response_headers.items())
         ]
 
     # -- storage ------------------------------------------------------------------------------------------
@@ -428,9 +417,7 @@ class HubServer:
         self._commit(repo, None, {".gitattributes": Entry(len(attributes), blob_id)}, "initial commit", "")
         return repo
 
-    def _commit(
-        self, repo: Repo, branch: str | None, tree: Mapping[str, Entry], title: str, description: str
-    ) -> str:
+    def _commit(self, repo: Repo, branch: str | None, tree: Mapping[str, Entry], title: str, description: str) -> str:
         parent = repo.branches.get(branch) if branch is not None else None
         listing = "\n".join(f"{e.blob_id} {p}" for p, e in sorted(tree.items()))
         oid = hashlib.sha1(
@@ -611,13 +598,9 @@ class HubServer:
             stored = self._repo_for(request, types, repo, write=False)
             data: dict[str, Any] = {
                 "branches": [
-                    {"name": n, "ref": f"refs/heads/{n}", "targetCommit": oid}
-                    for n, oid in stored.branches.items()
+                    {"name": n, "ref": f"refs/heads/{n}", "targetCommit": oid} for n, oid in stored.branches.items()
                 ],
-                "tags": [
-                    {"name": n, "ref": f"refs/tags/{n}", "targetCommit": oid}
-                    for n, oid in stored.tags.items()
-                ],
+                "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": oid} for n, oid in stored.tags.items()],
                 "converts": [],
             }
             if request.flag("include_prs"):
@@ -630,11 +613,7 @@ class HubServer:
         with self._lock:
             stored = self._repo_for(request, types, repo, write=True)
             commit = self._commit_for(stored, rev)
-            if (
-                not isinstance(tag, str)
-                or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", tag)
-                or ".." in tag
-            ):
+            if not isinstance(tag, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", tag) or ".." in tag:
                 raise HubError(400, f"Invalid tag name: {tag!r}")
             if tag in stored.tags:
                 raise HubError(409, f"Tag already exists: {tag}")
@@ -781,9 +760,7 @@ class HubServer:
         body = request.json() or {}
         types = prefix or "models"
         if body.get("operation") != "upload":
-            raise HubError(
-                400, f"The test Hub only serves LFS uploads, got operation {body.get('operation')!r}"
-            )
+            raise HubError(400, f"The test Hub only serves LFS uploads, got operation {body.get('operation')!r}")
         if "basic" not in body.get("transfers", ["basic"]):
             raise HubError(400, "The test Hub only serves the 'basic' LFS transfer")
         objects = []
@@ -793,9 +770,7 @@ class HubServer:
             verify_href = f"{self._repo_url(stored)}.git/info/lfs/objects/verify"
             for obj in body.get("objects", []):
                 oid, size = obj.get("oid"), obj.get("size")
-                if not (
-                    isinstance(oid, str) and _HEX64.fullmatch(oid) and isinstance(size, int) and size >= 0
-                ):
+                if not (isinstance(oid, str) and _HEX64.fullmatch(oid) and isinstance(size, int) and size >= 0):
                     objects.append(
                         {
                             "oid": str(oid),
@@ -805,9 +780,7 @@ class HubServer:
                     )
                     continue
                 if oid in stored.lfs_objects:
-                    objects.append(
-                        {"oid": oid, "size": size}
-                    )  # already present: no actions, nothing to upload
+                    objects.append({"oid": oid, "size": size})  # already present: no actions, nothing to upload
                     continue
                 nonce = secrets.token_urlsafe(16)
                 self._pending_uploads[nonce] = (key, oid, size)
@@ -851,9 +824,7 @@ class HubServer:
             stored = self._repo_for(request, prefix or "models", repo, write=True)
             data = stored.lfs_objects.get(body.get("oid", ""))
             if data is None or len(data) != body.get("size"):
-                raise HubError(
-                    404, f"LFS object {body.get('oid')} of size {body.get('size')} was not uploaded"
-                )
+                raise HubError(404, f"LFS object {body.get('oid')} of size {body.get('size')} was not uploaded")
         return _json({"success": True})
 
     def _h_commit(self, request: Request, types: str, repo: str, rev: str) -> Response:
@@ -880,9 +851,7 @@ class HubServer:
                 raise _revision_not_found(rev)
             head = stored.branches[rev]
             parent = header.get("parentCommit")
-            if parent is not None and not (
-                isinstance(parent, str) and len(parent) >= 7 and head.startswith(parent)
-            ):
+            if parent is not None and not (isinstance(parent, str) and len(parent) >= 7 and head.startswith(parent)):
                 raise HubError(
                     412,
                     f"A commit has happened since. Please refresh and try again. "
@@ -893,9 +862,7 @@ class HubServer:
             for line in lines[1:]:
                 key, value = line.get("key"), line.get("value") or {}
                 raw_path = str(value.get("path", ""))
-                path = _validate_path(
-                    raw_path.rstrip("/") if key in ("deletedFile", "deletedFolder") else raw_path
-                )
+                path = _validate_path(raw_path.rstrip("/") if key in ("deletedFile", "deletedFolder") else raw_path)
                 if key == "file":
                     if value.get("encoding", "base64") != "base64":
                         raise HubError(400, f"Unsupported encoding for {path}: {value.get('encoding')!r}")
@@ -951,9 +918,7 @@ class HubServer:
             commit = self._commit_for(stored, rev)
             entry = commit.tree.get(path)
             if entry is None:
-                raise HubError(
-                    404, f"Entry not found: {path}", "EntryNotFound", headers={"X-Repo-Commit": commit.oid}
-                )
+                raise HubError(404, f"Entry not found: {path}", "EntryNotFound", headers={"X-Repo-Commit": commit.oid})
             data = stored.content(entry)
         headers = {
             "Content-Type": "application/octet-stream",
@@ -1002,9 +967,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         hub: HubServer = self.server.hub  # type: ignore[attr-defined]
         parts = urlsplit(self.path)
         body = self._read_body()
-        request = Request(
-            self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), self.headers, body
-        )
+        request = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), self.headers, body)
         try:
             response = hub._dispatch(request)
         except HubError as error:
@@ -1016,9 +979,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except Exception as error:  # a bug in the test server: answer 500 and show where
             traceback.print_exc(file=sys.stderr)
             message = f"hubserver internal error: {type(error).__name__}: {error}"
-            response = Response(
-                500, json.dumps({"error": message}).encode(), {"Content-Type": "application/json"}
-            )
+            response = Response(500, json.dumps({"error": message}).encode(), {"Content-Type": "application/json"})
         response.headers["Content-Length"] = str(len(response.body))
         hub.exchanges.append(
             Exchange(
@@ -1142,9 +1103,7 @@ def hub_env(
         (hf_api.api, "endpoint", server.url),
     ]
     if hasattr(_http, "_HUB_ORIGINS"):
-        patches.append(
-            (_http, "_HUB_ORIGINS", frozenset(_http._HUB_ORIGINS | {("http", "127.0.0.1", origin.port)}))
-        )
+        patches.append((_http, "_HUB_ORIGINS", frozenset(_http._HUB_ORIGINS | {("http", "127.0.0.1", origin.port)})))
     try:
         from huggingface_hub.utils import _cache_manager
 

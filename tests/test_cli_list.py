@@ -30,9 +30,7 @@ def test_table_lists_every_entry_with_size_resolution_and_accuracy():
     row = next(line.split() for line in out.splitlines() if line.startswith("swin-tiny-patch4-window7-224 "))
     # 28,288,354 parameters is timm's count for swin_tiny_patch4_window7_224; 81.2 is the MODELHUB top-1.
     assert row == ["swin-tiny-patch4-window7-224", "swin", "classification", "28.3M", "224", "81.2", "no"]
-    pre = next(
-        line.split() for line in out.splitlines() if line.startswith("simmim-swin-base-window6-192-100ep ")
-    )
+    pre = next(line.split() for line in out.splitlines() if line.startswith("simmim-swin-base-window6-192-100ep "))
     assert pre[2:] == ["simmim-pretrain", "89.9M", "192", "-", "no"]
 
 

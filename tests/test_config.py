@@ -6,9 +6,9 @@ import json
 
 import pytest
 from conftest import tiny_config
-from swinzoo.converters.timm_layout import create_timm_model
 
 from swinzoo.config import ConfigError, SwinConfig
+from swinzoo.converters.timm_layout import create_timm_model
 from swinzoo.modeling import SwinModel
 
 SWIN_L_192 = dict(embed_dim=192, depths=[2, 2, 18, 2], num_heads=[6, 12, 24, 48], window_size=12, image_size=192)

@@ -14,15 +14,15 @@ import timm.models.swin_transformer_v2 as timm_v2
 import torch
 from click.testing import CliRunner
 from safetensors import safe_open
-from swinzoo.converters.engine import MappingError, convert_state_dict, shapes_of
-from swinzoo.converters.official import infer_config
-from swinzoo.converters.timm_layout import create_timm_model, timm_rules
-from swinzoo.converters.transformers_layout import create_transformers_model, detect_style, transformers_rules
 
 import swinzoo
 from swinzoo.cli import main
 from swinzoo.config import SwinConfig
 from swinzoo.convert import ConvertError, convert
+from swinzoo.converters.engine import MappingError, convert_state_dict, shapes_of
+from swinzoo.converters.official import infer_config
+from swinzoo.converters.timm_layout import create_timm_model, timm_rules
+from swinzoo.converters.transformers_layout import create_transformers_model, detect_style, transformers_rules
 from swinzoo.manifest import get_entry
 from swinzoo.modeling import SwinForImageClassification
 from swinzoo.safeload import load_checkpoint

@@ -58,9 +58,7 @@ def api(hub: HubServer) -> HfApi:
 
 def _raw(server: HubServer, method: str, path: str, body: bytes = b"", headers: dict | None = None):
     """A request that bypasses the client, for server guarantees the client never lets us violate."""
-    request = urllib.request.Request(
-        server.url + path, data=body or None, method=method, headers=headers or {}
-    )
+    request = urllib.request.Request(server.url + path, data=body or None, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.headers, response.read()
@@ -137,18 +135,14 @@ def test_regular_and_lfs_uploads_round_trip_with_hub_hashes(api: HfApi, hub: Hub
     assert tree["config.json"].lfs is None and tree["config.json"].blob_id == git_sha1(config)
     lfs = tree["weights/model.safetensors"].lfs
     assert lfs is not None and lfs.sha256 == sha256(weights) and lfs.size == len(weights)
-    pointer = (
-        f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256(weights)}\nsize {len(weights)}\n"
-    )
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256(weights)}\nsize {len(weights)}\n"
     assert tree["weights/model.safetensors"].blob_id == git_sha1(pointer.encode())
     folders = [f.path for f in api.list_repo_tree(REPO) if not hasattr(f, "blob_id")]
     assert folders == ["weights"]
 
     status, headers, _ = _raw(hub, "HEAD", f"/{REPO}/resolve/main/weights/model.safetensors")
     assert status == 200 and headers["X-Repo-Commit"] == commit.oid
-    assert headers["X-Linked-Etag"] == f'"{sha256(weights)}"' and headers["X-Linked-Size"] == str(
-        len(weights)
-    )
+    assert headers["X-Linked-Etag"] == f'"{sha256(weights)}"' and headers["X-Linked-Size"] == str(len(weights))
     status, headers, body = _raw(hub, "GET", f"/{REPO}/resolve/{commit.oid}/config.json")
     assert (status, body, headers["ETag"]) == (200, config, f'"{git_sha1(config)}"')
     assert "X-Linked-Etag" not in headers
@@ -371,9 +365,7 @@ def test_token_is_sent_on_writes_and_never_echoed(api: HfApi, hub: HubServer) ->
     hf_hub_download(REPO, "model.safetensors", revision="v1")
     api.whoami()
 
-    writes = [
-        ex for ex in hub.exchanges if ex.method in ("POST", "DELETE") and "validate-yaml" not in ex.path
-    ]
+    writes = [ex for ex in hub.exchanges if ex.method in ("POST", "DELETE") and "validate-yaml" not in ex.path]
     assert len(writes) >= 6  # create, preupload, lfs batch, lfs verify, commit, tag
     assert all(ex.request_headers.get("authorization") == f"Bearer {TOKEN}" for ex in writes)
     # The check below does find what responses contain (the commit oid), so an echoed token would be caught.
@@ -390,9 +382,7 @@ def test_lfs_upload_must_match_the_announced_object(api: HfApi, hub: HubServer) 
         "objects": [{"oid": sha256(data), "size": len(data)}],
     }
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    status, _, body = _raw(
-        hub, "POST", f"/{REPO}.git/info/lfs/objects/batch", json.dumps(announce).encode(), auth
-    )
+    status, _, body = _raw(hub, "POST", f"/{REPO}.git/info/lfs/objects/batch", json.dumps(announce).encode(), auth)
     assert status == 200
     href = json.loads(body)["objects"][0]["actions"]["upload"]["href"]
     status, _, _ = _raw(hub, "PUT", href[len(hub.url) :], b"tampered" * 150)

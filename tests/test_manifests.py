@@ -245,9 +245,7 @@ BROKEN = [
 @pytest.mark.parametrize(("case", "mutate", "field"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_a_broken_entry_is_rejected_naming_file_entry_and_field(raw_tables, case, mutate, field):
     table = _tiny_entry(raw_tables)
-    validate_all(
-        parse_entries({"entry": [copy.deepcopy(table)]}, "manifests/test.toml")
-    )  # the original is fine
+    validate_all(parse_entries({"entry": [copy.deepcopy(table)]}, "manifests/test.toml"))  # the original is fine
     mutate(table)
     with pytest.raises(ManifestError) as info:
         validate_all(parse_entries({"entry": [table]}, "manifests/test.toml"))
@@ -272,9 +270,7 @@ def test_a_duplicate_name_across_files_is_rejected_naming_both_files(tmp_path, r
     assert len(load_manifests(tmp_path)) == 17
     first_entry = text.split("\n[[entry]]\n")[1]
     (tmp_path / "b.toml").write_text("[[entry]]\n" + first_entry)
-    with pytest.raises(
-        ManifestError, match=r"b\.toml: entry 'swin-tiny-patch4-window7-224': name: duplicate.*a\.toml"
-    ):
+    with pytest.raises(ManifestError, match=r"b\.toml: entry 'swin-tiny-patch4-window7-224': name: duplicate.*a\.toml"):
         load_manifests(tmp_path)
 
 
@@ -356,9 +352,7 @@ def test_parameter_count_matches_timm_for_architectures_timm_has_no_preset_for(z
     ft = zoo["simmim-swin-large-window14-224-800ep-ft"]  # window 14: stage 4 clamps to 7
     assert ft.num_params == _timm_params("swin_large_patch4_window7_224", window_size=14, num_classes=1000)
     ft2 = zoo["simmim-swinv2-small-1k-500k-ft"]
-    assert ft2.num_params == _timm_params(
-        "swinv2_small_window8_256", img_size=224, window_size=14, num_classes=1000
-    )
+    assert ft2.num_params == _timm_params("swinv2_small_window8_256", img_size=224, window_size=14, num_classes=1000)
 
 
 @pytest.mark.parametrize(

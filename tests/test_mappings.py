@@ -14,6 +14,8 @@ import pytest
 import torch
 from conftest import max_diff, random_model, tiny_config
 from safetensors.torch import save_file
+
+from swinzoo.config import SwinConfig
 from swinzoo.converters.engine import MappingError, Rename, convert_state_dict, shapes_of
 from swinzoo.converters.timm_layout import create_timm_model, timm_rules
 from swinzoo.converters.transformers_layout import (
@@ -21,8 +23,6 @@ from swinzoo.converters.transformers_layout import (
     detect_style,
     transformers_rules,
 )
-
-from swinzoo.config import SwinConfig
 from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModeling, SwinModel
 
 pytestmark = pytest.mark.usefixtures("small_model_threads")

@@ -20,11 +20,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TOL, max_diff, randomized, tiny_config, transformers_twin
+
+from swinzoo.config import SwinConfig
 from swinzoo.converters.engine import convert_state_dict, shapes_of
 from swinzoo.converters.timm_layout import create_timm_model, timm_rules
 from swinzoo.converters.transformers_layout import transformers_config
-
-from swinzoo.config import SwinConfig
 from swinzoo.modeling import (
     SwinForImageClassification,
     SwinForMaskedImageModeling,

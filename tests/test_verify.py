@@ -19,17 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import swinzoo.converters.official as official
 import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from swinzoo.converters.engine import Rename, Transform
 
+import swinzoo.converters.official as official
 import swinzoo.manifest as manifest
 from swinzoo import verify as V
 from swinzoo.cli import main
 from swinzoo.convert import convert, resolve_source
+from swinzoo.converters.engine import Rename, Transform
 from swinzoo.images import sample_image_paths
 
 SHIPPED_IMAGES = [p.name for p in sample_image_paths()]
@@ -359,10 +359,10 @@ def test_upstream_reference_passes_for_the_published_weights_and_fails_for_other
     """The Hub is simulated: timm.create_model / from_pretrained return models holding a given official file."""
     import timm
     import transformers
-    from swinzoo.converters.timm_layout import create_timm_model
-    from swinzoo.converters.transformers_layout import create_transformers_model
     from timm.models.swin_transformer import checkpoint_filter_fn
 
+    from swinzoo.converters.timm_layout import create_timm_model
+    from swinzoo.converters.transformers_layout import create_transformers_model
     from swinzoo.safeload import load_state_dict
     from swinzoo.synthetic import write_official_checkpoint
 
