@@ -25,30 +25,39 @@ def timm_rules(config: SwinConfig) -> list[Rule]:
     ]
 
 
-def create_timm_model(config: SwinConfig) -> torch.nn.Module:
-    """A timm model with exactly this architecture (random init), for references and exports."""
-    kwargs = dict(
-        img_size=config.image_hw,
-        patch_size=config.patch_size,
-        in_chans=config.num_channels,
-        num_classes=config.num_labels,
-        embed_dim=config.embed_dim,
-        depths=tuple(config.depths),
-        num_heads=tuple(config.num_heads),
-        window_size=config.window_size,
-        mlp_ratio=config.mlp_ratio,
-        qkv_bias=config.qkv_bias,
-        drop_rate=0.0,
-        drop_path_rate=0.0,
-    )
+def timm_model_args(config: SwinConfig) -> dict:
+    """The keyword arguments of timm's SwinTransformer(V2) for this architecture (JSON-able: a Hub config's
+    ``model_args`` and :func:`create_timm_model` use the same ones)."""
     if config.hidden_act != "gelu" or config.layer_norm_eps != 1e-5:
         raise ValueError("timm's Swin uses GELU and LayerNorm eps 1e-5; this config differs")
     if config.use_absolute_embeddings:
         raise ValueError("timm's Swin has no absolute position embeddings (use_absolute_embeddings=True)")
+    args = dict(
+        img_size=list(config.image_hw),
+        patch_size=config.patch_size,
+        in_chans=config.num_channels,
+        num_classes=config.num_labels,
+        embed_dim=config.embed_dim,
+        depths=list(config.depths),
+        num_heads=list(config.num_heads),
+        window_size=config.window_size,
+        mlp_ratio=config.mlp_ratio,
+        qkv_bias=config.qkv_bias,
+    )
+    if config.version == 2:
+        args["pretrained_window_sizes"] = list(config.pretrained_window_sizes)
+    return args
+
+
+def create_timm_model(config: SwinConfig) -> torch.nn.Module:
+    """A timm model with exactly this architecture (random init, no dropout), for references and exports."""
+    args = timm_model_args(config)
+    args.update(img_size=tuple(args["img_size"]), depths=tuple(args["depths"]), num_heads=tuple(args["num_heads"]))
     if config.version == 1:
         from timm.models.swin_transformer import SwinTransformer
 
-        return SwinTransformer(**kwargs)
+        return SwinTransformer(drop_rate=0.0, drop_path_rate=0.0, **args)
     from timm.models.swin_transformer_v2 import SwinTransformerV2
 
-    return SwinTransformerV2(pretrained_window_sizes=tuple(config.pretrained_window_sizes), **kwargs)
+    args["pretrained_window_sizes"] = tuple(args["pretrained_window_sizes"])
+    return SwinTransformerV2(drop_rate=0.0, drop_path_rate=0.0, **args)

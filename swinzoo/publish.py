@@ -309,7 +309,7 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     from timm.models import save_for_hf
 
     from .converters.engine import convert_state_dict, shapes_of
-    from .converters.timm_layout import create_timm_model, timm_rules
+    from .converters.timm_layout import create_timm_model, timm_model_args, timm_rules
 
     config_json = read_json(folder / CONFIG_NAME)
     if config_json["task"] != "image-classification":
@@ -324,20 +324,7 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     except ValueError as exc:
         raise PublishError(f"{folder}: no timm format: {exc}") from exc
     conversion = read_json(folder / CONVERSION_NAME)
-    model_args = dict(
-        img_size=list(config.image_hw),
-        patch_size=config.patch_size,
-        in_chans=config.num_channels,
-        num_classes=config.num_labels,
-        embed_dim=config.embed_dim,
-        depths=list(config.depths),
-        num_heads=list(config.num_heads),
-        window_size=config.window_size,
-        mlp_ratio=config.mlp_ratio,
-        qkv_bias=config.qkv_bias,
-    )
-    if config.version == 2:
-        model_args["pretrained_window_sizes"] = list(config.pretrained_window_sizes)
+    model_args = timm_model_args(config)
     arch = _timm_architecture(config, conversion.get("entry"))
     timm_model = timm.create_model(arch, pretrained=False, **model_args).eval()
     if shapes_of(timm_model) != shapes_of(layout_model):

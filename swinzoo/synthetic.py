@@ -20,15 +20,7 @@ from typing import Any
 import torch
 
 from .config import SwinConfig
-
-LAYOUTS = (
-    "official-swin",
-    "official-swinv2",
-    "simmim-swin-pretrain",
-    "simmim-swinv2-pretrain",
-    "simmim-swin-finetune",
-    "simmim-swinv2-finetune",
-)
+from .converters.official import LAYOUTS  # layout names only; no mapping logic is shared
 
 
 def _generator(seed: int, key: str) -> torch.Generator:
