@@ -1,7 +1,8 @@
 """Official Microsoft checkpoints (microsoft/Swin-Transformer, microsoft/SimMIM) -> swinzoo.
 
 Layouts:
-* ``official-swin`` / ``official-swinv2``: ``torch.load(f, weights_only=True)["model"]`` of a classifier (also SimMIM fine-tunes);
+* ``official-swin`` / ``official-swinv2``: ``torch.load(f, weights_only=True)["model"]`` of a classifier
+  (also SimMIM fine-tunes);
 * ``simmim-swin-pretrain`` / ``simmim-swinv2-pretrain``: the same encoder under ``encoder.`` plus the mask token
   and a ``decoder.0`` 1x1 conv.
 

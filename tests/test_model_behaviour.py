@@ -479,3 +479,20 @@ def test_base_model_has_no_pooler_when_asked():
     model = SwinModel(tiny_config(1), add_pooling_layer=False).eval()
     with torch.no_grad():
         assert model(images(1, 64, 64)).pooler_output is None
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_cpu_inference_in_several_image_groups_equals_timm(version, monkeypatch):
+    """Eval on CPU runs each block over groups of images; with one image per group the result must not change."""
+    from swinzoo.modeling import SwinBlock
+
+    model = random_model(SwinForImageClassification, tiny_config(version), seed=21)
+    reference = timm_twin(model)
+    x = images(3, 64, 64)
+    with torch.no_grad():
+        whole = model(x).logits
+        monkeypatch.setattr(SwinBlock, "GROUP_TOKENS", 1)
+        grouped = model(x).logits
+        expected = reference(x)
+    assert max_diff(grouped, expected) <= TOL
+    assert max_diff(grouped, whole) <= 1e-5
