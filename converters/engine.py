@@ -21,11 +21,13 @@ from typing import Any
 
 import torch
 
+from ..errors import SwinzooError
+
 Tensor = torch.Tensor
 _PLACEHOLDER = re.compile(r"\{([a-z]+)([+-]\d+)?\}")
 
 
-class MappingError(ValueError):
+class MappingError(SwinzooError, ValueError):
     """A state dict does not fit a mapping; the message lists every key at fault."""
 
     def __init__(self, summary: str, problems: dict[str, list[str]]):

@@ -23,6 +23,7 @@ import torch
 from swinzoo.config import SwinConfig
 from swinzoo.modeling import log_spaced_coords, relative_position_index, shifted_window_mask
 
+from ..errors import SwinzooError
 from .engine import Derived, Ignored, Rename, Rule
 
 LAYOUTS = (
@@ -120,7 +121,7 @@ class Inferred:
     notes: list[str] = field(default_factory=list)
 
 
-class InferenceError(ValueError):
+class InferenceError(SwinzooError, ValueError):
     pass
 
 

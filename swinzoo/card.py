@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import CONFIG_NAME
+from .errors import SwinzooError
 
 CARD_NAME = "README.md"
 CONVERSION_NAME = "conversion.json"
@@ -76,7 +77,7 @@ _PIPELINE_TAGS = {
 }
 
 
-class CardError(ValueError):
+class CardError(SwinzooError, ValueError):
     """A folder's JSON files cannot be read into a card; the message names the file."""
 
 

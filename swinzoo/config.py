@@ -8,11 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import SwinzooError
+
 CONFIG_NAME = "config.json"
 _ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "gelu_pytorch_tanh", "quick_gelu")
 
 
-class ConfigError(ValueError):
+class ConfigError(SwinzooError, ValueError):
     """A config value is invalid; the message names the field."""
 
 

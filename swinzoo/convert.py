@@ -19,6 +19,7 @@ from . import __version__
 from .config import SwinConfig
 from .converters.engine import ConversionReport, convert_state_dict, shapes_of
 from .converters.official import infer_config, layout_task, rules_for_layout
+from .errors import SwinzooError
 from .fetch import ManualDownloadRequired, default_cache_dir, fetch
 from .io import atomic_directory, parse_dtype, write_model_files
 from .manifest import ZooEntry, get_entry
@@ -28,7 +29,7 @@ from .safeload import load_state_dict
 CONVERSION_NAME = "conversion.json"
 
 
-class ConvertError(ValueError):
+class ConvertError(SwinzooError, ValueError):
     """The source does not fit the entry or cannot be converted; the message says which field or key."""
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from filelock import FileLock
 from tqdm import tqdm
 
+from .errors import SwinzooError
+
 __all__ = [
     "FetchResult",
     "FetchError",
@@ -54,7 +56,7 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # ------------------------------------------------------------------------------------------------ errors
 
 
-class FetchError(Exception):
+class FetchError(SwinzooError):
     """Base class: a checkpoint could not be obtained. The message names the URL or path."""
 
 

@@ -27,6 +27,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from swinzoo.config import ConfigError
 
+from .errors import SwinzooError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -44,7 +46,7 @@ INTERPOLATIONS: dict[str, Image.Resampling] = {
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
-class ImageError(ValueError):
+class ImageError(SwinzooError, ValueError):
     """An image file or image directory cannot be used; the message names the path and the reason."""
 
 

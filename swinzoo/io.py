@@ -21,13 +21,14 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .config import CONFIG_NAME, SwinConfig
+from .errors import SwinzooError
 from .modeling import TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 
 WEIGHTS_NAME = "model.safetensors"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class LoadError(RuntimeError):
+class LoadError(SwinzooError, RuntimeError):
     """A model folder or Hub repo cannot be loaded; the message names the repo, revision, file or key."""
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, SwinConfig
+from .errors import SwinzooError
 from .images import Preprocessing
 
 FAMILIES = ("swin", "swinv2")
@@ -48,7 +49,7 @@ _WINDOW_SIZE_RE = re.compile(r"(?:^|-)window(\d+)(?:to(\d+))?-(\d+)(?:to(\d+))?(
 _HEX_RE = {64: re.compile(r"^[0-9a-f]{64}$"), 96: re.compile(r"^[0-9a-f]{96}$")}
 
 
-class ManifestError(ValueError):
+class ManifestError(SwinzooError, ValueError):
     """A manifest file or entry is invalid; the message names the file, the entry and the field."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .config import SwinConfig
+from .errors import SwinzooError
 from .images import Preprocessing, load_image, preprocess
 
 DEFAULT_CROP_PCT = 0.875
@@ -24,7 +25,7 @@ CONVERTED_DIR = Path("converted")
 _BATCH = 16
 
 
-class PredictError(ValueError):
+class PredictError(SwinzooError, ValueError):
     """The model or the inputs cannot be used for prediction; the message says which and why."""
 
 

@@ -42,13 +42,14 @@ from .card import (
     verification_passed,
 )
 from .config import CONFIG_NAME, SwinConfig
+from .errors import SwinzooError
 from .io import WEIGHTS_NAME
 
 KEEP_REMOTE = frozenset({".gitattributes"})
 _HASH_CHUNK = 8 * 1024 * 1024
 
 
-class PublishError(RuntimeError):
+class PublishError(SwinzooError, RuntimeError):
     """Publishing was refused or failed; the message says why and what to do. Nothing was half-published."""
 
 

@@ -24,6 +24,8 @@ import torch
 from torch import serialization
 from torch._weights_only_unpickler import get_globals_in_pkl
 
+from .errors import SwinzooError
+
 __all__ = [
     "CheckpointError",
     "CorruptCheckpointError",
@@ -43,7 +45,7 @@ _STATE_DICT_KEYS = ("model", "state_dict")
 _DDP_PREFIX = "module."
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SwinzooError, ValueError):
     """A checkpoint could not be loaded or holds no usable weights; the message names the file."""
 
 

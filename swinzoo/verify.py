@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from .config import SwinConfig
+from .errors import SwinzooError
 from .manifest import ZooEntry, get_entry, load_manifests
 
 REFERENCES = ("timm", "transformers", "upstream")
@@ -59,7 +60,7 @@ PARTS = {
 _BUFFER_SUFFIXES = ("relative_position_index", "attn_mask", "relative_coords_table")
 
 
-class VerifyError(ValueError):
+class VerifyError(SwinzooError, ValueError):
     """The request itself is wrong (bad --shard, --source with several entries...); nothing was verified."""
 
 

@@ -1,0 +1,68 @@
+"""One root for every error swinzoo raises on bad input, and the redaction every message goes through.
+
+The CLI catches :class:`SwinzooError` alone and prints its message (redacted) with a non-zero exit; each
+module keeps its own subclass so Python callers can catch what they care about.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+__all__ = ["SwinzooError", "redact", "redact_url", "one_line"]
+
+# Hugging Face user/org tokens, bearer tokens in echoed headers, and common credential query parameters.
+_TOKEN_PATTERNS = [
+    re.compile(r"\bhf_[A-Za-z0-9]{8,}\b"),
+    re.compile(r"(?i)(authorization\s*[:=]\s*['\"]?)(bearer\s+)?[^\s'\",}]+"),
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}"),
+]
+_URL_RE = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+_MAX_MESSAGE = 2000
+
+
+class SwinzooError(Exception):
+    """Root of swinzoo's errors: the message names the file, key, shape or value at fault."""
+
+
+def redact_url(url: str) -> tuple[str, bool]:
+    """``url`` without credentials, query string and fragment (presigned URLs carry their secret there).
+
+    Returns the cleaned URL and whether anything was removed, so callers can record that it was.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url, False
+    if not parts.scheme or not parts.netloc:
+        return url, False
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # an IPv6 literal
+        netloc = f"[{netloc}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None:
+        netloc += f":{port}"
+    removed = bool(parts.username or parts.password or parts.query or parts.fragment)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", "")), removed
+
+
+def redact(text: str) -> str:
+    """``text`` with tokens and URL secrets (credentials, query strings) removed: safe to print or store."""
+    text = _URL_RE.sub(lambda m: redact_url(m.group(0))[0], str(text))
+    for pattern in _TOKEN_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: (m.group(1) or "") + "[REDACTED]", text)
+        else:
+            text = pattern.sub("[REDACTED]", text)
+    return text
+
+
+def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
+    """A message fit for one terminal line's worth of reading: redacted and cut at ``limit`` characters."""
+    text = redact(text)
+    if len(text) > limit:
+        text = text[:limit] + f"... ({len(text) - limit} more characters)"
+    return text
