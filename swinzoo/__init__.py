@@ -1,16 +1,28 @@
-"""swinzoo: Swin, Swin V2 and SimMIM weights converted from the official checkpoints and verified."""
+"""swinzoo: Swin, Swin V2 and SimMIM weights converted from the official checkpoints and verified.
+
+The public names load on first use, so ``import swinzoo.cli`` (the command line's start) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .config import ConfigError, SwinConfig  # noqa: E402
-from .io import LoadError, from_pretrained, save_pretrained  # noqa: E402
-from .modeling import (  # noqa: E402
-    SwinBackbone,
-    SwinForImageClassification,
-    SwinForMaskedImageModeling,
-    SwinModel,
-    SwinPreTrainedModel,
-)
+_PUBLIC = {
+    "ConfigError": "config",
+    "SwinConfig": "config",
+    "LoadError": "io",
+    "from_pretrained": "io",
+    "save_pretrained": "io",
+    "SwinzooError": "errors",
+    "SwinBackbone": "modeling",
+    "SwinForImageClassification": "modeling",
+    "SwinForMaskedImageModeling": "modeling",
+    "SwinModel": "modeling",
+    "SwinPreTrainedModel": "modeling",
+}
 
 __all__ = [
     "ConfigError",
@@ -21,6 +33,27 @@ __all__ = [
     "SwinForMaskedImageModeling",
     "SwinModel",
     "SwinPreTrainedModel",
+    "SwinzooError",
     "from_pretrained",
     "save_pretrained",
 ]
+
+if TYPE_CHECKING:
+    from .config import ConfigError, SwinConfig
+    from .errors import SwinzooError
+    from .io import LoadError, from_pretrained, save_pretrained
+    from .modeling import (
+        SwinBackbone,
+        SwinForImageClassification,
+        SwinForMaskedImageModeling,
+        SwinModel,
+        SwinPreTrainedModel,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'swinzoo' has no attribute {name!r}")

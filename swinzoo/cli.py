@@ -91,27 +91,67 @@ def list_command(
 
 
 # --------------------------------------------------------------------------------------------- shared
-def _library_errors() -> tuple[type[BaseException], ...]:
-    """Every error the library raises on bad input: the CLI turns them into a message and exit code 1."""
-    from .config import ConfigError
-    from .convert import ConvertError
-    from .converters.engine import MappingError
-    from .fetch import FetchError
-    from .images import ImageError
-    from .io import LoadError
-    from .safeload import CheckpointError
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so every cleanup that Ctrl-C runs also runs for a kill."""
 
-    return (ConfigError, ConvertError, MappingError, FetchError, ImageError, LoadError, CheckpointError, ManifestError)
+
+def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
+    raise Terminated()
+
+
+def _os_message(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else ""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {why}" if where else why
 
 
 def _run(fn, *args, **kwargs):
+    """Call the library; its errors become one redacted line on stderr and exit 1, an interrupt 130 (143 for
+    SIGTERM) with an honest account of what was written. ``SWINZOO_DEBUG=1`` shows tracebacks of unexpected
+    errors instead of the one-line report."""
+    import os
+
+    from .errors import SwinzooError, one_line
+    from .folder import committed
+
     try:
         return fn(*args, **kwargs)
-    except _library_errors() as exc:
-        raise click.ClickException(str(exc)) from exc
-    except KeyboardInterrupt:
-        click.echo("interrupted: nothing was written", err=True)
-        raise SystemExit(130) from None
+    except SwinzooError as exc:
+        raise click.ClickException(one_line(str(exc))) from exc
+    except MemoryError as exc:
+        raise click.ClickException("out of memory: the input asks for more memory than this machine has") from exc
+    except OSError as exc:
+        raise click.ClickException(one_line(_os_message(exc))) from exc
+    except KeyboardInterrupt as exc:
+        written = committed()
+        what = f"{', '.join(map(str, written))} was written completely" if written else "nothing was written"
+        click.echo(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: {what}", err=True)
+        raise SystemExit(143 if isinstance(exc, Terminated) else 130) from None
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except Exception as exc:
+        if os.environ.get("SWINZOO_DEBUG"):
+            raise
+        raise click.ClickException(
+            one_line(
+                f"unexpected {type(exc).__name__}: {exc} (a bug in swinzoo: please report it; "
+                "SWINZOO_DEBUG=1 shows the traceback)"
+            )
+        ) from exc
+
+
+def run() -> None:
+    """The ``swinzoo`` entry point: SIGTERM cleans up like Ctrl-C, and an interrupt never prints a traceback."""
+    import signal
+    import sys
+
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        main()
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print("terminated" if terminated else "interrupted", file=sys.stderr)
+        sys.exit(143 if terminated else 130)
 
 
 # --------------------------------------------------------------------------------------------- convert
@@ -123,12 +163,23 @@ def _run(fn, *args, **kwargs):
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the --synthetic checkpoint.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder [default: converted/NAME].")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a previous swinzoo output in --out (only swinzoo's files).",
+)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Store weights in this dtype.")
-@click.option("--image-size", type=int, help="Image size, when it cannot be read from the file (no stored masks).")
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=1),
+    help="Image size, when it cannot be read from the file (no stored masks).",
+)
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache [default: ~/.cache/swinzoo].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def convert_command(name, source, synthetic, seed, out_dir, dtype, image_size, cache_dir, as_json, quiet) -> None:
+def convert_command(
+    name, source, synthetic, seed, out_dir, overwrite, dtype, image_size, cache_dir, as_json, quiet
+) -> None:
     """Convert official checkpoint NAME (see `swinzoo list`), or --source FILE, into a swinzoo folder.
 
     Writes model.safetensors, config.json, conversion.json and a README.md model card, atomically.
@@ -146,6 +197,7 @@ def convert_command(name, source, synthetic, seed, out_dir, dtype, image_size, c
         synthetic=synthetic,
         seed=seed,
         out_dir=out_dir,
+        overwrite=overwrite,
         dtype=dtype,
         image_size=image_size,
         cache_dir=Path(cache_dir) if cache_dir else None,
@@ -206,7 +258,7 @@ def verify_command(
     reconstruction and loss under a fixed seeded mask. Exit code 1 when any entry fails or cannot be checked.
     See docs/verification.md for the tolerance policy.
     """
-    from .verify import VerifyError, format_table, parse_references, select_entries, verify, write_json
+    from .verify import format_table, parse_references, select_entries, verify, write_json
 
     done = []
 
@@ -219,32 +271,29 @@ def verify_command(
         done.append(report)
         tqdm.write(f"{report.entry}: {report.status} ({report.seconds:.1f}s)", file=sys.stderr)  # under the bar
         if json_path and json_path != "-":
-            write_json(json_path, done)
+            _run(write_json, json_path, done)
 
-    try:
-        refs = parse_references(reference)
-        selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
-        if not selected:
-            click.echo(f"shard {shard} holds no entries", err=True)
-        reports = _run(
-            verify,
-            selected,
-            synthetic=synthetic,
-            source=source,
-            converted=converted,
-            references=refs,
-            images_dir=images_dir,
-            cache_dir=cache_dir,
-            seed=seed,
-            skip_manual=skip_manual,
-            progress=not quiet,
-            on_report=on_report,
-        )
-    except VerifyError as exc:
-        raise click.ClickException(str(exc)) from exc
+    refs = _run(parse_references, reference)
+    selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
+    if not selected:
+        click.echo(f"shard {shard} holds no entries", err=True)
+    reports = _run(
+        verify,
+        selected,
+        synthetic=synthetic,
+        source=source,
+        converted=converted,
+        references=refs,
+        images_dir=images_dir,
+        cache_dir=cache_dir,
+        seed=seed,
+        skip_manual=skip_manual,
+        progress=not quiet,
+        on_report=on_report,
+    )
     click.echo(format_table(reports), err=json_path == "-")  # stdout stays pure JSON with --json -
     if json_path:
-        write_json(json_path, reports)
+        _run(write_json, json_path, reports)
     failed = [r.entry for r in reports if not r.passed]
     if failed:
         click.echo(f"verification FAILED for: {', '.join(failed)}", err=True)
@@ -279,23 +328,20 @@ def publish_command(folder, repo_id, revision, tag, private, dry_run, fmt, force
     Refuses weights without a passing verification.json (see `swinzoo verify --converted`) unless --force.
     Unchanged files make no commit. The token comes from `hf auth login` or HF_TOKEN and is never printed.
     """
-    from .publish import PublishError, publish
+    from .publish import publish
 
-    try:
-        result = _run(
-            publish,
-            folder,
-            repo_id,
-            revision=revision,
-            tag=tag,
-            private=private,
-            dry_run=dry_run,
-            fmt=fmt,
-            force=force,
-            commit_message=commit_message,
-        )
-    except PublishError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = _run(
+        publish,
+        folder,
+        repo_id,
+        revision=revision,
+        tag=tag,
+        private=private,
+        dry_run=dry_run,
+        fmt=fmt,
+        force=force,
+        commit_message=commit_message,
+    )
     if result.forced_reasons:
         click.echo("warning: published without verification (--force): " + "; ".join(result.forced_reasons), err=True)
     if as_json:
@@ -332,13 +378,10 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
 
     NAME loads converted/NAME (run `swinzoo convert NAME` first); the eval preprocessing is the checkpoint's own.
     """
-    from .predict import PredictError, classify, load_classifier
+    from .predict import classify, load_classifier
 
-    try:
-        loaded = _run(load_classifier, model_spec, revision)
-        results = _run(classify, loaded, list(images), top_k)
-    except PredictError as exc:
-        raise click.ClickException(str(exc)) from exc
+    loaded = _run(load_classifier, model_spec, revision)
+    results = _run(classify, loaded, list(images), top_k)
     if as_json:
         data = {"model": loaded.source, "results": [r.to_dict() for r in results]}
         click.echo(json.dumps(data, indent=2))

@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import SwinzooError
 
-CONFIG_NAME = "config.json"
+CONFIG_NAME = "config.json"  # also swinzoo.folder.CONFIG_NAME
 _ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "gelu_pytorch_tanh", "quick_gelu")
 
 
@@ -18,10 +18,91 @@ class ConfigError(SwinzooError, ValueError):
     """A config value is invalid; the message names the field."""
 
 
+# Sane maxima, checked before anything is allocated: a config.json (or a checkpoint's shapes) can claim any
+# size, and the largest official model (SwinV2-giant: embed 512, depths up to 42, 21841 classes) is far below.
+LIMITS = {
+    "image_size": 8192,
+    "patch_size": 64,
+    "num_channels": 16,
+    "embed_dim": 4096,
+    "depth": 128,
+    "stages": 8,
+    "num_heads": 512,
+    "window_size": 256,
+    "mlp_ratio": 16.0,
+    "num_labels": 100_000,
+    "label_chars": 512,
+    "encoder_stride": 256,
+    "mim_norm_target_patch_size": 255,
+    "parameters": 10_000_000_000,
+}
+
+
 def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
+        if len(value) != 2:
+            raise ConfigError(f"image_size: expected one size or [height, width] (got {_show(value)})")
+        return _int("image_size", value[0]), _int("image_size", value[1])
+    return _int("image_size", value), _int("image_size", value)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as a message shows it: repr, cut short (a hostile file can hold megabyte strings)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _int(field: str, value: Any) -> int:
+    """An integer field, refusing bools, fractions, non-numbers and non-finite floats with the field named."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20:
+            return int(value)
+        raise ConfigError(f"{field}: expected an integer (got {_show(value)})")
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf")) or value != int(value)):
+        raise ConfigError(f"{field}: expected an integer (got {_show(value)})")
+    return int(value)
+
+
+def _float(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{field}: expected a number (got {_show(value)})")
+    try:
+        out = float(value)
+    except ValueError:
+        raise ConfigError(f"{field}: expected a number (got {_show(value)})") from None
+    if out != out or out in (float("inf"), float("-inf")):
+        raise ConfigError(f"{field}: expected a finite number (got {_show(value)})")
+    return out
+
+
+def _bool(field: str, value: Any) -> bool:
+    if not isinstance(value, (bool, int)) or value not in (0, 1):
+        raise ConfigError(f"{field}: expected true or false (got {_show(value)})")
+    return bool(value)
+
+
+def _ints(field: str, value: Any, max_len: int) -> list[int]:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{field}: expected a list of integers (got {_show(value)})")
+    if len(value) > max_len:
+        raise ConfigError(f"{field}: {len(value)} entries, at most {max_len} are supported")
+    return [_int(f"{field}[{i}]", v) for i, v in enumerate(value)]
+
+
+def _labels(id2label: Any) -> dict[int, str]:
+    if not isinstance(id2label, dict):
+        raise ConfigError(f"id2label: expected a mapping of class index to name (got {_show(id2label)})")
+    if len(id2label) > LIMITS["num_labels"]:
+        raise ConfigError(f"id2label: {len(id2label)} classes, at most {LIMITS['num_labels']} are supported")
+    out = {}
+    for k, v in id2label.items():
+        index = _int("id2label key", k)
+        if not isinstance(v, str):
+            raise ConfigError(f"id2label[{index}]: expected a class name (got {_show(v)})")
+        if len(v) > LIMITS["label_chars"]:
+            raise ConfigError(f"id2label[{index}]: a {len(v)}-character name, at most {LIMITS['label_chars']}")
+        out[index] = v
+    return out
 
 
 class SwinConfig:
@@ -63,38 +144,50 @@ class SwinConfig:
         label2id: dict[str, int] | None = None,
         **extra: Any,
     ) -> None:
-        self.version = int(version)
-        self.image_size = list(_pair(image_size)) if isinstance(image_size, (list, tuple)) else int(image_size)
-        self.patch_size = int(patch_size)
-        self.num_channels = int(num_channels)
-        self.embed_dim = int(embed_dim)
-        self.depths = [int(d) for d in depths]
-        self.num_heads = [int(h) for h in num_heads]
-        self.window_size = int(window_size)
-        self.pretrained_window_sizes = (
-            [0] * len(self.depths) if pretrained_window_sizes is None else [int(w) for w in pretrained_window_sizes]
+        self.version = _int("version", version)
+        self.image_size = (
+            list(_pair(image_size)) if isinstance(image_size, (list, tuple)) else _int("image_size", image_size)
         )
-        self.mlp_ratio = float(mlp_ratio)
-        self.qkv_bias = bool(qkv_bias)
-        self.hidden_dropout_prob = float(hidden_dropout_prob)
-        self.attention_probs_dropout_prob = float(attention_probs_dropout_prob)
-        self.drop_path_rate = float(drop_path_rate)
-        self.hidden_act = str(hidden_act)
-        self.use_absolute_embeddings = bool(use_absolute_embeddings)
-        self.layer_norm_eps = float(layer_norm_eps)
-        self.initializer_range = float(initializer_range)
-        self.encoder_stride = int(encoder_stride)
-        self.mim_norm_target = bool(mim_norm_target)
-        self.mim_norm_target_patch_size = int(mim_norm_target_patch_size)
+        self.patch_size = _int("patch_size", patch_size)
+        self.num_channels = _int("num_channels", num_channels)
+        self.embed_dim = _int("embed_dim", embed_dim)
+        self.depths = _ints("depths", depths, LIMITS["stages"])
+        self.num_heads = _ints("num_heads", num_heads, LIMITS["stages"])
+        self.window_size = _int("window_size", window_size)
+        self.pretrained_window_sizes = (
+            [0] * len(self.depths)
+            if pretrained_window_sizes is None
+            else _ints("pretrained_window_sizes", pretrained_window_sizes, LIMITS["stages"])
+        )
+        self.mlp_ratio = _float("mlp_ratio", mlp_ratio)
+        self.qkv_bias = _bool("qkv_bias", qkv_bias)
+        self.hidden_dropout_prob = _float("hidden_dropout_prob", hidden_dropout_prob)
+        self.attention_probs_dropout_prob = _float("attention_probs_dropout_prob", attention_probs_dropout_prob)
+        self.drop_path_rate = _float("drop_path_rate", drop_path_rate)
+        if not isinstance(hidden_act, str):
+            raise ConfigError(f"hidden_act: expected a name (got {_show(hidden_act)})")
+        self.hidden_act = hidden_act
+        self.use_absolute_embeddings = _bool("use_absolute_embeddings", use_absolute_embeddings)
+        self.layer_norm_eps = _float("layer_norm_eps", layer_norm_eps)
+        self.initializer_range = _float("initializer_range", initializer_range)
+        self.encoder_stride = _int("encoder_stride", encoder_stride)
+        self.mim_norm_target = _bool("mim_norm_target", mim_norm_target)
+        self.mim_norm_target_patch_size = _int("mim_norm_target_patch_size", mim_norm_target_patch_size)
 
+        if num_labels is not None:
+            num_labels = _int("num_labels", num_labels)
+            if not 1 <= num_labels <= LIMITS["num_labels"]:
+                raise ConfigError(f"num_labels: must be between 1 and {LIMITS['num_labels']} (got {num_labels})")
         if id2label is not None:
-            self.id2label = {int(k): str(v) for k, v in id2label.items()}
+            self.id2label = _labels(id2label)
         else:
-            self.id2label = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else int(num_labels))}
-        if num_labels is not None and int(num_labels) != len(self.id2label):
+            self.id2label = {i: f"LABEL_{i}" for i in range(2 if num_labels is None else num_labels)}
+        if num_labels is not None and num_labels != len(self.id2label):
             raise ConfigError(f"num_labels={num_labels} but id2label has {len(self.id2label)} entries")
+        if label2id is not None and not isinstance(label2id, dict):
+            raise ConfigError(f"label2id: expected a mapping of class name to index (got {_show(label2id)})")
         self.label2id = (
-            {str(k): int(v) for k, v in label2id.items()}
+            {str(k): _int(f"label2id[{_show(k, 40)}]", v) for k, v in label2id.items()}
             if label2id is not None
             else {v: k for k, v in self.id2label.items()}
         )
@@ -108,6 +201,16 @@ class SwinConfig:
     @property
     def num_labels(self) -> int:
         return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, value: int) -> None:
+        """As in transformers: a new class count resets the labels to generic ``LABEL_i`` names."""
+        value = _int("num_labels", value)
+        if not 1 <= value <= LIMITS["num_labels"]:
+            raise ConfigError(f"num_labels: must be between 1 and {LIMITS['num_labels']} (got {value})")
+        if value != len(self.id2label):
+            self.id2label = {i: f"LABEL_{i}" for i in range(value)}
+            self.label2id = {v: k for k, v in self.id2label.items()}
 
     @property
     def num_layers(self) -> int:
@@ -177,6 +280,7 @@ class SwinConfig:
                 raise ConfigError(f"{field}: {msg} (got {getattr(self, field)!r})")
 
         need(self.version in (1, 2), "version", "must be 1 (Swin) or 2 (Swin V2)")
+        self._check_maxima()
         need(
             len(self.depths) >= 1 and all(d >= 1 for d in self.depths),
             "depths",
@@ -223,6 +327,40 @@ class SwinConfig:
         need(self.num_labels >= 1, "num_labels", "must be >= 1")
         need(set(self.label2id.values()) == set(self.id2label), "label2id", "must invert id2label")
 
+    def _check_maxima(self) -> None:
+        """Refuse sizes no Swin has, before a model of that size is allocated (see :data:`LIMITS`)."""
+        checks = [
+            ("image_size", max(self.image_hw), LIMITS["image_size"]),
+            ("patch_size", self.patch_size, LIMITS["patch_size"]),
+            ("num_channels", self.num_channels, LIMITS["num_channels"]),
+            ("embed_dim", self.embed_dim, LIMITS["embed_dim"]),
+            ("depths", max(self.depths, default=0), LIMITS["depth"]),
+            ("num_heads", max(self.num_heads, default=0), LIMITS["num_heads"]),
+            ("window_size", self.window_size, LIMITS["window_size"]),
+            ("pretrained_window_sizes", max(self.pretrained_window_sizes, default=0), LIMITS["window_size"]),
+            ("mlp_ratio", self.mlp_ratio, LIMITS["mlp_ratio"]),
+            ("encoder_stride", self.encoder_stride, LIMITS["encoder_stride"]),
+            ("mim_norm_target_patch_size", self.mim_norm_target_patch_size, LIMITS["mim_norm_target_patch_size"]),
+        ]
+        for field, value, limit in checks:
+            if value > limit:
+                raise ConfigError(f"{field}: {value} is above the supported maximum {limit}")
+        if self.estimated_parameters() > LIMITS["parameters"]:
+            raise ConfigError(
+                f"embed_dim/depths: about {self.estimated_parameters():.3g} parameters, above the supported "
+                f"{LIMITS['parameters']:.0e} (the largest official Swin has 3e9)"
+            )
+
+    def estimated_parameters(self) -> int:
+        """Parameters of the blocks, merges and head, to the leading order: what a model of this config allocates."""
+        total = 0
+        for i, depth in enumerate(self.depths):
+            dim = self.embed_dim * 2**i
+            total += depth * int((4 + 2 * self.mlp_ratio) * dim * dim)  # qkv + proj + MLP per block
+            if i < len(self.depths) - 1:
+                total += 8 * dim * dim  # patch merging: 4C -> 2C
+        return total + self.num_features * self.num_labels
+
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -259,8 +397,13 @@ class SwinConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SwinConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object of fields (got {type(data).__name__})")
         data = dict(data)
         data.pop("model_type", None)
+        bad = [k for k in data if not isinstance(k, str) or not k.isidentifier()]
+        if bad:
+            raise ConfigError(f"config: field names must be identifiers (got {_show(bad[0])})")
         return cls(**data)
 
     def to_json_string(self) -> str:
@@ -272,11 +415,15 @@ class SwinConfig:
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> SwinConfig:
         try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
         try:
             return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
         except TypeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
 

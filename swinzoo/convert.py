@@ -21,12 +21,11 @@ from .converters.engine import ConversionReport, convert_state_dict, shapes_of
 from .converters.official import infer_config, layout_task, rules_for_layout
 from .errors import SwinzooError
 from .fetch import ManualDownloadRequired, default_cache_dir, fetch
-from .io import atomic_directory, parse_dtype, write_model_files
+from .folder import CONVERSION_NAME, atomic_output, atomic_write_text, check_output
+from .io import parse_dtype, write_model_files
 from .manifest import ZooEntry, get_entry
 from .modeling import TASK_CLASSES, SwinPreTrainedModel
 from .safeload import load_state_dict
-
-CONVERSION_NAME = "conversion.json"
 
 
 class ConvertError(SwinzooError, ValueError):
@@ -70,6 +69,16 @@ class ConvertResult:
             "notes": self.notes,
             "seconds": round(self.seconds, 2),
         }
+
+
+def _source_stem(source: str | os.PathLike | None) -> str:
+    """The default output name for ``--source``: the file's stem (of a URL's path, without its query)."""
+    import urllib.parse
+
+    text = str(source or "converted")
+    if "://" in text:
+        text = urllib.parse.urlsplit(text).path
+    return Path(text).stem or "converted"
 
 
 def synthetic_config(entry: ZooEntry) -> SwinConfig:
@@ -150,10 +159,21 @@ def convert(
     cache_dir: Path | None = None,
     progress: bool = True,
     write: bool = True,
+    overwrite: bool = False,
 ) -> ConvertResult:
-    """Convert a zoo entry (or any official-layout file) into a swinzoo folder; see ``swinzoo convert --help``."""
+    """Convert a zoo entry (or any official-layout file) into a swinzoo folder; see ``swinzoo convert --help``.
+
+    ``overwrite`` lets a previous swinzoo output at ``out_dir`` be replaced (its other files are kept); any
+    other non-empty folder is refused before anything is downloaded.
+    """
     started = time.perf_counter()
     entry = get_entry(name) if name else None
+    if image_size is not None and image_size < 1:
+        raise ConvertError(f"--image-size: must be a positive number of pixels (got {image_size})")
+    target = None
+    if write:
+        default = entry.name if entry else _source_stem(source)
+        target = check_output(Path(out_dir) if out_dir else Path("converted") / default, overwrite=overwrite)
     src = resolve_source(entry, source=source, synthetic=synthetic, seed=seed, cache_dir=cache_dir, progress=progress)
     state = load_state_dict(src.path)
     notes: list[str] = []
@@ -185,9 +205,8 @@ def convert(
     if dtype is not None:
         model = model.to(parse_dtype(dtype))
     result = ConvertResult(None, model, config, layout, src, report, notes, entry)
-    if write:
-        target = Path(out_dir) if out_dir else Path("converted") / (entry.name if entry else Path(src.path).stem)
-        with atomic_directory(target) as tmp:
+    if target is not None:
+        with atomic_output(target, overwrite=overwrite) as tmp:
             metadata = {
                 "source": src.description,
                 "source_sha256": src.sha256,
@@ -210,7 +229,7 @@ def convert(
             }
             if entry is not None:  # predict and the card read the entry's eval transform from here
                 conversion["preprocessing"] = dataclasses.asdict(entry.preprocessing)
-            (tmp / CONVERSION_NAME).write_text(json.dumps(conversion, indent=2) + "\n")
+            atomic_write_text(tmp / CONVERSION_NAME, json.dumps(conversion, indent=2) + "\n")
             from .card import write_card
 
             write_card(tmp)

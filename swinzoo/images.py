@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from swinzoo.config import ConfigError
-
+from .config import ConfigError
 from .errors import SwinzooError
+
+if TYPE_CHECKING:  # torch loads when an image is turned into a tensor, not when the CLI starts
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,6 +48,12 @@ INTERPOLATIONS: dict[str, Image.Resampling] = {
 
 # Files a sample directory may hold that count as images; anything else (ATTRIBUTION.md, ...) is ignored.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+# Bounds on what one image may claim: decoded pixels (a tiny compressed file can declare gigapixels), and the
+# aspect ratio, since the eval resize scales the long side with the short one (a 1x4000 PNG would become
+# 256 x 1,024,000 pixels before the crop).
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+MAX_ASPECT_RATIO = 64
 
 
 class ImageError(SwinzooError, ValueError):
@@ -132,20 +142,50 @@ def load_image(path: Path | str | os.PathLike[str]) -> Image.Image:
     """
     path = Path(path)
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            upright = ImageOps.exif_transpose(opened)
-            return upright.convert("RGB")
+        info = os.stat(path)
+    except FileNotFoundError as err:
+        raise ImageError(f"image file {path} does not exist") from err
+    except OSError as err:
+        raise ImageError(f"image file {path} cannot be read: {err.strerror or err}") from err
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe, socket or device)"
+        raise ImageError(f"image file {path} is {kind}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                _check_geometry(path, *opened.size)
+                opened.load()
+                upright = ImageOps.exif_transpose(opened)
+                return upright.convert("RGB")
     except FileNotFoundError as err:
         raise ImageError(f"image file {path} does not exist") from err
     except UnidentifiedImageError as err:
         raise ImageError(f"image file {path} is not an image Pillow can identify (corrupt or wrong format)") from err
-    except Image.DecompressionBombError as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(f"image file {path} is too large to decode safely: {err}") from err
+    except MemoryError as err:
+        raise ImageError(f"image file {path} needs more memory to decode than is available") from err
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         # Pillow reports truncated data as OSError("image file is truncated ...") and some broken
         # headers as SyntaxError; both mean the file cannot be used.
         raise ImageError(f"image file {path} cannot be decoded: {err}") from err
+
+
+def _check_geometry(where: object, width: int, height: int) -> None:
+    """Refuse sizes the eval transform would blow up (see :data:`MAX_IMAGE_PIXELS`, :data:`MAX_ASPECT_RATIO`)."""
+    if width < 1 or height < 1:
+        raise ImageError(f"image {where} has no pixels ({width}x{height})")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageError(
+            f"image {where} is {width}x{height} = {width * height} pixels, above the {MAX_IMAGE_PIXELS} swinzoo "
+            "decodes; downscale it first"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageError(
+            f"image {where} is {width}x{height}: an aspect ratio above {MAX_ASPECT_RATIO}:1, which the "
+            "shorter-side resize would turn into a huge image; crop it first"
+        )
 
 
 def preprocess(image: Image.Image, pp: Preprocessing) -> torch.Tensor:
@@ -157,9 +197,12 @@ def preprocess(image: Image.Image, pp: Preprocessing) -> torch.Tensor:
     """
     if not isinstance(image, Image.Image):
         raise TypeError(f"preprocess expects a PIL.Image.Image, got {type(image).__name__}")
+    import torch
+
     if image.mode != "RGB":
         image = image.convert("RGB")
     width, height = image.size
+    _check_geometry("(in memory)", width, height)
     short_target = pp.resize_size
     if width <= height:
         new_width, new_height = short_target, int(short_target * height / width)
@@ -186,6 +229,8 @@ def load_samples(pp: Preprocessing, images_dir: Path | str | None = None) -> tup
     Defaults to the shipped photographs; the names (in the batch's order) let reports say which image
     a prediction belongs to.
     """
+    import torch
+
     paths = sample_image_paths(images_dir)
     batch = torch.stack([preprocess(load_image(p), pp) for p in paths])
     return batch, [p.name for p in paths]
@@ -196,6 +241,8 @@ def denormalize(tensor: torch.Tensor, pp: Preprocessing, clamp: bool = True) -> 
 
     Accepts (3, H, W) or (N, 3, H, W); reconstructions (SimMIM) can leave the valid range, hence the clamp.
     """
+    import torch
+
     if tensor.ndim not in (3, 4) or tensor.shape[-3] != 3:
         raise ValueError(f"denormalize expects (3, H, W) or (N, 3, H, W), got shape {tuple(tensor.shape)}")
     mean = torch.tensor(pp.mean, dtype=tensor.dtype, device=tensor.device).view(3, 1, 1)

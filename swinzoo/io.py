@@ -6,12 +6,8 @@ failure or Ctrl-C never leaves a half-written folder. Loading is safetensors-onl
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +16,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import __version__
-from .config import CONFIG_NAME, SwinConfig
+from .config import SwinConfig
 from .errors import SwinzooError
+from .folder import CONFIG_NAME, WEIGHTS_NAME, atomic_output
 from .modeling import TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 
-WEIGHTS_NAME = "model.safetensors"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -40,24 +36,9 @@ def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     return _DTYPES[name]
 
 
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; on success it replaces ``target`` in one rename."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False):
+    """Kept for callers of the old name: :func:`swinzoo.folder.atomic_output`."""
+    return atomic_output(target, overwrite=overwrite)
 
 
 def task_of(model: SwinPreTrainedModel) -> str:
@@ -98,9 +79,14 @@ def save_pretrained(
     *,
     metadata: dict[str, str] | None = None,
     dtype: str | torch.dtype | None = None,
+    overwrite: bool = True,
 ) -> Path:
-    """Save ``model`` to ``directory`` atomically (model.safetensors + config.json)."""
-    with atomic_directory(directory) as tmp:
+    """Save ``model`` to ``directory`` atomically (model.safetensors + config.json).
+
+    An earlier swinzoo save there is replaced (``overwrite=False`` refuses); a folder holding other files is
+    refused, so a save never deletes what a user had.
+    """
+    with atomic_output(directory, overwrite=overwrite) as tmp:
         write_model_files(model, tmp, metadata=metadata, dtype=dtype)
     return Path(directory)
 
@@ -183,6 +169,29 @@ def _adapt_keys(state: dict[str, torch.Tensor], saved_task: str, wanted_task: st
     raise LoadError(f"a {saved_task} checkpoint cannot be loaded as {wanted_task}")
 
 
+_WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _check_weights(state: dict[str, torch.Tensor], weights_file: Path) -> None:
+    """Weights of one supported float dtype, all finite: what a swinzoo folder holds (index buffers aside)."""
+    dtypes: dict[torch.dtype, str] = {}
+    for key, value in state.items():
+        if key.endswith("relative_position_index"):
+            continue
+        if value.dtype not in _WEIGHT_DTYPES:
+            raise LoadError(
+                f"{weights_file}: {key} is {str(value.dtype).removeprefix('torch.')}; swinzoo weights are "
+                "float32, bfloat16 or float16"
+            )
+        dtypes.setdefault(value.dtype, key)
+        if not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise LoadError(f"{weights_file}: {key} holds {bad} non-finite value(s) (NaN or Inf)")
+    if len(dtypes) > 1:
+        shown = ", ".join(f"{k} is {str(d).removeprefix('torch.')}" for d, k in dtypes.items())
+        raise LoadError(f"{weights_file}: mixed dtypes ({shown}); a swinzoo folder stores one dtype")
+
+
 def from_pretrained(
     name_or_path: str | os.PathLike,
     *,
@@ -199,9 +208,11 @@ def from_pretrained(
     """
     config_file, weights_file = _resolve_files(name_or_path, revision, cache_dir)
     try:
-        raw = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
+        raw = json.loads(config_file.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise LoadError(f"{config_file}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise LoadError(f"{config_file}: expected a JSON object of config fields, got {type(raw).__name__}")
     saved_task = raw.pop("task", None)
     raw.pop("architectures", None)
     raw.pop("swinzoo_version", None)
@@ -213,6 +224,8 @@ def from_pretrained(
         config = SwinConfig.from_dict(raw)
     except (ValueError, TypeError) as exc:
         raise LoadError(f"{config_file}: {exc}") from exc
+    if not isinstance(saved_task, str):
+        raise LoadError(f"{config_file}: 'task' is {saved_task!r}, expected one of {list(TASK_CLASSES)}")
     cls = model_class if model_class not in (None, SwinPreTrainedModel) else TASK_CLASSES[saved_task]
     wanted_task = next(t for t, c in TASK_CLASSES.items() if c is cls)
     with torch.device("meta"):
@@ -223,6 +236,7 @@ def from_pretrained(
         state = load_file(str(weights_file))
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise LoadError(f"{weights_file}: not a readable safetensors file ({exc})") from exc
+    _check_weights(state, weights_file)
     state = _adapt_keys(state, saved_task, wanted_task)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]

@@ -114,13 +114,13 @@ def leftovers(root: Path) -> list[str]:
 
 def run_cli_subprocess(*args: str | os.PathLike, memory_mb: int = 4096, seconds: int = 300,
                        env: dict[str, str] | None = None, **popen) -> subprocess.Popen:  # fmt: skip
-    """``python -m swinzoo.cli ARGS`` in a child with RLIMIT_AS (for signal tests and whole-process limits)."""
+    """The ``swinzoo`` entry point (``swinzoo.cli:run``) in a child with RLIMIT_AS (signal tests, process limits)."""
     limit = _address_space() + memory_mb * 1024 * 1024
 
     def limits() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    code = "import sys; from swinzoo.cli import main; sys.exit(main())"
+    code = "from swinzoo.cli import run; run()"
     return subprocess.Popen(
         [sys.executable, "-c", code, *map(str, args)],
         env={**os.environ, **(env or {})},

@@ -216,13 +216,14 @@ def test_failed_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pth"]  # no temporary folder either
 
 
-def test_reconverting_replaces_the_folder_whole(tmp_path):
+def test_reconverting_with_overwrite_replaces_swinzoo_files_and_keeps_the_users(tmp_path):
     ckpt = write_official_checkpoint(tmp_path / "c.pth", tiny(1), "official-swin")
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
     convert(source=ckpt, out_dir=out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "conversion.json", "model.safetensors"]
+    (out / "stale.txt").write_text("old")
+    convert(source=ckpt, out_dir=out, progress=False, overwrite=True)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["README.md", "config.json", "conversion.json", "model.safetensors", "stale.txt"]
 
 
 def test_dtype_and_provenance_are_recorded(tmp_path):
@@ -251,7 +252,7 @@ def test_cli_convert_source_prints_what_it_inferred_and_the_unpinned_hash(tmp_pa
     assert "inferred: Swin: embed_dim 16, depths [1, 2, 2, 1]" in result.output
     assert "source not pinned; sha256 seen" in result.output
     as_json = CliRunner().invoke(
-        main, ["convert", "--source", str(ckpt), "--out", str(tmp_path / "o"), "--quiet", "--json"]
+        main, ["convert", "--source", str(ckpt), "--out", str(tmp_path / "o2"), "--quiet", "--json"]
     )
     assert json.loads(as_json.output)["layout"] == "official-swin"
 

@@ -1,0 +1,234 @@
+"""The converted folder: its file names, and how swinzoo writes one without ever losing what a user had.
+
+A folder appears in one rename of a temporary sibling. The rules for an ``--out`` that already exists:
+
+* missing or an empty folder: created;
+* a previous swinzoo output (its ``conversion.json`` or ``config.json`` says swinzoo wrote it): refused unless
+  ``overwrite=True``, and then only the files swinzoo writes are replaced (a stale ``verification.json`` is
+  removed, since it speaks of other weights); anything else in the folder is left as it is;
+* anything else (a folder holding other files, a file, a symbolic link, ``.`` or ``..``): refused, always.
+
+SIGINT and SIGTERM are held back while the final renames run, so an interrupt either leaves nothing or a complete
+folder; :func:`committed` tells the CLI which of the two happened. Temporaries of processes that died are removed
+the next time a folder is written beside them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import SwinzooError
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CONVERSION_NAME = "conversion.json"
+VERIFICATION_NAME = "verification.json"
+EVALUATION_NAME = "evaluation.json"
+CARD_NAME = "README.md"
+#: Every file swinzoo writes into a converted folder: the only ones ``overwrite=True`` may replace or remove.
+SWINZOO_FILES = (WEIGHTS_NAME, CONFIG_NAME, CONVERSION_NAME, VERIFICATION_NAME, EVALUATION_NAME, CARD_NAME)
+
+_PARTIAL = ".partial"
+_committed: list[Path] = []
+
+
+class OutputError(SwinzooError):
+    """The output folder cannot be written as asked; nothing was written or deleted."""
+
+
+def _swinzoo_record(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "swinzoo_version" in data
+
+
+def is_swinzoo_output(folder: str | os.PathLike) -> bool:
+    """Does ``folder`` hold a previous swinzoo output (a record that swinzoo wrote it)?"""
+    folder = Path(folder)
+    return _swinzoo_record(folder / CONVERSION_NAME) or _swinzoo_record(folder / CONFIG_NAME)
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """Entries of ``folder`` that swinzoo did not write (kept as they are by an overwrite)."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in SWINZOO_FILES)
+
+
+def check_output(target: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Refuse an output place that would lose a user's files, before any work is done; returns the target.
+
+    Raises :class:`OutputError` naming the path and what to do instead.
+    """
+    raw = Path(target)
+    if raw.name in ("", ".", "..") or str(target).rstrip("/").endswith(("/.", "/..")):
+        raise OutputError(f"--out {target}: name a new folder, not {raw.name or str(target)!r}")
+    if len(raw.name.encode()) > 255:
+        raise OutputError(f"--out {str(target)[:80]}...: the folder name is {len(raw.name.encode())} bytes, over 255")
+    if raw.is_symlink():
+        raise OutputError(
+            f"--out {target}: is a symbolic link; give the real folder (swinzoo never writes through links)"
+        )
+    if raw.exists() and not raw.is_dir():
+        raise OutputError(f"--out {target}: exists and is not a folder")
+    parent = raw.parent
+    for up in [parent, *parent.parents]:
+        if up.exists():
+            if not up.is_dir():
+                raise OutputError(f"--out {target}: {up} is not a folder")
+            if not os.access(up, os.W_OK | os.X_OK):
+                raise OutputError(f"--out {target}: cannot create it: {up} is not writable")
+            break
+    if raw.is_dir():
+        try:
+            entries = list(raw.iterdir())
+        except OSError as exc:
+            raise OutputError(f"--out {target}: cannot read it ({exc.strerror})") from exc
+        if entries:
+            if not is_swinzoo_output(raw):
+                shown = ", ".join(sorted(p.name for p in entries)[:5])
+                raise OutputError(
+                    f"--out {target}: the folder is not empty and is not a swinzoo output (holds {shown}"
+                    f"{', ...' if len(entries) > 5 else ''}); nothing was written: choose a new or empty folder"
+                )
+            if not overwrite:
+                raise OutputError(
+                    f"--out {target}: already holds a swinzoo conversion; pass --overwrite to replace swinzoo's "
+                    "files in it (other files are kept), or choose another folder"
+                )
+    return raw
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_partials(parent: Path, name: str) -> list[Path]:
+    """Remove ``.NAME.PID.*.partial`` folders left by processes that no longer run (killed, power loss)."""
+    removed = []
+    if not parent.is_dir():
+        return removed
+    for path in parent.glob(f".{name}.*{_PARTIAL}"):
+        parts = path.name[len(name) + 2 :].split(".")
+        if not parts or not parts[0].isdigit() or path.is_symlink() or not path.is_dir():
+            continue
+        if int(parts[0]) != os.getpid() and not _pid_alive(int(parts[0])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back for a few renames; one that came meanwhile is raised right after the block.
+
+    Python-level handlers rather than a signal mask: a mask is per thread, and torch's worker threads would take
+    the signal while the main thread's mask is on.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, _frame: pending.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
+def _apply_umask(root: Path) -> None:
+    """mkdtemp/mkstemp create 0700/0600; the user's umask decides what a finished folder gets."""
+    mask = os.umask(0)
+    os.umask(mask)
+    root.chmod(0o777 & ~mask)
+    for path in root.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~mask)
+
+
+def committed() -> list[Path]:
+    """Folders this process finished writing (the CLI reports them honestly after an interrupt)."""
+    return list(_committed)
+
+
+@contextlib.contextmanager
+def atomic_output(target: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; on success it becomes ``target`` (see the module rules)."""
+    target = check_output(target, overwrite=overwrite)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_partials(target.parent, target.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=_PARTIAL, dir=target.parent))
+    except OSError as exc:
+        raise OutputError(f"--out {target}: cannot create it ({exc.strerror or exc})") from exc
+    try:
+        yield tmp
+        _apply_umask(tmp)
+        check_output(target, overwrite=overwrite)  # again: something may have appeared there meanwhile
+        with signals_deferred():
+            _commit(tmp, target)
+            _committed.append(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _commit(tmp: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(tmp, target)
+        return
+    if not any(target.iterdir()):
+        os.replace(tmp, target)  # rename(2) replaces an empty folder
+        return
+    # A previous swinzoo output, overwrite asked for: replace swinzoo's files only, drop stale ones.
+    new = {p.name for p in tmp.iterdir()}
+    for name in SWINZOO_FILES:
+        old = target / name
+        if name not in new and (old.is_file() or old.is_symlink()):
+            old.unlink()
+    for name in SWINZOO_FILES:
+        if name in new:
+            os.replace(tmp / name, target / name)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through an unpredictable temporary sibling and one rename."""
+    path = Path(path)
+    if path.is_symlink():
+        raise OutputError(f"{path}: is a symbolic link; swinzoo never writes through links")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write it ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(name, 0o666 & ~mask)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return path
