@@ -119,8 +119,7 @@ def resolve_source(
     return SourceFile(got.path, entry.source.urls[0], got.sha256, bool(sha))
 
 
-def _check_against_entry(entry: ZooEntry, inferred: SwinConfig) -> None:
-    want = entry.config()
+def _check_against_entry(entry: ZooEntry, want: SwinConfig, inferred: SwinConfig) -> None:
     for name in ("version", "embed_dim", "depths", "num_heads", "window_size", "patch_size"):
         if getattr(want, name) != getattr(inferred, name):
             raise ConvertError(
@@ -148,7 +147,7 @@ def build_model(
 
 
 def convert(
-    name: str | None = None,
+    entry: ZooEntry | str | None = None,
     *,
     source: str | os.PathLike | None = None,
     synthetic: bool = False,
@@ -163,11 +162,14 @@ def convert(
 ) -> ConvertResult:
     """Convert a zoo entry (or any official-layout file) into a swinzoo folder; see ``swinzoo convert --help``.
 
-    ``overwrite`` lets a previous swinzoo output at ``out_dir`` be replaced (its other files are kept); any
-    other non-empty folder is refused before anything is downloaded.
+    ``entry`` is a :class:`ZooEntry` (a name is looked up once, here). ``overwrite`` lets a previous swinzoo
+    output at ``out_dir`` be replaced (its other files are kept); any other non-empty folder is refused before
+    anything is downloaded.
     """
     started = time.perf_counter()
-    entry = get_entry(name) if name else None
+    if isinstance(entry, str):
+        entry = get_entry(entry)
+    want = entry.config() if entry is not None else None  # built once: labels, SimMIM settings, checks
     if image_size is not None and image_size < 1:
         raise ConvertError(f"--image-size: must be a positive number of pixels (got {image_size})")
     target = None
@@ -179,7 +181,7 @@ def convert(
     notes: list[str] = []
     derive = entry is not None and bool(entry.architecture.derive_from_checkpoint)
     if entry is not None and source is None and not derive:
-        config, layout = (synthetic_config(entry) if synthetic else entry.config()), entry.layout
+        config, layout = (synthetic_config(entry) if synthetic else want), entry.layout
     else:
         size = image_size or (entry.architecture.image_size if entry else None)
         try:
@@ -188,12 +190,11 @@ def convert(
             raise ConvertError(f"{src.path}: {exc}") from exc
         notes.extend(inferred.notes)
         config, layout = inferred.config, inferred.layout
-        if entry is not None:
+        if entry is not None and want is not None:
             if not derive:
-                _check_against_entry(entry, config)
-            labels = entry.config()
-            if labels.num_labels == config.num_labels:
-                config = config.copy(id2label=labels.id2label)
+                _check_against_entry(entry, want, config)
+            if want.num_labels == config.num_labels:
+                config = config.copy(id2label=want.id2label)
             if entry.simmim is not None:
                 config = config.copy(
                     mim_norm_target=entry.simmim.norm_target,
