@@ -61,3 +61,44 @@ def create_timm_model(config: SwinConfig) -> torch.nn.Module:
 
     args["pretrained_window_sizes"] = tuple(args["pretrained_window_sizes"])
     return SwinTransformerV2(drop_rate=0.0, drop_path_rate=0.0, **args)
+
+
+def is_timm_config(data: dict) -> bool:
+    return "architecture" in data and ("model_args" in data or "pretrained_cfg" in data) and "task" not in data
+
+
+def swinzoo_config_from_timm(data: dict) -> SwinConfig:
+    """A timm Hub ``config.json`` (as ``save_for_hf`` writes it, with ``model_args``) as a swinzoo config."""
+    arch = str(data.get("architecture", ""))
+    if not arch.startswith("swin"):
+        raise ValueError(f"architecture {arch!r} is not a timm Swin")
+    args = data.get("model_args")
+    if not isinstance(args, dict):
+        raise ValueError(
+            f"architecture {arch!r} without model_args: swinzoo reads the architecture from model_args, which "
+            "`swinzoo publish --format timm` writes"
+        )
+    version = 2 if arch.startswith("swinv2") else 1
+    fields = dict(
+        image_size=args.get("img_size", 224),
+        patch_size=args.get("patch_size", 4),
+        num_channels=args.get("in_chans", 3),
+        embed_dim=args["embed_dim"],
+        depths=args["depths"],
+        num_heads=args["num_heads"],
+        window_size=args.get("window_size", 7),
+        mlp_ratio=args.get("mlp_ratio", 4.0),
+        qkv_bias=args.get("qkv_bias", True),
+    )
+    if version == 2:
+        fields["pretrained_window_sizes"] = args.get("pretrained_window_sizes")
+    num_classes = args.get("num_classes", data.get("num_classes", 1000))
+    labels = data.get("label_names")
+    descriptions = data.get("label_descriptions")
+    if isinstance(labels, list) and isinstance(descriptions, dict):  # timm: synsets + their descriptions
+        labels = [descriptions.get(name, name) for name in labels]
+    if isinstance(labels, list) and len(labels) == num_classes:
+        fields["id2label"] = dict(enumerate(labels))
+    else:
+        fields["num_labels"] = num_classes
+    return SwinConfig(version=version, **fields)

@@ -142,3 +142,38 @@ def create_transformers_model(config: SwinConfig, task: str = "image-classificat
     }[(task, v)]
     hf_config._attn_implementation = "eager"
     return cls(hf_config)
+
+
+_SHARED_FIELDS = (
+    "image_size", "patch_size", "num_channels", "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio",
+    "qkv_bias", "hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "hidden_act",
+    "use_absolute_embeddings", "layer_norm_eps", "initializer_range", "encoder_stride", "id2label", "label2id",
+)  # fmt: skip
+_TASK_OF_ARCHITECTURE = {
+    "ForImageClassification": "image-classification",
+    "ForMaskedImageModeling": "masked-image-modeling",
+    "Model": "base",
+}
+
+
+def is_transformers_config(data: dict) -> bool:
+    return data.get("model_type") in ("swin", "swinv2") and "task" not in data
+
+
+def swinzoo_config_from_transformers(data: dict) -> tuple[SwinConfig, str]:
+    """A transformers ``config.json`` (Swin or Swinv2) as a swinzoo config and task, read field by field."""
+    version = 1 if data["model_type"] == "swin" else 2
+    fields = {k: data[k] for k in _SHARED_FIELDS if k in data and data[k] is not None}
+    if version == 2 and data.get("pretrained_window_sizes") is not None:
+        fields["pretrained_window_sizes"] = data["pretrained_window_sizes"]
+    architectures = data.get("architectures") or []
+    base = "Swin" if version == 1 else "Swinv2"
+    task = None
+    for arch in architectures:
+        for suffix, name in _TASK_OF_ARCHITECTURE.items():
+            if arch == base + suffix:
+                task = name
+    if task is None:
+        raise ValueError(f"architectures {architectures}: swinzoo reads {base}ForImageClassification, "
+                         f"{base}ForMaskedImageModeling and {base}Model repos")  # fmt: skip
+    return SwinConfig(version=version, **fields), task

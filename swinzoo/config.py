@@ -434,8 +434,13 @@ class SwinConfig:
         return path
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> SwinConfig:
-        return cls.from_json_file(Path(directory) / CONFIG_NAME)
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None
+    ) -> SwinConfig:
+        """The config of a folder or Hub repo (swinzoo, transformers or timm format), as transformers' does."""
+        from .io import load_config
+
+        return load_config(name_or_path, revision=revision, cache_dir=cache_dir)
 
     def copy(self, **changes: Any) -> SwinConfig:
         """A new config with some fields replaced (validated again)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,16 @@ class LoadError(SwinzooError, RuntimeError):
 
 
 def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
-    if name is None or isinstance(name, torch.dtype):
+    """A dtype from its name; ``None`` and ``"auto"`` mean: keep what is stored."""
+    if name is None or name == "auto":
+        return None
+    if isinstance(name, torch.dtype):
+        if name not in _DTYPES.values():
+            raise ValueError(f"dtype: {name} is not one of {', '.join(_DTYPES)}")
         return name
-    if name not in _DTYPES:
-        raise ValueError(f"dtype: {name!r} is not one of {', '.join(_DTYPES)}")
+    if not isinstance(name, str) or name.removeprefix("torch.") not in _DTYPES:
+        raise ValueError(f"dtype: {name!r} is not one of {', '.join(_DTYPES)} or 'auto'")
+    name = name.removeprefix("torch.")
     return _DTYPES[name]
 
 
@@ -97,7 +104,9 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------- loading
-def _resolve_files(name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None) -> tuple[Path, Path]:
+def _resolve_files(
+    name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, only_config: bool = False
+) -> tuple[Path, Path]:
     path = Path(name_or_path)
     if path.is_dir():
         if revision is not None:
@@ -110,10 +119,12 @@ def _resolve_files(name_or_path: str | os.PathLike, revision: str | None, cache_
         return config, weights
     if path.suffix or path.exists() or str(name_or_path).count("/") != 1:
         raise LoadError(f"{name_or_path}: not a folder with {CONFIG_NAME} and {WEIGHTS_NAME}, nor a Hub id ORG/NAME")
-    return _download_from_hub(str(name_or_path), revision, cache_dir)
+    return _download_from_hub(str(name_or_path), revision, cache_dir, only_config)
 
 
-def _download_from_hub(repo_id: str, revision: str | None, cache_dir: str | None) -> tuple[Path, Path]:
+def _download_from_hub(
+    repo_id: str, revision: str | None, cache_dir: str | None, only_config: bool = False
+) -> tuple[Path, Path]:
     """config.json and model.safetensors of one commit: the weights are fetched at the commit the config came
     from, so a push landing between the two downloads cannot pair one commit's config with another's weights.
     With HF_HUB_OFFLINE=1 (or no network) both come from the Hugging Face cache."""
@@ -131,7 +142,7 @@ def _download_from_hub(repo_id: str, revision: str | None, cache_dir: str | None
     at = f"{repo_id}@{revision or 'main'}"
     files: list[Path] = []
     pinned = revision
-    for filename in (CONFIG_NAME, WEIGHTS_NAME):
+    for filename in (CONFIG_NAME,) if only_config else (CONFIG_NAME, WEIGHTS_NAME):
         try:
             files.append(Path(hf_hub_download(repo_id, filename, revision=pinned, cache_dir=cache_dir)))
         except RepositoryNotFoundError as exc:
@@ -153,7 +164,7 @@ def _download_from_hub(repo_id: str, revision: str | None, cache_dir: str | None
         commit = files[-1].parent.name
         if re.fullmatch(r"[0-9a-f]{40}", commit):
             pinned = commit
-    return files[0], files[1]
+    return files[0], files[-1]
 
 
 def _adapt_keys(state: dict[str, torch.Tensor], saved_task: str, wanted_task: str) -> dict[str, torch.Tensor]:
@@ -192,6 +203,105 @@ def _check_weights(state: dict[str, torch.Tensor], weights_file: Path) -> None:
         raise LoadError(f"{weights_file}: mixed dtypes ({shown}); a swinzoo folder stores one dtype")
 
 
+# Keyword arguments that change a runtime setting of the config (as transformers allows); architecture fields are
+# refused, since the weights fix them (image_size / window_size retarget the weights instead).
+RUNTIME_FIELDS = frozenset(
+    {"hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "initializer_range", "mim_norm_target",
+     "mim_norm_target_patch_size"}
+)  # fmt: skip
+ARCHITECTURE_FIELDS = frozenset(
+    {"version", "patch_size", "num_channels", "embed_dim", "depths", "num_heads", "mlp_ratio", "qkv_bias",
+     "hidden_act", "use_absolute_embeddings", "layer_norm_eps", "pretrained_window_sizes", "encoder_stride"}
+)  # fmt: skip
+LOAD_KEYWORDS = (
+    "model_class", "revision", "cache_dir", "token", "local_files_only", "dtype", "torch_dtype", "device",
+    "num_labels", "id2label", "label2id", "ignore_mismatched_sizes", "out_features", "out_indices",
+)  # fmt: skip
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise LoadError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise LoadError(f"{path}: expected a JSON object of config fields, got {type(raw).__name__}")
+    return raw
+
+
+def read_config(config_file: Path) -> tuple[SwinConfig, str, str]:
+    """``config.json`` of a swinzoo, transformers or timm folder: (swinzoo config, task, format found)."""
+    from .converters.timm_layout import is_timm_config, swinzoo_config_from_timm
+    from .converters.transformers_layout import is_transformers_config, swinzoo_config_from_transformers
+
+    raw = _read_json_object(config_file)
+    try:
+        if is_transformers_config(raw):
+            config, task = swinzoo_config_from_transformers(raw)
+            return config, task, "transformers"
+        if is_timm_config(raw):
+            return swinzoo_config_from_timm(raw), "image-classification", "timm"
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LoadError(f"{config_file}: {exc}") from exc
+    task = raw.pop("task", None)
+    for key in ("architectures", "swinzoo_version", "torch_dtype"):
+        raw.pop(key, None)
+    if task is None and raw.get("model_type") == SwinConfig.model_type:
+        task = "base"  # a config saved on its own (SwinConfig.save_pretrained): no weights, no task
+    if not isinstance(task, str) or task not in TASK_CLASSES:
+        raise LoadError(
+            f"{config_file}: 'task' is {task!r}, expected one of {list(TASK_CLASSES)} (and no transformers "
+            "model_type or timm architecture either: not a swinzoo, transformers or timm config)"
+        )
+    try:
+        return SwinConfig.from_dict(raw), task, "swinzoo"
+    except (ValueError, TypeError) as exc:
+        raise LoadError(f"{config_file}: {exc}") from exc
+
+
+def _foreign_to_swinzoo(state: dict[str, torch.Tensor], config: SwinConfig, task: str, fmt: str, where: Path):
+    """A transformers or timm state dict renamed into swinzoo's names by the layout rules in ``converters/``."""
+    from .converters.engine import MappingError, convert_state_dict, shapes_of
+    from .converters.timm_layout import timm_rules
+    from .converters.transformers_layout import detect_style, transformers_rules
+
+    with torch.device("meta"):
+        model = TASK_CLASSES[task](config)
+    rules = timm_rules(config) if fmt == "timm" else transformers_rules(config, task, style=detect_style(state))
+    if fmt == "timm":  # buffers timm keeps in its state dict; swinzoo rebuilds them from the config
+        state = {k: v for k, v in state.items() if not k.endswith(("relative_position_index", "attn_mask",
+                                                                  "relative_coords_table"))}  # fmt: skip
+    try:
+        converted, _ = convert_state_dict(state, rules, shapes_of(model), to_swinzoo=True, what=str(where))
+    except MappingError as exc:
+        raise LoadError(f"{where}: the {fmt} weights do not map onto swinzoo's layout: {exc}") from exc
+    return converted
+
+
+def _config_changes(raw: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Config changes asked for at load time; unknown keywords are an error that names them."""
+    import difflib
+
+    changes = {k: kwargs.pop(k) for k in list(kwargs) if k in RUNTIME_FIELDS}
+    if "device_map" in kwargs:
+        raise LoadError("device_map is not supported: a swinzoo model lives on one device; pass device='cuda:0'")
+    arch = sorted(k for k in kwargs if k in ARCHITECTURE_FIELDS)
+    if arch:
+        raise LoadError(
+            f"from_pretrained: {', '.join(arch)} cannot change at load time (the weights fix the architecture); "
+            "image_size, window_size and num_labels can"
+        )
+    if kwargs:
+        known = [*LOAD_KEYWORDS, *RUNTIME_FIELDS, "image_size", "window_size"]
+        hints = []
+        for name in sorted(kwargs):
+            close = difflib.get_close_matches(name, known, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise LoadError(f"from_pretrained got unexpected keyword argument(s) {', '.join(hints)}")
+    raw.update(changes)
+    return changes
+
+
 def from_pretrained(
     name_or_path: str | os.PathLike,
     *,
@@ -199,48 +309,105 @@ def from_pretrained(
     revision: str | None = None,
     cache_dir: str | None = None,
     dtype: str | torch.dtype | None = None,
-    **config_overrides: Any,
+    torch_dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    num_labels: int | None = None,
+    id2label: dict[int, str] | None = None,
+    label2id: dict[str, int] | None = None,
+    ignore_mismatched_sizes: bool = False,
+    out_features: list[str] | None = None,
+    out_indices: list[int] | None = None,
+    **kwargs: Any,
 ) -> SwinPreTrainedModel:
-    """Load a converted folder or a Hub repo (``org/name``, optionally at ``revision``) into the right class.
+    """Load a swinzoo, transformers or timm folder or Hub repo (``org/name`` at ``revision``) into the right class.
 
-    Strict: every parameter must be present with the shape the config implies. Works offline from the
-    Hugging Face cache (``HF_HUB_OFFLINE=1``).
+    The keywords are transformers': ``dtype`` (or ``torch_dtype``; "auto" or None keeps the stored dtype),
+    ``device``, ``num_labels``/``id2label`` with ``ignore_mismatched_sizes=True`` for a new head,
+    ``out_features``/``out_indices`` (either one; the other follows) and runtime config fields such as
+    ``drop_path_rate``. Any other keyword is an error naming it. Strict: every parameter must be present with
+    the shape the config implies. Works offline from the Hugging Face cache (``HF_HUB_OFFLINE=1``).
     """
+    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+        raise LoadError(f"from_pretrained: dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; give one")
+    dtype = dtype if dtype is not None else torch_dtype
     config_file, weights_file = _resolve_files(name_or_path, revision, cache_dir)
+    saved_config, saved_task, fmt = read_config(config_file)
+    raw = saved_config.to_dict()
+    _config_changes(raw, kwargs)
+    if out_features is not None or out_indices is not None:
+        raw.update(out_features=out_features, out_indices=out_indices)
+    same_count = id2label is None and num_labels is not None and num_labels == saved_config.num_labels
+    new_head = (num_labels is not None or id2label is not None) and not same_count
+    if new_head:
+        raw.pop("label2id", None)
+        raw["id2label"] = id2label
+        raw["num_labels"] = num_labels
+        if label2id is not None:
+            raw["label2id"] = label2id
     try:
-        raw = json.loads(config_file.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise LoadError(f"{config_file}: not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise LoadError(f"{config_file}: expected a JSON object of config fields, got {type(raw).__name__}")
-    saved_task = raw.pop("task", None)
-    raw.pop("architectures", None)
-    raw.pop("swinzoo_version", None)
-    raw.pop("torch_dtype", None)
-    if saved_task not in TASK_CLASSES:
-        raise LoadError(f"{config_file}: 'task' is {saved_task!r}, expected one of {list(TASK_CLASSES)}")
-    raw.update(config_overrides)
-    try:
-        config = SwinConfig.from_dict(raw)
+        config = SwinConfig.from_dict({k: v for k, v in raw.items() if v is not None})
     except (ValueError, TypeError) as exc:
         raise LoadError(f"{config_file}: {exc}") from exc
-    if not isinstance(saved_task, str):
-        raise LoadError(f"{config_file}: 'task' is {saved_task!r}, expected one of {list(TASK_CLASSES)}")
     cls = model_class if model_class not in (None, SwinPreTrainedModel) else TASK_CLASSES[saved_task]
     wanted_task = next(t for t, c in TASK_CLASSES.items() if c is cls)
-    with torch.device("meta"):
-        model = cls(config)
     try:
         from safetensors.torch import load_file
 
         state = load_file(str(weights_file))
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise LoadError(f"{weights_file}: not a readable safetensors file ({exc})") from exc
+    if fmt != "swinzoo":
+        state = _foreign_to_swinzoo(state, saved_config, saved_task, fmt, weights_file)
     _check_weights(state, weights_file)
     state = _adapt_keys(state, saved_task, wanted_task)
+    if new_head and wanted_task == "image-classification" and "head.weight" in state:
+        state = _new_head(state, config, ignore_mismatched_sizes, name_or_path)
+    model = _assemble(cls, config, state, wanted_task, f"{name_or_path}", weights_file)
+    dtype = parse_dtype("auto" if dtype is None else dtype)
+    if dtype is not None:
+        model = model.to(dtype)
+    if device is not None:
+        model = model.to(device)
+    model.loaded_format = fmt  # which layout the weights came in: swinzoo, transformers or timm
+    return model
+
+
+def _new_head(
+    state: dict[str, torch.Tensor], config: SwinConfig, ignore_mismatched_sizes: bool, where: str | os.PathLike
+) -> dict[str, torch.Tensor]:
+    """A head of ``config.num_labels`` classes: the stored one when the count matches, else a new zero head.
+
+    Zero, as the official fine-tuning starts a new head (utils.load_pretrained), and only when asked for with
+    ``ignore_mismatched_sizes=True``, as transformers requires.
+    """
+    stored = state["head.weight"]
+    if stored.shape[0] == config.num_labels:
+        return state
+    if not ignore_mismatched_sizes:
+        raise LoadError(
+            f"{where}: the stored head has {stored.shape[0]} classes, num_labels={config.num_labels} asks for "
+            "another; pass ignore_mismatched_sizes=True to start a new (zero-initialised) head"
+        )
+    state = dict(state)
+    state["head.weight"] = stored.new_zeros(config.num_labels, stored.shape[1])
+    state["head.bias"] = stored.new_zeros(config.num_labels)
+    return state
+
+
+def _assemble(
+    cls: type[SwinPreTrainedModel],
+    config: SwinConfig,
+    state: dict[str, torch.Tensor],
+    task: str,
+    where: str,
+    weights_file: Path,
+) -> SwinPreTrainedModel:
+    """Build ``cls`` on the meta device and take ``state`` as its parameters (no second copy), strictly."""
+    with torch.device("meta"):
+        model = cls(config)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
-    if wanted_task == "backbone":
+    if task == "backbone":
         missing = [k for k in missing if not k.startswith("stage_norms.")]
     unexpected = [k for k in state if k not in expected]
     wrong = [
@@ -256,14 +423,62 @@ def from_pretrained(
             parts.append(f"missing from {weights_file.name}: " + ", ".join(missing[:10]))
         if unexpected:
             parts.append(f"not expected by {cls.__name__}: " + ", ".join(unexpected[:10]))
-        raise LoadError(f"{name_or_path}: weights do not fit the config: " + " | ".join(parts))
-    # Built on the meta device, the parameters are the loaded tensors themselves (no second copy);
-    # non-persistent buffers are derived from shapes and were built on the CPU.
-    model.load_state_dict(state, strict=wanted_task != "backbone", assign=True)
-    if wanted_task == "backbone":
+        raise LoadError(f"{where}: weights do not fit the config: " + " | ".join(parts))
+    # Non-persistent buffers are derived from shapes and were built on the CPU.
+    model.load_state_dict(state, strict=task != "backbone", assign=True)
+    if task == "backbone":
         model.stage_norms = SwinBackbone(config.copy(depths=[1] * config.num_layers)).stage_norms
-    model.eval()
-    dtype = parse_dtype(dtype)
-    if dtype is not None:
-        model = model.to(dtype)
-    return model
+    return model.eval()
+
+
+def load_config(
+    name_or_path: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None
+) -> SwinConfig:
+    """The swinzoo config of a folder or Hub repo in any format swinzoo loads (only ``config.json`` is fetched)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        config_file = path / CONFIG_NAME
+        if not config_file.is_file():
+            raise LoadError(f"{path}: no {CONFIG_NAME}")
+    elif path.is_file() and path.name == CONFIG_NAME:
+        config_file = path
+    else:
+        config_file, _ = _resolve_files(name_or_path, revision, cache_dir, only_config=True)
+    return read_config(config_file)[0]
+
+
+def push_to_hub(
+    model: SwinPreTrainedModel,
+    repo_id: str,
+    *,
+    commit_message: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+) -> str:
+    """Upload ``model`` (model.safetensors + config.json) to a Hub repo in one commit; returns the commit URL.
+
+    For models you trained or changed: unlike ``swinzoo publish`` (which publishes verified conversions with
+    their records and card), nothing is checked against a reference here.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from .errors import one_line
+
+    api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="swinzoo-push-") as tmp:
+        save_pretrained(model, Path(tmp) / "model")
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=Path(tmp) / "model",
+                revision=revision,
+                commit_message=commit_message or f"Upload {type(model).__name__} with swinzoo {__version__}",
+            )
+        except (HfHubHTTPError, OSError, ValueError) as exc:
+            raise LoadError(one_line(f"push_to_hub {repo_id}: {exc}")) from exc
+    return str(getattr(info, "commit_url", info))

@@ -625,6 +625,12 @@ class SwinPreTrainedModel(nn.Module):
 
         return from_pretrained(name_or_path, model_class=cls, **kwargs)
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload this model to the Hub (see :func:`swinzoo.io.push_to_hub`)."""
+        from .io import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
