@@ -25,6 +25,9 @@ from ..errors import SwinzooError
 
 Tensor = torch.Tensor
 _PLACEHOLDER = re.compile(r"\{([a-z]+)([+-]\d+)?\}")
+#: Indices in key names have at most this many digits (no Swin has 10,000 stages or blocks): a key such as
+#: ``layers.0.blocks.1e20`` or one with a 5,000-digit index matches no rule instead of reaching ``int()``.
+MAX_INDEX_DIGITS = 4
 
 
 class MappingError(SwinzooError, ValueError):
@@ -53,7 +56,7 @@ class Pattern:
             regex += re.escape(template[pos : m.start()])
             name, offset = m.group(1), int(m.group(2) or 0)
             self.offsets[name] = offset
-            regex += rf"(?P<{name}>.+)" if name == "rest" else rf"(?P<{name}>\d+)"
+            regex += rf"(?P<{name}>.+)" if name == "rest" else rf"(?P<{name}>\d{{1,{MAX_INDEX_DIGITS}}})"
             pos = m.end()
         regex += re.escape(template[pos:])
         self.regex = re.compile(regex + r"\Z")
@@ -213,7 +216,10 @@ def convert_state_dict(
                     consumed.add(key)
             elif isinstance(rule, Derived):
                 consumed.add(key)
-                expected = rule.expected(model, values) if model is not None else None
+                try:
+                    expected = rule.expected(model, values) if model is not None else None
+                except (IndexError, KeyError, AttributeError):
+                    expected = "there is no such stage or block in this architecture"
                 if expected is None:
                     report.dropped[key] = rule.reason
                 elif isinstance(expected, str):

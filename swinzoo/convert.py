@@ -155,8 +155,8 @@ def convert(
     started = time.perf_counter()
     entry = get_entry(name) if name else None
     src = resolve_source(entry, source=source, synthetic=synthetic, seed=seed, cache_dir=cache_dir, progress=progress)
-    state = load_state_dict(src.path)
     notes: list[str] = []
+    state = load_state_dict(src.path, notes=notes)
     derive = entry is not None and bool(entry.architecture.derive_from_checkpoint)
     if entry is not None and source is None and not derive:
         config, layout = (synthetic_config(entry) if synthetic else entry.config()), entry.layout
