@@ -39,13 +39,13 @@ class MappingError(SwinzooError, ValueError):
         lines = [summary]
         for title, items in self.problems.items():
             lines.append(f"  {title} ({len(items)}):")
-            lines.extend(f"    {_clip(item)}" for item in items[:50])
+            lines.extend(f"    {clip_key(item)}" for item in items[:50])
             if len(items) > 50:
                 lines.append(f"    ... and {len(items) - 50} more")
         super().__init__("\n".join(lines))
 
 
-def _clip(text: str, limit: int = 300) -> str:
+def clip_key(text: str, limit: int = 300) -> str:
     """A key from a hostile file can be megabytes long: show its start and end only."""
     return text if len(text) <= limit else f"{text[: limit // 2]}...({len(text)} characters)...{text[-limit // 4 :]}"
 

@@ -24,7 +24,7 @@ from swinzoo.config import SwinConfig
 from swinzoo.modeling import log_spaced_coords, relative_position_index, shifted_window_mask
 
 from ..errors import SwinzooError
-from .engine import Derived, Ignored, Rename, Rule
+from .engine import Derived, Ignored, Rename, Rule, clip_key
 
 LAYOUTS = (
     "official-swin",
@@ -157,7 +157,7 @@ def _tensor(state: Mapping[str, torch.Tensor], key: str, ndim: int | None = None
 def _bounded(value: int, limit: int, what: str, key: str, t: torch.Tensor | None = None) -> int:
     shape = f" ({_describe(t)})" if t is not None else ""
     if not 1 <= value <= limit:
-        raise InferenceError(f"'{key}'{shape} implies {what} {value}, outside 1..{limit}")
+        raise InferenceError(f"'{clip_key(key)}'{shape} implies {what} {value}, outside 1..{limit}")
     return value
 
 

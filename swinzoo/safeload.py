@@ -521,6 +521,8 @@ INTEGER_BUFFER_SUFFIXES = ("relative_position_index", "num_batches_tracked")
 
 def _refuse(path: str | Path, key: str, t: torch.Tensor, why: str) -> UnsupportedTensorError:
     shape = tuple(t.shape) if t.layout == torch.strided or t.is_sparse else "?"
+    if len(key) > 300:
+        key = f"{key[:150]}...({len(key)} characters)"
     return UnsupportedTensorError(f"{path}: {key!r} (shape {shape}, {str(t.dtype).removeprefix('torch.')}) {why}")
 
 
