@@ -179,6 +179,9 @@ class _SimpleNamespaceStandIn(PickledNamespace):
     pickled_class = "types.SimpleNamespace"
 
 
+_BOUNDED = "a pickled "  # how the bounded stand-ins below start their refusals
+
+
 def _bounded_range(*args: Any) -> range:
     """``range`` for the unpickler, refused past MAX_ITEMS: frozenset/set of a huge range would fill memory."""
     r = range(*args)
@@ -444,6 +447,10 @@ def load_checkpoint(path: str | Path, *, mmap: bool = True, notes: list[str] | N
             named = re.findall(r"GLOBAL (\S+) (?:was not an allowed global|whose module)", str(e))
             if named or "unrecognized function" in detail:
                 raise UnsafeCheckpointError(path, named, detail=detail) from e
+            if detail.startswith(_BOUNDED):
+                raise OversizedCheckpointError(
+                    f"{path}: refusing to load: the pickle builds a {detail[len(_BOUNDED) :]}"
+                ) from None
             raise CorruptCheckpointError(f"{path}: corrupt or unsupported checkpoint pickle: {detail}") from e
         except Exception as e:  # TypeError, KeyError, struct.error, MemoryError, RecursionError, ...: bad data
             raise CorruptCheckpointError(f"{path}: truncated or corrupt checkpoint: {_first_line(e)}") from e
