@@ -25,6 +25,9 @@ from ..errors import SwinzooError
 
 Tensor = torch.Tensor
 _PLACEHOLDER = re.compile(r"\{([a-z]+)([+-]\d+)?\}")
+#: Indices in key names have at most this many digits (no Swin has 10,000 stages or blocks): a key such as
+#: ``layers.0.blocks.1e20`` or one with a 5,000-digit index matches no rule instead of reaching ``int()``.
+MAX_INDEX_DIGITS = 4
 
 
 class MappingError(SwinzooError, ValueError):
@@ -36,10 +39,15 @@ class MappingError(SwinzooError, ValueError):
         lines = [summary]
         for title, items in self.problems.items():
             lines.append(f"  {title} ({len(items)}):")
-            lines.extend(f"    {item}" for item in items[:50])
+            lines.extend(f"    {clip_key(item)}" for item in items[:50])
             if len(items) > 50:
                 lines.append(f"    ... and {len(items) - 50} more")
         super().__init__("\n".join(lines))
+
+
+def clip_key(text: str, limit: int = 300) -> str:
+    """A key from a hostile file can be megabytes long: show its start and end only."""
+    return text if len(text) <= limit else f"{text[: limit // 2]}...({len(text)} characters)...{text[-limit // 4 :]}"
 
 
 class Pattern:
@@ -53,7 +61,7 @@ class Pattern:
             regex += re.escape(template[pos : m.start()])
             name, offset = m.group(1), int(m.group(2) or 0)
             self.offsets[name] = offset
-            regex += rf"(?P<{name}>.+)" if name == "rest" else rf"(?P<{name}>\d+)"
+            regex += rf"(?P<{name}>.+)" if name == "rest" else rf"(?P<{name}>\d{{1,{MAX_INDEX_DIGITS}}})"
             pos = m.end()
         regex += re.escape(template[pos:])
         self.regex = re.compile(regex + r"\Z")
@@ -213,7 +221,10 @@ def convert_state_dict(
                     consumed.add(key)
             elif isinstance(rule, Derived):
                 consumed.add(key)
-                expected = rule.expected(model, values) if model is not None else None
+                try:
+                    expected = rule.expected(model, values) if model is not None else None
+                except (IndexError, KeyError, AttributeError):
+                    expected = "there is no such stage or block in this architecture"
                 if expected is None:
                     report.dropped[key] = rule.reason
                 elif isinstance(expected, str):

@@ -24,7 +24,7 @@ from swinzoo.config import SwinConfig
 from swinzoo.modeling import log_spaced_coords, relative_position_index, shifted_window_mask
 
 from ..errors import SwinzooError
-from .engine import Derived, Ignored, Rename, Rule
+from .engine import Derived, Ignored, Rename, Rule, clip_key
 
 LAYOUTS = (
     "official-swin",
@@ -125,26 +125,79 @@ class InferenceError(SwinzooError, ValueError):
     pass
 
 
+# Sane maxima, far above every published Swin (SwinV2-G: 4 stages, depth 42, width 512 x 8, window 48): checked
+# before anything is built, so a key such as ``layers.0.blocks.100000`` cannot make swinzoo allocate for it.
+MAX_STAGES = 8
+MAX_BLOCKS = 256
+MAX_WINDOW = 256
+MAX_EMBED_DIM = 16384
+MAX_PATCH = 64
+MAX_CHANNELS = 64
+MAX_HEADS = 1024
+MAX_IMAGE_SIZE = 16384
+MAX_LABELS = 1_000_000
+
+
+def _describe(t: torch.Tensor) -> str:
+    return f"shape {tuple(t.shape)}"
+
+
+def _tensor(state: Mapping[str, torch.Tensor], key: str, ndim: int | None = None) -> torch.Tensor:
+    """``state[key]`` with the dimensionality inference reads it with, or InferenceError naming key and shape."""
+    t = state.get(key)
+    if t is None:
+        raise InferenceError(f"'{key}' is missing: cannot read the architecture without it")
+    if ndim is not None and t.ndim != ndim:
+        raise InferenceError(f"'{key}' has {_describe(t)}; a {ndim}-dimensional tensor was expected")
+    if any(n == 0 for n in t.shape):
+        raise InferenceError(f"'{key}' has {_describe(t)}: an empty tensor")
+    return t
+
+
+def _bounded(value: int, limit: int, what: str, key: str, t: torch.Tensor | None = None) -> int:
+    shape = f" ({_describe(t)})" if t is not None else ""
+    if not 1 <= value <= limit:
+        raise InferenceError(f"'{clip_key(key)}'{shape} implies {what} {value}, outside 1..{limit}")
+    return value
+
+
+def _square_root(n: int, key: str, t: torch.Tensor) -> int:
+    root = math.isqrt(n)
+    if root * root != n:
+        raise InferenceError(f"'{key}' has {_describe(t)}: {n} is not a square, so it is no window table")
+    return root
+
+
 def _stage_window_from(state: Mapping[str, torch.Tensor], prefix: str, stage: int) -> int | None:
-    table = state.get(f"{prefix}layers.{stage}.blocks.0.attn.relative_position_bias_table")
-    if table is not None:
-        return (math.isqrt(table.shape[0]) + 1) // 2
-    index = state.get(f"{prefix}layers.{stage}.blocks.0.attn.relative_position_index")
-    if index is not None:
-        return math.isqrt(index.shape[0])
-    coords = state.get(f"{prefix}layers.{stage}.blocks.0.attn.relative_coords_table")
-    if coords is not None:
-        return (coords.shape[1] + 1) // 2
+    key = f"{prefix}layers.{stage}.blocks.0.attn.relative_position_bias_table"
+    if key in state:
+        table = _tensor(state, key, 2)
+        side = _square_root(table.shape[0], key, table)
+        if side % 2 == 0:
+            raise InferenceError(f"'{key}' has {_describe(table)}: (2 * window - 1) ** 2 rows were expected")
+        return _bounded((side + 1) // 2, MAX_WINDOW, "window", key, table)
+    key = f"{prefix}layers.{stage}.blocks.0.attn.relative_position_index"
+    if key in state:
+        index = _tensor(state, key, 2)
+        return _bounded(_square_root(index.shape[0], key, index), MAX_WINDOW, "window", key, index)
+    key = f"{prefix}layers.{stage}.blocks.0.attn.relative_coords_table"
+    if key in state:
+        coords = _tensor(state, key, 4)
+        if coords.shape[1] % 2 == 0 or coords.shape[-1] != 2:
+            raise InferenceError(f"'{key}' has {_describe(coords)}; (1, 2w-1, 2w-1, 2) was expected")
+        return _bounded((coords.shape[1] + 1) // 2, MAX_WINDOW, "window", key, coords)
     return None
 
 
-def _pretrained_window_from(coords: torch.Tensor, window: int) -> int:
+def _pretrained_window_from(coords: torch.Tensor, window: int, key: str = "relative_coords_table") -> int:
     """Invert v2's normalisation: the largest log-spaced offset tells (window-1)/(pretrained-1)."""
     top = float(coords[..., 0].max())
+    if not math.isfinite(top) or not 0 < top <= 2:
+        raise InferenceError(f"'{key}' ({_describe(coords)}) holds a largest offset {top}, not v2's log-spaced table")
     ratio = (2 ** (3 * top) - 1) / 8  # = (window - 1) / (pretrained - 1)
     if window <= 1 or abs(ratio - 1.0) < 1e-4:
         return 0
-    return round((window - 1) / ratio) + 1
+    return _bounded(round((window - 1) / ratio) + 1, MAX_WINDOW, "pretrained window", key, coords)
 
 
 def infer_config(
@@ -164,14 +217,23 @@ def infer_config(
         raise InferenceError(
             f"no '{p}patch_embed.proj.weight': not an official Swin/SwinV2/SimMIM layout (first keys: {sample})"
         )
-    embed_dim, in_chans, patch, _ = proj.shape
+    proj_key = p + "patch_embed.proj.weight"
+    proj = _tensor(state, proj_key, 4)
+    embed_dim, in_chans, patch, patch_w = proj.shape
+    _bounded(embed_dim, MAX_EMBED_DIM, "embed_dim", proj_key, proj)
+    _bounded(in_chans, MAX_CHANNELS, "input channels", proj_key, proj)
+    _bounded(patch, MAX_PATCH, "patch size", proj_key, proj)
+    if patch_w != patch:
+        raise InferenceError(f"'{proj_key}' has {_describe(proj)}: a square patch was expected")
     version = 2 if any(k.endswith("attn.logit_scale") or ".cpb_mlp." in k for k in state) else 1
     depths: list[int] = []
-    blocks = re.compile(re.escape(p) + r"layers\.(\d+)\.blocks\.(\d+)\.")
+    blocks = re.compile(re.escape(p) + r"layers\.(\d{1,12})\.blocks\.(\d{1,12})\.")
     for key in state:
         m = blocks.match(key)
         if m:
             i, j = int(m.group(1)), int(m.group(2))
+            _bounded(i + 1, MAX_STAGES, "stage count", key)
+            _bounded(j + 1, MAX_BLOCKS, "blocks per stage", key)
             while len(depths) <= i:
                 depths.append(0)
             depths[i] = max(depths[i], j + 1)
@@ -180,13 +242,21 @@ def infer_config(
     heads = []
     for i in range(len(depths)):
         if version == 1:
-            heads.append(state[f"{p}layers.{i}.blocks.0.attn.relative_position_bias_table"].shape[1])
+            key = f"{p}layers.{i}.blocks.0.attn.relative_position_bias_table"
+            t = _tensor(state, key, 2)
+            heads.append(_bounded(t.shape[1], MAX_HEADS, "heads", key, t))
         else:
-            heads.append(state[f"{p}layers.{i}.blocks.0.attn.logit_scale"].shape[0])
+            key = f"{p}layers.{i}.blocks.0.attn.logit_scale"
+            t = _tensor(state, key)
+            if t.ndim == 0:
+                raise InferenceError(f"'{key}' has {_describe(t)}: one scale per head was expected")
+            heads.append(_bounded(t.shape[0], MAX_HEADS, "heads", key, t))
     notes.append(f"Swin{' V2' if version == 2 else ''}: embed_dim {embed_dim}, depths {depths}, heads {heads}")
 
     windows = [_stage_window_from(state, p, i) for i in range(len(depths))]
     window = window_size or windows[0]
+    if window is not None:
+        _bounded(window, MAX_WINDOW, "window", "--window-size")
     if window is None:
         raise InferenceError("the checkpoint stores no window-sized tensor or buffer: pass --window-size")
     notes.append(f"window {window} (stage windows in the file: {windows})")
@@ -194,27 +264,33 @@ def infer_config(
     pretrained = [0] * len(depths)
     if version == 2:
         for i in range(len(depths)):
-            coords = state.get(f"{p}layers.{i}.blocks.0.attn.relative_coords_table")
-            if coords is not None and windows[i]:
-                pretrained[i] = _pretrained_window_from(coords, windows[i])
+            key = f"{p}layers.{i}.blocks.0.attn.relative_coords_table"
+            if key in state and windows[i]:
+                pretrained[i] = _pretrained_window_from(_tensor(state, key, 4), windows[i], key)
         if any(pretrained):
             notes.append(f"pretrained windows {pretrained} (from the stored log-spaced coordinates)")
 
     if image_size is None:
         # Any stored shift mask tells its stage's padded grid: sqrt(windows) * window tokens per side.
         masks = re.compile(re.escape(p) + r"layers\.(\d+)\.blocks\.\d+\.attn_mask")
-        found = [(int(m.group(1)), state[k]) for k in state if (m := masks.match(k))]
+        found = [(int(m.group(1)), k) for k in state if (m := masks.match(k)) and len(m.group(1)) < 4]
         if found:
-            stage, mask = min(found, key=lambda item: item[0])
-            side = math.isqrt(mask.shape[0]) * windows[stage] * 2**stage
-            image_size = side * patch
+            stage, mask_key = min(found)
+            if stage >= len(depths) or not windows[stage]:
+                raise InferenceError(f"'{mask_key}' belongs to stage {stage + 1}, which has no window-sized table")
+            mask = _tensor(state, mask_key, 3)
+            side = _square_root(mask.shape[0], mask_key, mask) * windows[stage] * 2**stage
+            image_size = _bounded(side * patch, MAX_IMAGE_SIZE, "image size", mask_key, mask)
             notes.append(f"image size {image_size} (from the stage-{stage + 1} shift mask: {mask.shape[0]} windows)")
         else:
             raise InferenceError("the checkpoint stores no shift mask to read the image size from: pass --image-size")
     else:
+        _bounded(image_size, MAX_IMAGE_SIZE, "image size", "--image-size")
         notes.append(f"image size {image_size} (given)")
 
-    head = state.get("head.weight")
+    head = _tensor(state, "head.weight", 2) if "head.weight" in state else None
+    if head is not None:
+        _bounded(head.shape[0], MAX_LABELS, "classes", "head.weight", head)
     if simmim:
         labels = 1
         layout = f"simmim-swin{'v2' if version == 2 else ''}-pretrain"

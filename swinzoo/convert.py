@@ -177,8 +177,8 @@ def convert(
         default = entry.name if entry else _source_stem(source)
         target = check_output(Path(out_dir) if out_dir else Path("converted") / default, overwrite=overwrite)
     src = resolve_source(entry, source=source, synthetic=synthetic, seed=seed, cache_dir=cache_dir, progress=progress)
-    state = load_state_dict(src.path)
     notes: list[str] = []
+    state = load_state_dict(src.path, notes=notes)
     derive = entry is not None and bool(entry.architecture.derive_from_checkpoint)
     if entry is not None and source is None and not derive:
         config, layout = (synthetic_config(entry) if synthetic else want), entry.layout

@@ -11,16 +11,18 @@ with :class:`UnsafeCheckpointError`.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import _weights_only_unpickler as _wou
 from torch import serialization
 from torch._weights_only_unpickler import get_globals_in_pkl
 
@@ -37,9 +39,20 @@ __all__ = [
     "load_checkpoint",
     "extract_state_dict",
     "load_state_dict",
+    "check_tensors",
+    "UnsupportedTensorError",
+    "OversizedCheckpointError",
 ]
 
 _ZIP_MAGIC = b"PK\x03\x04"
+# Bounds on what a small file may make the loader allocate (issue 11). Official checkpoints pickle a few
+# hundred KB of structure next to their tensors; these caps are far above that and far below a bomb.
+MAX_PICKLE_BYTES = 64 * 1024 * 1024  # the inflated data.pkl of a zip checkpoint
+MAX_INFLATED_BYTES = 8 * 1024**3  # all deflate-compressed records together, inflated
+MAX_DEFLATE_RATIO = 50  # inflated / compressed size of one record; float weights deflate to ~0.9
+MAX_ITEMS = 100_000  # entries of any non-tensor container (list, dict, set, range, ...)
+MAX_BYTES = 1024 * 1024  # length of any str / bytes / bytearray
+MAX_DEPTH = 64  # nesting of non-tensor containers
 _PICKLE_PROTO = b"\x80"
 _STATE_DICT_KEYS = ("model", "state_dict")
 _DDP_PREFIX = "module."
@@ -73,6 +86,14 @@ class UnsafeCheckpointError(CheckpointError):
 
 class StateDictError(CheckpointError):
     """The checkpoint loaded, but no state dict (name -> tensor) could be found in it."""
+
+
+class UnsupportedTensorError(StateDictError):
+    """A weight has a dtype, layout, storage or value swinzoo cannot convert faithfully."""
+
+
+class OversizedCheckpointError(CorruptCheckpointError):
+    """The file claims more memory than its size can justify (a decompression or container bomb)."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -158,6 +179,27 @@ class _SimpleNamespaceStandIn(PickledNamespace):
     pickled_class = "types.SimpleNamespace"
 
 
+_BOUNDED = "a pickled "  # how the bounded stand-ins below start their refusals
+
+
+def _bounded_range(*args: Any) -> range:
+    """``range`` for the unpickler, refused past MAX_ITEMS: frozenset/set of a huge range would fill memory."""
+    r = range(*args)
+    if len(r) > MAX_ITEMS:
+        raise pickle.UnpicklingError(f"a pickled range of {len(r)} items (more than {MAX_ITEMS})")
+    return r
+
+
+def _bounded_bytearray(*args: Any) -> bytearray:
+    """``bytearray`` for the unpickler, refused past MAX_BYTES: ``bytearray(3_000_000_000)`` is a 9-byte bomb."""
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool) and args[0] > MAX_BYTES:
+        raise pickle.UnpicklingError(f"a pickled bytearray of {args[0]} bytes (more than {MAX_BYTES})")
+    out = bytearray(*args)
+    if len(out) > MAX_BYTES:
+        raise pickle.UnpicklingError(f"a pickled bytearray of {len(out)} bytes (more than {MAX_BYTES})")
+    return out
+
+
 #: (stand-in, pickled name) pairs handed to ``torch.serialization.safe_globals`` while loading.
 #: Only data containers belong here: the stand-ins store what they are given and run nothing.
 STANDIN_GLOBALS: list[tuple[Any, str]] = [
@@ -168,7 +210,7 @@ STANDIN_GLOBALS: list[tuple[Any, str]] = [
     # Immutable built-in data types torch does not allowlist by default.
     (frozenset, "builtins.frozenset"),
     (slice, "builtins.slice"),
-    (range, "builtins.range"),
+    (_bounded_range, "builtins.range"),
 ]
 
 # safe_globals() edits a process-wide set and removes it on exit; serialise our loads so two threads
@@ -176,44 +218,80 @@ STANDIN_GLOBALS: list[tuple[Any, str]] = [
 _LOAD_LOCK = threading.RLock()
 
 
-def _finish_standins(obj: Any, memo: dict[int, Any] | None = None) -> Any:
-    """Replace marked OrderedDicts (see above) with PickledConfig, recursing through containers."""
+@contextlib.contextmanager
+def _bounded_builtins() -> Iterator[None]:
+    """Swap torch's default-allowed ``bytearray`` for the bounded one while we load (under _LOAD_LOCK).
+
+    torch checks its own allowlist before user globals, so safe_globals cannot override it."""
+    allowed = _wou._get_allowed_globals()
+    previous = allowed.get("builtins.bytearray")
+    allowed["builtins.bytearray"] = _bounded_bytearray
+    try:
+        yield
+    finally:
+        if previous is None:
+            allowed.pop("builtins.bytearray", None)
+        else:
+            allowed["builtins.bytearray"] = previous
+
+
+def _finish_standins(obj: Any, memo: dict[int, Any] | None = None, depth: int = 0) -> Any:
+    """Replace marked OrderedDicts (see above) with PickledConfig, recursing through containers.
+
+    Also the bound on what the pickle built: containers of more than MAX_ITEMS entries, strings over MAX_BYTES
+    and nesting deeper than MAX_DEPTH raise :class:`OversizedCheckpointError` (the caller adds the file)."""
     if memo is None:
         memo = {}
-    if isinstance(obj, torch.Tensor) or isinstance(obj, (str, bytes, int, float, bool, type(None))):
+    if isinstance(obj, (str, bytes, bytearray)):
+        if len(obj) > MAX_BYTES:
+            raise OversizedCheckpointError(f"a {type(obj).__name__} of {len(obj)} characters (more than {MAX_BYTES})")
+        return obj
+    if isinstance(obj, torch.Tensor) or isinstance(obj, (int, float, bool, complex, type(None))):
         return obj
     key = id(obj)
     if key in memo:
         return memo[key]
+    if depth > MAX_DEPTH:
+        raise OversizedCheckpointError(f"containers nested more than {MAX_DEPTH} deep")
+    size = len(vars(obj)) if isinstance(obj, PickledNamespace) else len(obj) if hasattr(obj, "__len__") else 0
+    if size > MAX_ITEMS:
+        raise OversizedCheckpointError(f"a {type(obj).__name__} of {size} entries (more than {MAX_ITEMS})")
+    d = depth + 1
     if isinstance(obj, OrderedDict) and _MARKER in getattr(obj, "__dict__", {}):
         state = {k: v for k, v in vars(obj).items() if k != _MARKER}
         out: Any = PickledConfig(pickled_class=vars(obj)[_MARKER], pickled_state=state)
         memo[key] = out
         for k, v in obj.items():
-            dict.__setitem__(out, k, _finish_standins(v, memo))
-        out.pickled_state = {k: _finish_standins(v, memo) for k, v in state.items()}
+            dict.__setitem__(out, k, _finish_standins(v, memo, d))
+        out.pickled_state = {k: _finish_standins(v, memo, d) for k, v in state.items()}
         return out
     if isinstance(obj, dict):
         memo[key] = obj
         for k, v in list(obj.items()):
-            new = _finish_standins(v, memo)
+            _finish_standins(k, memo, d)
+            new = _finish_standins(v, memo, d)
             if new is not v:
                 obj[k] = new
         return obj
     if isinstance(obj, list):
         memo[key] = obj
         for i, v in enumerate(obj):
-            obj[i] = _finish_standins(v, memo)
+            obj[i] = _finish_standins(v, memo, d)
         return obj
     if isinstance(obj, tuple):
-        items = [_finish_standins(v, memo) for v in obj]
+        items = [_finish_standins(v, memo, d) for v in obj]
         out = obj if all(a is b for a, b in zip(items, obj, strict=True)) else tuple(items)
         memo[key] = out
         return out
+    if isinstance(obj, (set, frozenset)):
+        memo[key] = obj
+        for v in obj:
+            _finish_standins(v, memo, d)
+        return obj
     if isinstance(obj, PickledNamespace):
         memo[key] = obj
         for k, v in list(vars(obj).items()):
-            setattr(obj, k, _finish_standins(v, memo))
+            setattr(obj, k, _finish_standins(v, memo, d))
         return obj
     return obj
 
@@ -272,13 +350,59 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CorruptCheckpointError(f"{path}: not a readable safetensors file: {e}") from e
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def _zip_records(path: Path) -> bool:
+    """Check each record's inflated size before torch reads any; True when some record is compressed.
+
+    torch.save writes stored (uncompressed) records, which are memory-mapped. A re-zipped file may deflate
+    them: torch's mmap path then reads the compressed bytes as raw tensor data, so those files are read
+    without mmap, and only when the inflated sizes are sane.
+    """
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise CorruptCheckpointError(f"{path}: corrupt zip archive: {e}") from e
+    inflated = 0
+    compressed = False
+    for info in infos:
+        name = info.filename
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise CorruptCheckpointError(
+                f"{path}: record {name!r} uses zip compression method {info.compress_type}, which torch cannot read"
+            )
+        if name.endswith("data.pkl") and info.file_size > MAX_PICKLE_BYTES:
+            raise OversizedCheckpointError(
+                f"{path}: record {name!r} inflates to {info.file_size} bytes of pickle (at most {MAX_PICKLE_BYTES})"
+            )
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size > size:
+                raise CorruptCheckpointError(
+                    f"{path}: record {name!r} claims {info.file_size} bytes, more than the whole file ({size} bytes)"
+                )
+            continue
+        compressed = True
+        inflated += info.file_size
+        if info.file_size > MAX_DEFLATE_RATIO * max(info.compress_size, 1024):
+            raise OversizedCheckpointError(
+                f"{path}: record {name!r} inflates from {info.compress_size} to {info.file_size} bytes "
+                f"(more than {MAX_DEFLATE_RATIO}x: a decompression bomb)"
+            )
+    if inflated > MAX_INFLATED_BYTES:
+        raise OversizedCheckpointError(
+            f"{path}: its compressed records inflate to {inflated} bytes (at most {MAX_INFLATED_BYTES})"
+        )
+    return compressed
+
+
+def load_checkpoint(path: str | Path, *, mmap: bool = True, notes: list[str] | None = None) -> dict[str, Any]:
     """Load a ``.pth``/``.bin``/``.safetensors`` checkpoint into a dict, never executing pickled code.
 
-    Zip-format (torch >= 1.6) files are memory-mapped, so a multi-GB training checkpoint does not need
-    to fit in RAM twice. yacs configs and argparse namespaces come back as :class:`PickledConfig` /
-    :class:`PickledNamespace`. Raises :class:`UnsafeCheckpointError` for any other global, before
-    unpickling; :class:`CorruptCheckpointError` for truncated or foreign files.
+    Zip-format (torch >= 1.6) files are memory-mapped (unless ``mmap`` is False, or a record is
+    deflate-compressed), so a multi-GB training checkpoint does not need to fit in RAM twice. yacs configs
+    and argparse namespaces come back as :class:`PickledConfig` / :class:`PickledNamespace`. Raises
+    :class:`UnsafeCheckpointError` for any other global, before unpickling; :class:`CorruptCheckpointError`
+    for truncated, foreign or oversized files. What the loader chose to do is appended to ``notes``.
     """
     path = Path(path)
     if not path.is_file():
@@ -302,16 +426,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: not a PyTorch checkpoint (neither a torch.save zip archive, a legacy torch.save pickle "
             f"nor safetensors; first bytes {head[:8]!r})"
         )
+    if is_zip and _zip_records(path):
+        mmap = False
+        if notes is not None:
+            notes.append("the checkpoint's zip records are deflate-compressed: read without memory-mapping")
 
-    with _LOAD_LOCK, serialization.safe_globals(STANDIN_GLOBALS):
+    with _LOAD_LOCK, serialization.safe_globals(STANDIN_GLOBALS), _bounded_builtins():
         try:
             unsafe = _unsafe_globals(path, is_zip)
-        except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-            raise CorruptCheckpointError(f"{path}: cannot read the checkpoint's pickle: {e}") from e
+        except Exception as e:  # the scanner is plain pickletools: any failure means a malformed pickle
+            raise CorruptCheckpointError(f"{path}: cannot read the checkpoint's pickle: {_first_line(e)}") from e
         if unsafe:
             raise UnsafeCheckpointError(path, unsafe)
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip and mmap)
         except pickle.UnpicklingError as e:
             # weights_only refused something the static scan could not see (or a legacy file it could
             # not scan). Nothing was executed either way.
@@ -319,15 +447,29 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             named = re.findall(r"GLOBAL (\S+) (?:was not an allowed global|whose module)", str(e))
             if named or "unrecognized function" in detail:
                 raise UnsafeCheckpointError(path, named, detail=detail) from e
+            if detail.startswith(_BOUNDED):
+                raise OversizedCheckpointError(
+                    f"{path}: refusing to load: the pickle builds a {detail[len(_BOUNDED) :]}"
+                ) from None
             raise CorruptCheckpointError(f"{path}: corrupt or unsupported checkpoint pickle: {detail}") from e
-        except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CorruptCheckpointError(f"{path}: truncated or corrupt checkpoint: {first}") from e
+        except Exception as e:  # TypeError, KeyError, struct.error, MemoryError, RecursionError, ...: bad data
+            raise CorruptCheckpointError(f"{path}: truncated or corrupt checkpoint: {_first_line(e)}") from e
 
-    obj = _finish_standins(obj)
+    try:
+        obj = _finish_standins(obj)
+    except OversizedCheckpointError as e:
+        raise OversizedCheckpointError(f"{path}: refusing to load: the pickle holds {e}") from None
+    except RecursionError:
+        raise OversizedCheckpointError(f"{path}: refusing to load: containers nested too deep") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict at the top level of the checkpoint, got {type(obj).__name__}")
     return obj
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(e).__name__}: {first[:300]}" if first else type(e).__name__
 
 
 def _describe_keys(obj: Mapping[Any, Any], limit: int = 12) -> str:
@@ -336,7 +478,9 @@ def _describe_keys(obj: Mapping[Any, Any], limit: int = 12) -> str:
     return "[" + ", ".join(keys) + more + "]"
 
 
-def extract_state_dict(obj: Mapping[str, Any], path: str | Path) -> dict[str, torch.Tensor]:
+def extract_state_dict(
+    obj: Mapping[str, Any], path: str | Path, notes: list[str] | None = None
+) -> dict[str, torch.Tensor]:
     """Find the weights inside a loaded checkpoint and return them as ``{name: tensor}``.
 
     Looks in ``obj["model"]`` (official Microsoft layout), then ``obj["state_dict"]``, then ``obj``
@@ -374,9 +518,103 @@ def extract_state_dict(obj: Mapping[str, Any], path: str | Path) -> dict[str, to
 
     if all(k.startswith(_DDP_PREFIX) for k in state):
         state = {k[len(_DDP_PREFIX) :]: v for k, v in state.items()}
-    return state
+    return check_tensors(state, path, notes)
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """``extract_state_dict(load_checkpoint(path), path)``: the weights of a checkpoint file."""
-    return extract_state_dict(load_checkpoint(path), path)
+_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+#: Buffers that are integer by nature (token-offset indices); every other entry must be a float weight.
+INTEGER_BUFFER_SUFFIXES = ("relative_position_index", "num_batches_tracked")
+
+
+def _refuse(path: str | Path, key: str, t: torch.Tensor, why: str) -> UnsupportedTensorError:
+    shape = tuple(t.shape) if t.layout == torch.strided or t.is_sparse else "?"
+    if len(key) > 300:
+        key = f"{key[:150]}...({len(key)} characters)"
+    return UnsupportedTensorError(f"{path}: {key!r} (shape {shape}, {str(t.dtype).removeprefix('torch.')}) {why}")
+
+
+def _overlaps_itself(t: torch.Tensor) -> bool:
+    """True when two elements share memory (a stride-0 broadcast or overlapping strides)."""
+    dims = sorted((st, sz) for st, sz in zip(t.stride(), t.shape, strict=True) if sz > 1)
+    reach = 1
+    for stride, size in dims:
+        if stride < reach:
+            return True
+        reach = stride * size
+    return False
+
+
+def check_tensors(
+    state: dict[str, torch.Tensor], path: str | Path, notes: list[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """Refuse tensors swinzoo cannot convert faithfully, naming the key; float64 becomes float32 (noted).
+
+    Refused: quantised, sparse, nested and meta tensors; complex, float8 and other exotic dtypes; integer
+    or bool where a float weight belongs; tensors whose elements overlap (stride 0) or that overlap another
+    entry's memory (their logical size is not backed by bytes in the file); NaN or infinite values.
+    """
+    spans: dict[int, list[tuple[int, int, str]]] = {}
+    logical = 0
+    widened: list[str] = []
+    out: dict[str, torch.Tensor] = {}
+    for key, t in state.items():
+        if t.is_quantized:
+            raise _refuse(path, key, t, "is a quantised tensor; swinzoo converts float weights only")
+        if t.layout != torch.strided or t.is_nested:
+            raise _refuse(path, key, t, f"has layout {t.layout}; swinzoo converts dense (strided) tensors only")
+        if t.device.type != "cpu":
+            raise _refuse(path, key, t, f"is a {t.device.type} tensor with no data in the file")
+        if t.dtype not in _FLOAT_DTYPES and t.dtype != torch.float64:
+            if t.dtype.is_complex or t.dtype.is_floating_point:
+                raise _refuse(path, key, t, "has a dtype swinzoo cannot convert (float32/float16/bfloat16/float64)")
+            if not key.endswith(INTEGER_BUFFER_SUFFIXES):
+                raise _refuse(path, key, t, "is integer/bool where a float weight is expected")
+        if t.numel() and _overlaps_itself(t):
+            raise _refuse(path, key, t, f"has overlapping strides {t.stride()} (e.g. stride 0): its elements "
+                          "share memory, so its size is not backed by the file")  # fmt: skip
+        if t.numel():
+            storage = t.untyped_storage()
+            start = t.storage_offset() * t.element_size()
+            end = start + (sum((n - 1) * st for n, st in zip(t.shape, t.stride(), strict=True)) + 1) * t.element_size()
+            spans.setdefault(storage.data_ptr(), []).append((start, end, key))
+        logical += t.numel() * t.element_size()
+        if t.dtype == torch.float64:
+            widened.append(key)
+            t = t.to(torch.float32)
+        if t.is_floating_point():
+            bad = t.numel() - int(torch.isfinite(t).sum())
+            if bad:
+                raise _refuse(path, key, t, f"holds {bad} NaN/infinite values")
+        out[key] = t
+    backed = 0
+    for items in spans.values():
+        items.sort()
+        reach, holder = -1, ""
+        for start, end, key in items:
+            if start < reach:
+                raise UnsupportedTensorError(
+                    f"{path}: {holder!r} and {key!r} share the same memory in the file (aliased tensors); "
+                    "swinzoo needs one stored copy per weight"
+                )
+            if end > reach:
+                reach, holder = end, key
+        backed += sum(end - start for start, end, _ in items)
+    if logical > backed:
+        raise OversizedCheckpointError(
+            f"{path}: the tensors claim {logical} bytes but only {backed} bytes of storage back them"
+        )
+    if widened and notes is not None:
+        notes.append(
+            f"converted {len(widened)} float64 tensor(s) to float32 (first: {widened[0]}); "
+            "values beyond float32's precision were rounded"
+        )
+    return out
+
+
+def load_state_dict(path: str | Path, *, mmap: bool = True, notes: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """``extract_state_dict(load_checkpoint(path), path)``: the weights of a checkpoint file, checked.
+
+    ``mmap=False`` reads through torch's own non-mmap reader (verify's references use it, so a bug in the
+    mmap path cannot hide from verify). Loader decisions (float64 widened, compressed records) go to ``notes``.
+    """
+    return extract_state_dict(load_checkpoint(path, mmap=mmap, notes=notes), path, notes)

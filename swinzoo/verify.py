@@ -536,13 +536,14 @@ class _Context:
 def _official_state(ctx: _Context) -> dict[str, torch.Tensor]:
     """The source file's state dict, its weights rounded through the folder's dtype, as float32.
 
-    Stored buffers are not weights (a converted folder does not hold them): they keep their values.
+    Stored buffers are not weights (a converted folder does not hold them): they keep their values. Read
+    without mmap (torch's own reader), not through the mmap path convert used, so a loader bug shows here.
     """
     from .safeload import load_state_dict
 
     return {
         k: v if k.endswith(_BUFFER_SUFFIXES) else _round_through(v, ctx.dtype)
-        for k, v in load_state_dict(ctx.source_path).items()
+        for k, v in load_state_dict(ctx.source_path, mmap=False).items()
     }
 
 
