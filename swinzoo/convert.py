@@ -148,7 +148,7 @@ def build_model(
 
 
 def convert(
-    name: str | None = None,
+    name: str | ZooEntry | None = None,
     *,
     source: str | os.PathLike | None = None,
     synthetic: bool = False,
@@ -167,7 +167,7 @@ def convert(
     other non-empty folder is refused before anything is downloaded.
     """
     started = time.perf_counter()
-    entry = get_entry(name) if name else None
+    entry = name if isinstance(name, ZooEntry) else (get_entry(name) if name else None)
     if image_size is not None and image_size < 1:
         raise ConvertError(f"--image-size: must be a positive number of pixels (got {image_size})")
     target = None
