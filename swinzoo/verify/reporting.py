@@ -160,7 +160,7 @@ def write_verification(folder: Path, report: EntryReport) -> Path:
 def _sha256_of(path: Path) -> str | None:
     if not path.is_file():
         return None
-    from .fetch import sha256_file
+    from ..fetch import sha256_file
 
     return sha256_file(path)
 
