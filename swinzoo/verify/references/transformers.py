@@ -56,7 +56,9 @@ class TransformersReference(LibraryReference):
             release(ref)
 
 
-def transformers_run(model: torch.nn.Module, ctx: Context, result: ReferenceResult, parts) -> ReferenceResult:
+def transformers_run(
+    model: torch.nn.Module, ctx: Context, result: ReferenceResult, parts: tuple[str, ...]
+) -> ReferenceResult:
     """Run transformers' model; compare each stage before merging (the input of its ``downsample``, which any
     transformers version has; the last stage is the last hidden state), the final LayerNorm's output, the
     hidden states after merging (``output_hidden_states``) and the task output.
