@@ -127,19 +127,27 @@ def transformers_config(config: SwinConfig):
     return cls(**kwargs)
 
 
-def create_transformers_model(config: SwinConfig, task: str = "image-classification") -> torch.nn.Module:
+def transformers_class(version: int, task: str = "image-classification") -> type:
+    """transformers' model class for Swin ``version`` 1 or 2 and ``task`` (image-classification,
+    masked-image-modeling, base): the one table that building and downloading a transformers model both read."""
     import transformers
 
+    names = {
+        ("image-classification", 1): "SwinForImageClassification",
+        ("image-classification", 2): "Swinv2ForImageClassification",
+        ("masked-image-modeling", 1): "SwinForMaskedImageModeling",
+        ("masked-image-modeling", 2): "Swinv2ForMaskedImageModeling",
+        ("base", 1): "SwinModel",
+        ("base", 2): "Swinv2Model",
+    }
+    if (task, version) not in names:
+        raise ValueError(f"transformers has no Swin model for version {version!r} and task {task!r}")
+    return getattr(transformers, names[(task, version)])
+
+
+def create_transformers_model(config: SwinConfig, task: str = "image-classification") -> torch.nn.Module:
     hf_config = transformers_config(config)
-    v = config.version
-    cls = {
-        ("image-classification", 1): transformers.SwinForImageClassification,
-        ("image-classification", 2): transformers.Swinv2ForImageClassification,
-        ("masked-image-modeling", 1): transformers.SwinForMaskedImageModeling,
-        ("masked-image-modeling", 2): transformers.Swinv2ForMaskedImageModeling,
-        ("base", 1): transformers.SwinModel,
-        ("base", 2): transformers.Swinv2Model,
-    }[(task, v)]
+    cls = transformers_class(config.version, task)
     hf_config._attn_implementation = "eager"
     return cls(hf_config)
 

@@ -8,11 +8,13 @@ architectures (width 16, image 64) keep the default run fast; one real-size Swin
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
 import math
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -471,3 +473,178 @@ def test_real_size_swin_tiny_synthetic_passes(cache):
     code, out, err = cli("swin-tiny-patch4-window7-224", "--synthetic", "--cache-dir", str(cache))
     assert code == 0, out + err
     assert out.count("pass") >= 2
+
+
+# --------------------------------------------------------------------------------------------- structure
+PACKAGE_ROOTS = {"swinzoo": Path(V.__file__).parents[1], "swinzoo.converters": Path(official.__file__).parent}
+INDEPENDENT = ["swinzoo.verify.simmim", "swinzoo.verify.transformers_names", "swinzoo.verify.official_state"]
+CONVERTER = {"swinzoo.converters.official", "swinzoo.converters.engine", "swinzoo.convert"}
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of a swinzoo module (converters/ installs as swinzoo.converters), or None."""
+    root = "swinzoo.converters" if name.startswith("swinzoo.converters") else "swinzoo"
+    if not name.startswith(root):
+        return None
+    parts = name.split(".")[len(root.split(".")) :]
+    base = PACKAGE_ROOTS[root].joinpath(*parts)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(name: str, *, module_level_only: bool = False) -> set[str]:
+    """swinzoo modules that module ``name`` names in its import statements (read with ast, never imported)."""
+    path = _module_file(name)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if module_level_only else ast.walk(tree)
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from . import submodule`
+    return {m for m in found if _module_file(m) is not None}
+
+
+def _reachable(name: str) -> set[str]:
+    seen, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo += _imports(current)
+    return seen
+
+
+@pytest.mark.parametrize("module", INDEPENDENT)
+def test_independent_reference_pieces_reach_none_of_the_converter_by_any_import(module):
+    reached = _reachable(module)
+    assert not reached & CONVERTER, f"{module} reaches {sorted(reached & CONVERTER)}"
+
+
+def test_import_walker_finds_the_converter_where_a_reference_does_use_it():
+    # the transformers reference builds its model with converters/transformers_layout.py, which imports the engine
+    assert "swinzoo.converters.engine" in _reachable("swinzoo.verify.references.transformers")
+
+
+def test_verify_modules_have_no_import_cycle():
+    modules = sorted(
+        ".".join(("swinzoo", *p.relative_to(PACKAGE_ROOTS["swinzoo"]).with_suffix("").parts)).removesuffix(".__init__")
+        for p in (PACKAGE_ROOTS["swinzoo"] / "verify").rglob("*.py")
+    )
+    # statically: no cycle among the module-level imports of swinzoo's modules that verify reaches
+    graph = {m: _imports(m, module_level_only=True) for m in set().union(*(_reachable(m) for m in modules))}
+    state: dict[str, str] = {}
+
+    def visit(m: str, path: tuple[str, ...]) -> None:
+        if state.get(m) == "open":
+            raise AssertionError("import cycle: " + " -> ".join((*path[path.index(m) :], m)))
+        if m not in state:
+            state[m] = "open"
+            for dep in graph.get(m, ()):
+                visit(dep, (*path, m))
+            state[m] = "done"
+
+    for m in graph:
+        visit(m, ())
+    # and at run time: each module imported first (in a child interpreter, swinzoo's modules cleared before each)
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    for loaded in [m for m in sys.modules if m == 'swinzoo' or m.startswith('swinzoo.')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    importlib.import_module(name)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+class _Absent(V.LibraryReference):
+    """A fourth reference as a newcomer would write one, which can never represent an entry."""
+
+    name = "absent"
+    library = "torch"
+
+    def not_applicable(self, ctx):
+        return f"absent cannot represent {ctx.entry.name} ({ctx.task})"
+
+
+class _Broken:
+    """A reference written straight against the protocol whose run raises."""
+
+    name = "broken"
+
+    def not_applicable(self, ctx):
+        return None
+
+    def run(self, ctx):
+        raise RuntimeError("broken reference")
+
+
+def test_a_reference_added_to_the_registry_is_selectable_and_run_like_the_others(zoo, cache, monkeypatch):
+    monkeypatch.setitem(V.REFERENCES, "absent", _Absent())
+    monkeypatch.setitem(V.REFERENCES, "broken", _Broken())
+    assert V.parse_references("timm, absent") == ("timm", "absent")
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, references=["timm", "absent"])
+    assert [(r.reference, r.status) for r in report.references] == [("timm", "pass"), ("absent", "n/a")]
+    assert (report.references[1].library, report.references[1].library_version) == ("torch", torch.__version__)
+    assert report.references[1].reason == "absent cannot represent tiny-swin (image-classification)"
+    assert report.status == "pass"  # timm checked every part; an n/a alone fails nothing
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, references=["absent"])
+    assert report.status == "unchecked" and "absent: absent cannot represent tiny-swin" in report.problems[0]
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, references=["broken"])
+    assert report.status == "error"
+    assert [(r.reference, r.status, r.reason) for r in report.references] == [
+        ("broken", "error", "RuntimeError: broken reference")
+    ]
+
+
+def test_unregistered_reference_names_are_refused_with_the_registered_ones():
+    with pytest.raises(V.VerifyError, match="--reference: mmpretrain not one of timm, transformers, upstream"):
+        V.parse_references("timm,mmpretrain")
+    with pytest.raises(V.VerifyError, match="--reference: mmpretrain"):
+        V.VerifyOptions(references=("mmpretrain",))
+
+
+def test_options_bundle_and_keywords_are_one_run_and_an_entry_is_looked_up_once(zoo, cache, monkeypatch):
+    lookups = []
+    patched = manifest.load_manifests
+    monkeypatch.setattr(manifest, "load_manifests", lambda directory=None: lookups.append(1) or patched(directory))
+    options = V.VerifyOptions(synthetic=True, cache_dir=cache, references="transformers")
+    assert options.references == ("transformers",)
+    (by_options,) = V.verify([zoo["tiny-swinv2"]], options)
+    assert lookups == []  # an entry object is never looked up again
+    (by_keywords,) = V.verify(["tiny-swinv2"], synthetic=True, cache_dir=str(cache), references=["transformers"])
+    assert len(lookups) == 1  # a name: once, for the whole run
+    for report in (by_options, by_keywords):
+        assert report.status == "pass" and [r.reference for r in report.references] == ["transformers"]
+    assert [c.max_abs_diff for c in by_options.references[0].comparisons] == [
+        c.max_abs_diff for c in by_keywords.references[0].comparisons
+    ]
+    with pytest.raises(TypeError, match="convertd"):
+        V.verify_entry("tiny-swinv2", options, convertd="typo")
+
+
+def test_transformers_class_table_agrees_with_transformers_own_auto_mappings():
+    from transformers.models.auto import modeling_auto as auto
+
+    from swinzoo.converters.transformers_layout import transformers_class
+
+    tables = {
+        "image-classification": auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+        "masked-image-modeling": auto.MODEL_FOR_MASKED_IMAGE_MODELING_MAPPING_NAMES,
+        "base": auto.MODEL_MAPPING_NAMES,
+    }
+    for task, names in tables.items():
+        for version, model_type in ((1, "swin"), (2, "swinv2")):
+            assert transformers_class(version, task).__name__ == names[model_type], (task, version)
+    with pytest.raises(ValueError, match="version 3 and task 'image-classification'"):
+        transformers_class(3, "image-classification")

@@ -1,0 +1,86 @@
+"""What every reference is given: swinzoo's outputs on the sample batch and the entry they belong to."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import SwinConfig
+from ..manifest import ZooEntry
+from .tolerances import Tolerance
+
+
+@dataclass
+class Outputs:
+    """What a model produced on the sample batch; every tensor float32 on the CPU."""
+
+    logits: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
+    before_merge: list[torch.Tensor] = field(default_factory=list)  # (B, H, W, C) per stage
+    hidden: list[torch.Tensor] = field(default_factory=list)  # (B, L, C): embeddings, after each stage
+    features: torch.Tensor | None = None  # (B, H, W, C) after the final LayerNorm
+
+
+def run_swinzoo(model: torch.nn.Module, pixels: torch.Tensor, mask: torch.Tensor | None) -> Outputs:
+    """One forward of the public model; forward hooks keep each stage's output before patch merging."""
+    before: dict[int, torch.Tensor] = {}
+    normed: list[torch.Tensor] = []
+    hooks = [
+        stage.register_forward_hook(lambda _m, _i, out, i=i: before.__setitem__(i, out[1]))
+        for i, stage in enumerate(model.swin.stages)
+    ]
+    hooks.append(model.swin.norm.register_forward_hook(lambda _m, _i, out: normed.append(out)))
+    try:
+        with torch.no_grad():
+            if mask is None:
+                out = model(pixels, output_hidden_states=True)
+            else:
+                out = model(pixels, bool_masked_pos=mask, output_hidden_states=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    result = Outputs(
+        before_merge=[before[i].float() for i in range(len(before))],
+        hidden=[h.float() for h in out.hidden_states],
+        features=normed[-1].float(),
+    )
+    if mask is None:
+        result.logits = out.logits.float()
+    else:
+        result.reconstruction, result.loss = out.reconstruction.float(), out.loss.float()
+    return result
+
+
+@dataclass
+class Context:
+    """Everything a reference needs about one entry (swinzoo's model is already gone: only its outputs remain).
+
+    ``source_path`` is the official file swinzoo's weights came from; ``dtype`` the dtype they are stored in
+    (a reference rounds the source's weights through it); ``mask`` the SimMIM mask (None for classifiers).
+    """
+
+    entry: ZooEntry
+    config: SwinConfig
+    task: str
+    source_path: Path
+    synthetic: bool
+    pixels: torch.Tensor
+    mask: torch.Tensor | None
+    ours: Outputs
+    dtype: torch.dtype
+    tol: Tolerance
+
+
+def release(ref: weakref.ref) -> None:
+    """Make sure a model whose last name was just deleted is gone before the next one is built.
+
+    Reference counting frees it at once; a full collection (~0.5 s with transformers imported) runs only
+    when something still holds it in a reference cycle.
+    """
+    if ref() is not None:
+        gc.collect()

@@ -1,0 +1,39 @@
+"""The official checkpoint as the references read it: its own file, not swinzoo's converted weights.
+
+Independent of swinzoo's converter (``converters/official.py``, the mapping engine); tests/test_verify.py checks
+these imports.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .context import Context
+
+# Official buffers that depend only on the architecture: they are not weights, the references rebuild them.
+_BUFFER_SUFFIXES = ("relative_position_index", "attn_mask", "relative_coords_table")
+
+
+def _round_through(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if not t.is_floating_point():
+        return t
+    if dtype != torch.float32:
+        t = t.to(dtype)
+    return t.to(torch.float32)
+
+
+def _official_state(ctx: Context) -> dict[str, torch.Tensor]:
+    """The source file's state dict, its weights rounded through the folder's dtype, as float32.
+
+    Stored buffers are not weights (a converted folder does not hold them): they keep their values. Read
+    without mmap (torch's own reader), not through the mmap path convert used, so a loader bug shows here.
+    """
+    from ..safeload import load_state_dict
+
+    return {
+        k: v if k.endswith(_BUFFER_SUFFIXES) else _round_through(v, ctx.dtype)
+        for k, v in load_state_dict(ctx.source_path, mmap=False).items()
+    }

@@ -1,0 +1,207 @@
+"""A verify run: each entry's swinzoo outputs computed once, then every selected reference, then the verdict.
+
+:func:`verify_entry` checks one entry, :func:`verify` several one after the other. Both take a :class:`ZooEntry`
+(or its name, looked up once here) and a :class:`VerifyOptions` (or its fields as keywords).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import SwinConfig
+from ..manifest import ZooEntry
+from .context import Context, release, run_swinzoo
+from .errors import VerifyError
+from .folder_checks import check_folder, check_folder_config, folder_for
+from .options import VerifyOptions
+from .references import REFERENCES, Reference
+from .references.base import error_result
+from .reporting import write_verification
+from .results import PARTS, EntryReport, ReferenceResult
+from .selection import as_entry
+from .simmim import simmim_mask
+from .tolerances import tolerance_for
+
+
+def verify_entry(
+    entry: ZooEntry | str,
+    options: VerifyOptions | None = None,
+    *,
+    converted: str | os.PathLike | None = None,
+    **fields: Any,
+) -> EntryReport:
+    """Verify one zoo entry; never raises for a problem with the entry itself (it is in the report).
+
+    ``converted``: a converted folder to check instead of converting in memory; ``verification.json`` is
+    written into it. ``fields``: :class:`VerifyOptions` fields, replacing those of ``options``.
+    """
+    options = VerifyOptions.of(options, **fields)
+    entry = as_entry(entry)
+    started = time.perf_counter()
+    report = EntryReport(entry=entry.name, seed=options.seed, layout=entry.layout)
+    folder = Path(converted) if converted is not None else None
+    report.converted = str(folder) if folder else None
+    try:
+        ctx = _prepare(entry, options, folder, report)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the entry cannot be checked; the report says why
+        from ..fetch import ManualDownloadRequired
+
+        report.problems.append(str(exc) if isinstance(exc, ManualDownloadRequired) else f"{type(exc).__name__}: {exc}")
+        report.status = "error"
+        return _done(report, started, folder)
+    for name in options.references:
+        report.references += _run_reference(REFERENCES[name], ctx)
+    del ctx
+    _verdict(report)
+    return _done(report, started, folder)
+
+
+def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, report: EntryReport) -> Context:
+    """swinzoo's side: the samples, the converted model (in memory, or the folder's), its outputs; the model is
+    freed before returning, so the references are built one checkpoint at a time."""
+    from ..convert import convert, resolve_source
+    from ..images import load_samples
+    from ..io import from_pretrained
+
+    o = options
+    cache = Path(o.cache_dir) if o.cache_dir else None
+    pixels, report.images = load_samples(entry.preprocessing, o.images_dir)
+    t0 = time.perf_counter()
+    if folder is None:
+        conversion = convert(
+            entry,
+            source=o.source,
+            synthetic=o.synthetic,
+            seed=o.seed,
+            cache_dir=cache,
+            progress=o.progress,
+            write=False,
+        )
+        model, src, config = conversion.model, conversion.source, conversion.config
+        del conversion
+    else:
+        src = resolve_source(
+            entry, source=o.source, synthetic=o.synthetic, seed=o.seed, cache_dir=cache, progress=o.progress
+        )
+        report.problems += check_folder(folder, entry, src.sha256)
+        model = from_pretrained(folder)
+        config = model.config
+        report.problems += check_folder_config(config, entry)
+    report.source, report.source_sha256, report.synthetic = src.description, src.sha256, src.synthetic
+    dtype = next(model.parameters()).dtype
+    report.dtype = str(dtype).removeprefix("torch.")
+    report.tolerance = tolerance_for(dtype)
+    report.task = "masked-image-modeling" if entry.kind == "simmim-pretrain" else "image-classification"
+    mask = _mask(entry, config, len(pixels), o.seed, report) if report.task == "masked-image-modeling" else None
+    ours = run_swinzoo(model.float().eval(), pixels, mask)
+    report.convert_seconds = time.perf_counter() - t0
+    alive = weakref.ref(model)
+    del model  # one checkpoint at a time: the references are built after swinzoo's model is gone
+    release(alive)
+    return Context(
+        entry, config, report.task, Path(src.path), src.synthetic, pixels, mask, ours, dtype, report.tolerance
+    )
+
+
+def _mask(entry: ZooEntry, config: SwinConfig, count: int, seed: int, report: EntryReport) -> torch.Tensor:
+    """The one SimMIM mask of this run (recorded in the report), seeded by ``seed``."""
+    sim = entry.simmim
+    if sim is None:  # the manifest schema requires it for simmim-pretrain entries
+        raise VerifyError(f"{entry.name}: a SimMIM pretrain entry without [entry.simmim] mask settings")
+    mask = simmim_mask(count, config.image_hw[0], config.patch_size, sim.mask_patch_size, sim.mask_ratio, seed)
+    report.mask = {
+        "mask_patch_size": sim.mask_patch_size,
+        "mask_ratio": sim.mask_ratio,
+        "seed": seed,
+        "masked_patches_per_image": int(mask[0].sum()),
+        "patches_per_image": int(mask.shape[1]),
+    }
+    return mask
+
+
+def _run_reference(ref: Reference, ctx: Context) -> list[ReferenceResult]:
+    """``ref.run``; should a reference raise after all, its error is its result, not the end of the run."""
+    try:
+        return ref.run(ctx)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded: an error fails the entry
+        return [error_result(ref.name, ref.name, exc)]
+
+
+def _verdict(report: EntryReport) -> None:
+    """The entry's status from its references' (see :class:`EntryReport`)."""
+    statuses = {r.status for r in report.references}
+    checked = {p for r in report.references if r.status == "pass" for p in r.checked}
+    report.unchecked = [p for p in PARTS[report.task] if p not in checked]
+    if "fail" in statuses or report.problems:
+        report.status = "fail"
+    elif "error" in statuses:
+        report.status = "error"
+    elif report.unchecked:
+        report.status = "unchecked"
+        na = "; ".join(f"{r.reference}: {r.reason}" for r in report.references if r.status == "n/a")
+        report.problems.append(f"no reference could check {', '.join(report.unchecked)}" + (f" ({na})" if na else ""))
+    else:
+        report.status = "pass"
+
+
+def _done(report: EntryReport, started: float, folder: Path | None) -> EntryReport:
+    """Stamp the time; a converted folder gets its verification.json whatever the verdict."""
+    report.seconds = time.perf_counter() - started
+    if folder is not None and folder.is_dir():
+        write_verification(folder, report)
+        from ..card import write_card
+
+        write_card(folder)  # the card shows the verdict it now has
+    return report
+
+
+def verify(
+    entries: Sequence[ZooEntry | str],
+    options: VerifyOptions | None = None,
+    *,
+    converted: str | os.PathLike | None = None,
+    on_report: Callable[[EntryReport], None] | None = None,
+    **fields: Any,
+) -> list[EntryReport]:
+    """Verify several entries one after the other (each entry's models freed before the next one).
+
+    ``converted``: one model folder (one entry) or a parent holding ``NAME/`` per entry. Entries with no
+    download URL (Google-Drive-only SimMIM v1) and no ``source`` are reported ``skipped`` instead of ``error``
+    when ``skip_manual``. ``on_report`` is called after each entry (the CLI prints a line). ``fields``:
+    :class:`VerifyOptions` fields, replacing those of ``options``.
+    """
+    from tqdm.auto import tqdm
+
+    options = VerifyOptions.of(options, **fields)
+    if options.source is not None and len(entries) != 1:
+        raise VerifyError("--source is one file: it can be the source of one entry only")
+    if converted is not None and not Path(converted).is_dir():
+        raise VerifyError(f"--converted {converted}: no such folder")
+    chosen = [as_entry(e) for e in entries]
+    reports = []
+    bar = tqdm(chosen, desc="verify", unit="entry", disable=not options.progress)
+    for entry in bar:
+        bar.set_postfix_str(entry.name)
+        if options.skip_manual and options.source is None and not options.synthetic and not entry.source.urls:
+            report = EntryReport(entry=entry.name, status="skipped", layout=entry.layout, seed=options.seed)
+            report.problems.append(f"skipped: no download URL ({entry.source.manual_download or 'manual download'})")
+        else:
+            folder = folder_for(Path(converted), entry.name, len(chosen) > 1) if converted is not None else None
+            report = verify_entry(entry, options, converted=folder)
+        reports.append(report)
+        gc.collect()
+        if on_report is not None:
+            on_report(report)
+    return reports

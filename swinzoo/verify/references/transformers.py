@@ -1,0 +1,109 @@
+"""The ``transformers`` reference: transformers' ``Swin*`` / ``Swinv2*`` model (classification or masked image
+modelling) filled from the official file by :func:`~swinzoo.verify.transformers_names.official_to_transformers`,
+a rename table that shares no code with swinzoo's converter.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import torch
+
+from ..context import Context, release
+from ..official_state import _official_state
+from ..results import PARTS, ReferenceResult
+from ..tolerances import Comparison, compare
+from ..transformers_names import official_to_transformers
+from .base import LibraryReference, classification_comparisons, finish, mim_comparisons
+
+
+class TransformersReference(LibraryReference):
+    """transformers' model filled from the source by :func:`official_to_transformers`."""
+
+    name = "transformers"
+    library = "transformers"
+
+    def not_applicable(self, ctx: Context) -> str | None:
+        from ...converters.transformers_layout import transformers_config
+
+        if ctx.config.extra.get("extra_norm_every_n_blocks"):
+            return "transformers' Swinv2 has no extra LayerNorm every N blocks (SwinV2-H/G)"
+        try:
+            transformers_config(ctx.config)
+        except ValueError as exc:  # e.g. Swin v1 with per-stage window clamps
+            return str(exc)
+        return None
+
+    def check(self, ctx: Context, result: ReferenceResult) -> ReferenceResult:
+        from ...converters.transformers_layout import create_transformers_model, detect_style
+
+        model = create_transformers_model(ctx.config, ctx.task)
+        model.eval()
+        mapped = official_to_transformers(
+            _official_state(ctx),
+            ctx.config.version,
+            ctx.task == "masked-image-modeling",
+            detect_style(model.state_dict()),
+        )
+        model.load_state_dict(mapped, strict=True)
+        del mapped
+        ref = weakref.ref(model)
+        try:
+            return transformers_run(model, ctx, result, PARTS[ctx.task])
+        finally:
+            del model
+            release(ref)
+
+
+def transformers_run(
+    model: torch.nn.Module, ctx: Context, result: ReferenceResult, parts: tuple[str, ...]
+) -> ReferenceResult:
+    """Run transformers' model; compare each stage before merging (the input of its ``downsample``, which any
+    transformers version has; the last stage is the last hidden state), the final LayerNorm's output, the
+    hidden states after merging (``output_hidden_states``) and the task output.
+
+    The states before merging matter: a LayerNorm removes a uniform shift, so a shifted residual stream
+    (say, a bias off by a constant) can leave every later state and the logits unchanged.
+    """
+    base = model.swin if hasattr(model, "swin") else model.swinv2
+    before: dict[int, torch.Tensor] = {}
+    normed: list[torch.Tensor] = []
+    hooks = [
+        stage.downsample.register_forward_pre_hook(lambda _m, args, i=i: before.__setitem__(i, args[0]))
+        for i, stage in enumerate(base.encoder.layers)
+        if stage.downsample is not None
+    ]
+    hooks.append(base.layernorm.register_forward_hook(lambda _m, _i, out: normed.append(out)))
+    try:
+        with torch.no_grad():
+            if ctx.task == "masked-image-modeling":
+                out = model(ctx.pixels, bool_masked_pos=ctx.mask, output_hidden_states=True)
+            else:
+                out = model(ctx.pixels, output_hidden_states=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    hidden = [h.float() for h in out.hidden_states]
+    stages = [before[i] for i in sorted(before)] + [hidden[-1]]
+    ours = ctx.ours
+    result.comparisons = [
+        compare(f"stage{i + 1}", a.flatten(1, 2), b.float(), ctx.tol)
+        for i, (a, b) in enumerate(zip(ours.before_merge, stages, strict=False))
+    ]
+    result.comparisons.append(compare("features", ours.features.flatten(1, 2), normed[-1].float(), ctx.tol))
+    result.comparisons += [
+        compare("hidden0 (embeddings)" if i == 0 else f"hidden{i}", a, b, ctx.tol)
+        for i, (a, b) in enumerate(zip(ours.hidden, hidden, strict=False))
+    ]
+    if len(hidden) != len(ours.hidden) or len(stages) != len(ours.before_merge):
+        result.comparisons.append(
+            Comparison("hidden", math.inf, math.nan, 0.0, False, f"{len(ours.hidden)} vs {len(hidden)} states")
+        )
+    if ctx.task == "masked-image-modeling":
+        # transformers' own loss has no normalised targets: with them, the loss is computed here from its output.
+        loss = None if ctx.config.mim_norm_target else out.loss.float()
+        mim_comparisons(result, ctx, out.reconstruction.float(), loss)
+    else:
+        classification_comparisons(result, ctx.ours.logits, out.logits.float(), ctx.tol)
+    return finish(result, parts)

@@ -1,0 +1,190 @@
+"""Reporting a run: the text table, the ``--json`` summary, and ``verification.json`` in a converted folder."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..folder import VERIFICATION_NAME
+from .results import EntryReport
+from .tolerances import TOLERANCES
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of torch and the reference libraries (None when one is not installed)."""
+    out: dict[str, str | None] = {"swinzoo": __version__, "torch": torch.__version__}
+    for name in ("timm", "transformers"):
+        try:
+            module = __import__(name)
+            out[name] = getattr(module, "__version__", "unknown")
+        except ImportError:
+            out[name] = None
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return "inf"
+    return f"{value:.2e}"
+
+
+def table_rows(reports: Sequence[EntryReport]) -> list[list[str]]:
+    rows = []
+    for r in reports:
+        if not r.references:
+            rows.append([r.entry, "-", "-", "-", "-", r.status, f"{r.seconds:.1f}s"])
+            continue
+        for i, ref in enumerate(r.references):
+            top5 = "-" if ref.top5_per_image is None else f"{sum(ref.top5_per_image)}/{len(ref.top5_per_image)}"
+            result = ref.status if i else f"{ref.status} [{r.status}]"
+            rows.append(
+                [
+                    r.entry if i == 0 else "",
+                    ref.reference,
+                    _fmt(ref.output_max_abs_diff),
+                    _fmt(ref.hidden_max_abs_diff),
+                    top5,
+                    result,
+                    f"{ref.seconds:.1f}s",
+                ]
+            )
+    return rows
+
+
+def format_table(reports: Sequence[EntryReport]) -> str:
+    """The human-readable table, then one line per problem or n/a reason, then the tolerance policy."""
+    header = ["entry", "reference", "logits|recon", "hidden", "top-5", "result [entry]", "time"]
+    rows = table_rows(reports)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    right = {2, 3, 4, 6}
+    lines = [
+        "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in [header, *rows]
+    ]
+    notes = []
+    for r in reports:
+        notes += [f"{r.entry}: {p}" for p in r.problems]
+        notes += [
+            f"{r.entry}: {ref.reference} {ref.status}: {ref.reason}"
+            for ref in r.references
+            if ref.reason and ref.status != "pass"
+        ]
+    if notes:
+        lines += ["", *notes]
+    dtypes = sorted({r.dtype for r in reports if r.references})
+    policy = ", ".join(f"{d}: |diff| <= {TOLERANCES[d].atol:g} + {TOLERANCES[d].rtol:g} * max|ref|" for d in dtypes)
+    passed = sum(r.passed for r in reports)
+    lines += ["", f"{passed}/{len(reports)} entries passed" + (f"; tolerance {policy}" if policy else "")]
+    return "\n".join(lines)
+
+
+def summary(reports: Sequence[EntryReport]) -> dict[str, Any]:
+    """Machine-readable result of a run (what ``--json`` writes)."""
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return _finite(
+        {
+            "swinzoo_version": __version__,
+            "libraries": library_versions(),
+            "tolerances": {k: v.to_dict() for k, v in TOLERANCES.items()},
+            "passed": all(r.passed for r in reports),
+            "counts": counts,
+            "entries": [r.to_dict() for r in reports],
+        }
+    )
+
+
+def write_json(path: str, reports: Sequence[EntryReport]) -> None:
+    """:func:`summary` as JSON to ``path`` (atomically), or to stdout for ``-``."""
+    if path == "-":
+        print(json.dumps(summary(reports), indent=2))
+    else:
+        _write_json_atomic(Path(path), summary(reports))
+
+
+def write_verification(folder: Path, report: EntryReport) -> Path:
+    """``verification.json`` beside the converted weights (atomically): what the model card reports."""
+    versions = library_versions()
+    data = {
+        "swinzoo_version": __version__,
+        "verified_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "entry": report.entry,
+        "status": report.status,
+        "passed": report.passed,
+        "problems": report.problems,
+        "unchecked": report.unchecked,
+        "source": report.source,
+        "source_sha256": report.source_sha256,
+        # the exact bytes that were checked: publish refuses a folder whose weights changed since
+        "weights_sha256": _sha256_of(folder / "model.safetensors"),
+        "synthetic": report.synthetic,
+        "dtype": report.dtype,
+        "tolerance": report.tolerance.to_dict(),
+        "images": report.images,
+        "seed": report.seed,
+        "mask": report.mask,
+        "libraries": {k: versions.get(k) for k in ("torch", "timm", "transformers")},
+        "references": [
+            {
+                "reference": r.reference,
+                "library": r.library,
+                "library_version": r.library_version,
+                "status": r.status,
+                "reason": r.reason,
+                "output_max_abs_diff": r.output_max_abs_diff,
+                "hidden_max_abs_diff": r.hidden_max_abs_diff,
+                "top5_agreement": r.top5_agreement,
+                "comparisons": [c.to_dict() for c in r.comparisons],
+            }
+            for r in report.references
+        ],
+    }
+    path = folder / VERIFICATION_NAME
+    _write_json_atomic(path, _finite(data))
+    return path
+
+
+def _sha256_of(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    from ..fetch import sha256_file
+
+    return sha256_file(path)
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _json_default(value: Any) -> Any:
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def _finite(data: Any) -> Any:
+    """inf / nan (shape mismatches) as strings so the JSON stays strict."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return str(data)
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_finite(v) for v in data]
+    return data
