@@ -494,12 +494,24 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
+def _executed_nodes(tree: ast.AST):
+    """Every node of ``tree`` except ``if TYPE_CHECKING:`` bodies, which never run (type checkers only)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo += node.orelse
+            continue
+        todo += list(ast.iter_child_nodes(node))
+
+
 def _imports(name: str, *, module_level_only: bool = False) -> set[str]:
     """swinzoo modules that module ``name`` names in its import statements (read with ast, never imported)."""
     path = _module_file(name)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     tree = ast.parse(path.read_text())
-    nodes = tree.body if module_level_only else ast.walk(tree)
+    nodes = tree.body if module_level_only else _executed_nodes(tree)
     found = set()
     for node in nodes:
         if isinstance(node, ast.Import):
