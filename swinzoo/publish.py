@@ -503,8 +503,7 @@ def _check_repo_id(repo_id: str) -> None:
         ok = False
     if not ok:
         raise PublishError(
-            f"--repo-id {repo_id!r}: expected ORG/NAME (letters, digits, '-', '_', '.'; no '..', no spaces, "
-            "one '/')"
+            f"--repo-id {repo_id!r}: expected ORG/NAME (letters, digits, '-', '_', '.'; no '..', no spaces, one '/')"
         )
 
 
