@@ -244,11 +244,8 @@ def verification_problems(folder: str | os.PathLike, verification: Mapping[str, 
         return [f"{where} is missing: {again} first"]
     schema = verification.get("schema_version")
     if schema != VERIFICATION_SCHEMA:
-        why = (
-            "an older schema"
-            if schema is None or (isinstance(schema, int) and schema < VERIFICATION_SCHEMA)
-            else "a schema this swinzoo does not know"
-        )
+        older = schema is None or (isinstance(schema, int) and schema < VERIFICATION_SCHEMA)
+        why = "an older schema" if older else "a schema this swinzoo does not know"
         return [
             f"{where} has {why} (schema_version {schema!r}, this swinzoo writes {VERIFICATION_SCHEMA}) and "
             f"does not count as a verification: re-verify ({again})"
