@@ -423,7 +423,12 @@ def _explain(exc: BaseException, doing: str, repo_id: str) -> PublishError:
             f"{doing}: the Hub at {constants.ENDPOINT} sent a reply that is not what the Hub API answers "
             f"({type(exc).__name__}: {exc}); is HF_ENDPOINT a Hub?"
         )
-    return PublishError(f"{doing}: cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc})")
+    if "Connect" in type(exc).__name__ or not type(exc).__module__.startswith("httpx"):
+        return PublishError(f"{doing}: cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc})")
+    return PublishError(
+        f"{doing}: the connection to the Hub at {constants.ENDPOINT} failed mid-request ({type(exc).__name__}: "
+        f"{exc}); run again (files the Hub already holds are not sent twice)"
+    )
 
 
 def _hub_call(doing: str, repo_id: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
