@@ -23,6 +23,7 @@ from test_publish import make_folder, small_config, verification_record
 import swinzoo
 from swinzoo.card import build_card
 from swinzoo.modeling import SwinForImageClassification
+from swinzoo.publish import PublishError, publish
 
 TOKEN = "hf_" + "Zq8XvT3mKp7LwR2nB5cY9dF4gH6jA1sE"  # the shape of a real user token
 SECONDS = 60
@@ -252,6 +253,9 @@ def test_a_hub_error_echoing_the_token_never_prints_it(hub: HubServer, folder: P
     hub.fault = _on(where, _echo_token)
     message = publish_fails(folder, "401")
     assert TOKEN[3:] not in message and "[REDACTED]" in message
+    with pytest.raises(PublishError) as caught:  # Python callers print the exception too: redacted at the source
+        publish(folder, "alice/tiny")
+    assert TOKEN[3:] not in str(caught.value) and "401" in str(caught.value)
     assert any(TOKEN in ex.response_body.decode() for ex in hub.exchanges)  # the server did echo it
 
 
