@@ -501,3 +501,25 @@ def test_convert_verify_publish_reload_a_real_entry_end_to_end(hub: HubServer, t
         ours = local(x).logits
         assert (hf(x).logits - ours).abs().max().item() <= TOL
         assert (tm(x) - ours).abs().max().item() <= TOL
+
+
+# --------------------------------------------------------------------------------------------- the gate's record
+def test_the_record_verify_writes_is_accepted_and_voided_by_a_config_edit(tmp_path: Path) -> None:
+    """swinzoo.verify's own writer and the publish gate agree on the record; a config edit afterwards voids it."""
+    from swinzoo.card import verification_problems
+    from swinzoo.verify import TOLERANCES, EntryReport, ReferenceResult, write_verification
+
+    folder = make_folder(tmp_path / "tiny", verification=None)
+    report = EntryReport(entry="", status="pass", source_sha256=SOURCE_SHA, dtype="float32")
+    report.references = [ReferenceResult(reference="timm", status="pass", library="timm", library_version="1")]
+    write_verification(folder, report)
+    record = json.loads((folder / "verification.json").read_text())
+    assert record["schema_version"] == 2 and record["swinzoo_version"] == swinzoo.__version__
+    assert record["weights_sha256"] == sha256_file(folder / "model.safetensors")
+    assert record["config_sha256"] == sha256_file(folder / "config.json")
+    assert record["tolerance"] == TOLERANCES["float32"].to_dict()
+    assert verification_problems(folder) == []
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "layer_norm_eps": 1e-3}))
+    (problem,) = verification_problems(folder)
+    assert "config_sha256" in problem and "swinzoo verify NAME --converted" in problem
