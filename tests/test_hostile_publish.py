@@ -19,6 +19,7 @@ from conftest import random_model
 from hostile import assert_clean_failure, leftovers, run_cli, tree_digest
 from hubserver import DROP, HubServer, Response, hub_env
 from test_publish import make_folder, small_config, verification_record
+from test_verify import cache, zoo  # noqa: F401 - fixtures
 
 import swinzoo
 from swinzoo.card import build_card
@@ -286,3 +287,43 @@ def test_a_bfloat16_folder_is_bound_to_its_own_dtype(hub: HubServer, tmp_path: P
     assert json.loads((folder / "verification.json").read_text())["dtype"] == "bfloat16"
     edit_json(folder / "verification.json", dtype="float32")
     publish_fails(folder, "dtype", "'float32'", "bfloat16")
+
+
+# --------------------------------------------------------------------------------------------- convert, verify, publish
+@pytest.fixture
+def verified(zoo, cache, tmp_path: Path) -> Path:  # noqa: F811 - fixtures of test_verify
+    """A tiny entry converted and verified by swinzoo itself (the real writer of verification.json)."""
+    from swinzoo.convert import convert
+    from swinzoo.verify import verify_entry
+
+    folder = tmp_path / "tiny-swin"
+    convert("tiny-swin", synthetic=True, out_dir=folder, cache_dir=cache, progress=False)
+    assert verify_entry("tiny-swin", synthetic=True, converted=folder, cache_dir=cache).passed
+    return folder
+
+
+def test_a_folder_verified_by_swinzoo_publishes_and_a_later_config_edit_is_refused(hub, verified: Path) -> None:
+    dry = run_cli("publish", verified, "--repo-id", "alice/tiny", "--dry-run", seconds=SECONDS)
+    assert dry.exit_code == 0, dry.output
+    edit_json(verified / "config.json", layer_norm_eps=1e-3)
+    publish_fails(verified, "config_sha256", "swinzoo verify tiny-swin --converted")
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "needle"),
+    [
+        ("conversion.json", b"[]", "conversion.json"),
+        ("conversion.json", b'{"source_sha256": 5}', "conversion.json"),
+        ("config.json", b"\xff\xfe", "config.json"),
+        ("conversion.json", {"notes": 5}, "conversion.json: field 'notes'"),  # read by the card verify rewrites
+        ("conversion.json", {"mapped": []}, "conversion.json: field 'mapped'"),
+    ],
+    ids=["list", "sha-int", "bad-utf8", "notes-int", "mapped-list"],
+)
+def test_verify_names_an_unreadable_record(verified: Path, cache: Path, name: str, body, needle: str) -> None:  # noqa: F811
+    if isinstance(body, dict):
+        edit_json(verified / name, **body)
+    else:
+        (verified / name).write_bytes(body)
+    result = run_cli("verify", "tiny-swin", "--synthetic", "--converted", verified, "--cache-dir", cache, "--quiet")
+    assert_clean_failure(result, needle)
