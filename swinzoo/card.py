@@ -14,6 +14,7 @@ gives timm's masked-image-modelling pretrains (e.g. ``timm/eva02_base_patch14_22
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -123,6 +124,7 @@ VERIFICATION_FIELDS: dict[str, tuple[type, ...]] = {
     "weights_sha256": _OPTIONAL_STR,
     "config_sha256": _OPTIONAL_STR,
 }
+MAX_RECORD_BYTES = 16 * 1024 * 1024  # conversion.json of the largest entry is ~0.1 MB; bounds what a record costs
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true/false", list: "a list", dict: "an object"}
 
 
@@ -155,6 +157,9 @@ def read_json(
         if required:
             raise CardError(f"{path}: missing (a converted folder has {CONFIG_NAME} and {CONVERSION_NAME})")
         return None
+    size = path.stat().st_size
+    if size > MAX_RECORD_BYTES:
+        raise CardError(f"{path}: {size} bytes; a swinzoo record is at most {MAX_RECORD_BYTES} bytes")
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -185,11 +190,18 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 
 def sha256_of(path: Path) -> str | None:
-    """Hex sha256 of a file (None if absent), read in chunks."""
+    """Hex sha256 of a file (None if absent), read in chunks; a file unchanged since the last call is not re-read
+    (publish checks the gate, then renders the card: multi-GB weights are hashed once)."""
     if not path.is_file():
         return None
+    st = path.stat()
+    return _sha256_cached(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, inode: int, size: int, mtime_ns: int) -> str:  # noqa: ARG001 - the cache key
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()

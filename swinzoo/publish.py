@@ -32,6 +32,7 @@ import torch
 
 from . import __version__
 from .card import (
+    BOUND_FILES,
     CARD_NAME,
     CONFIG_FIELDS,
     CONVERSION_NAME,
@@ -492,6 +493,17 @@ def _tag(api, result: PublishResult, tag: str) -> None:
     result.tag_created = True
 
 
+def _uploading_what_was_verified(folder: Path, files: list[UploadFile], verification: dict[str, Any]) -> None:
+    """The bytes about to be sent are the bytes the gate checked (a file replaced in between is refused)."""
+    sent = {f.path_in_repo: f.sha256 for f in files}
+    for key, name in BOUND_FILES.items():
+        if sent.get(name) != verification.get(key):
+            raise PublishError(
+                f"{folder / name} changed while publishing (sha256 {sent.get(name)}, verified "
+                f"{verification.get(key)}): nothing was sent; run `swinzoo verify --converted {folder}` again"
+            )
+
+
 _REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
@@ -556,6 +568,8 @@ def publish(
         )
         for f in files:
             f.freeze()
+        if not problems and fmt == "swinzoo":
+            _uploading_what_was_verified(folder, files, result.verification or {})
         if dry_run:
             result.uploaded = [f.path_in_repo for f in files]
             result.tag = tag

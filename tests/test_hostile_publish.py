@@ -327,3 +327,25 @@ def test_verify_names_an_unreadable_record(verified: Path, cache: Path, name: st
         (verified / name).write_bytes(body)
     result = run_cli("verify", "tiny-swin", "--synthetic", "--converted", verified, "--cache-dir", cache, "--quiet")
     assert_clean_failure(result, needle)
+
+
+def test_a_config_replaced_between_the_gate_and_the_upload_is_refused(hub, folder: Path, monkeypatch) -> None:
+    import swinzoo.publish as P
+
+    original = P.build_card
+
+    def swap_then_build(*args, **kwargs):  # runs after the gate passed, before the files are hashed for upload
+        edit_json(folder / "config.json", hidden_act="relu")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(P, "build_card", swap_then_build)
+    with pytest.raises(PublishError, match="config.json changed while publishing.*nothing was sent"):
+        publish(folder, "alice/tiny")
+    assert hub.exchanges == []
+
+
+@pytest.mark.parametrize("name", ["conversion.json", "verification.json", "config.json"])
+def test_an_oversized_record_is_refused_before_it_is_read(hub, folder: Path, name: str) -> None:
+    with (folder / name).open("r+b") as f:
+        f.truncate(64 * 1024 * 1024)  # sparse: 64 MB of NULs that cost no disk
+    publish_fails(folder, name, "bytes; a swinzoo record is at most")
