@@ -14,15 +14,20 @@ gives timm's masked-image-modelling pretrains (e.g. ``timm/eva02_base_patch14_22
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
+import struct
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .config import CONFIG_NAME
 from .errors import SwinzooError
+from .folder import WEIGHTS_NAME
 
 CARD_NAME = "README.md"
 CONVERSION_NAME = "conversion.json"
@@ -82,24 +87,220 @@ class CardError(SwinzooError, ValueError):
 
 
 # --------------------------------------------------------------------------------------------- reading
-def read_json(path: Path, *, required: bool = True) -> dict[str, Any] | None:
-    """A JSON object from ``path`` (None when absent and not required); errors name the file."""
+_OPTIONAL_STR = (str, type(None))
+# The fields the card (and the publish gate) read, with the JSON types they must have (None: absent).
+CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
+    "task": _OPTIONAL_STR,
+    "version": (int, type(None)),
+    "image_size": (int, list, type(None)),
+    "id2label": (dict, type(None)),
+}
+CONVERSION_FIELDS: dict[str, tuple[type, ...]] = {
+    "entry": _OPTIONAL_STR,
+    "converter": _OPTIONAL_STR,
+    "source": _OPTIONAL_STR,
+    "source_sha256": _OPTIONAL_STR,
+    "swinzoo_version": _OPTIONAL_STR,
+    "dtype": _OPTIONAL_STR,
+    "mapped": (dict, type(None)),
+    "dropped": (dict, type(None)),
+    "notes": (list, type(None)),
+    "synthetic": (bool, type(None)),
+    "source_pinned": (bool, type(None)),
+}
+VERIFICATION_FIELDS: dict[str, tuple[type, ...]] = {
+    "schema_version": (int, type(None)),
+    "swinzoo_version": _OPTIONAL_STR,
+    "verified_at": _OPTIONAL_STR,
+    "entry": _OPTIONAL_STR,
+    "status": _OPTIONAL_STR,
+    "passed": (bool, type(None)),
+    "problems": (list, type(None)),
+    "images": (list, type(None)),
+    "references": (list, type(None)),
+    "dtype": _OPTIONAL_STR,
+    "tolerance": (dict, type(None)),
+    "source_sha256": _OPTIONAL_STR,
+    "weights_sha256": _OPTIONAL_STR,
+    "config_sha256": _OPTIONAL_STR,
+}
+MAX_RECORD_BYTES = 16 * 1024 * 1024  # conversion.json of the largest entry is ~0.1 MB; bounds what a record costs
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true/false", list: "a list", dict: "an object"}
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def check_fields(path: Path, data: Mapping[str, Any], fields: Mapping[str, tuple[type, ...]]) -> None:
+    """Refuse a record whose fields have the wrong JSON type, naming the file and the field."""
+    for key, types in fields.items():
+        value = data.get(key)
+        # bool is an int in Python, but true is no version number
+        wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if wrong:
+            expected = " or ".join(_TYPE_NAMES[t] for t in types if t in _TYPE_NAMES)
+            raise CardError(f"{path}: field {key!r} is {_show(value)}, expected {expected}")
+    for key in ("notes", "problems", "images"):
+        if key in fields and any(not isinstance(v, str) for v in data.get(key) or []):
+            raise CardError(f"{path}: field {key!r} must be a list of strings")
+    if "references" in fields and any(not isinstance(r, dict) for r in data.get("references") or []):
+        raise CardError(f"{path}: field 'references' must be a list of objects")
+
+
+def read_json(
+    path: Path, *, required: bool = True, fields: Mapping[str, tuple[type, ...]] | None = None
+) -> dict[str, Any] | None:
+    """A JSON object from ``path`` (None when absent and not required); errors name the file (and field)."""
     if not path.is_file():
         if required:
             raise CardError(f"{path}: missing (a converted folder has {CONFIG_NAME} and {CONVERSION_NAME})")
         return None
+    size = path.stat().st_size
+    if size > MAX_RECORD_BYTES:
+        raise CardError(f"{path}: {size} bytes; a swinzoo record is at most {MAX_RECORD_BYTES} bytes")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CardError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
         raise CardError(f"{path}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise CardError(f"{path}: not valid JSON (nested too deeply)") from exc
     if not isinstance(data, dict):
-        raise CardError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        raise CardError(f"{path}: expected a JSON object, got {'null' if data is None else type(data).__name__}")
+    if fields is not None:
+        check_fields(path, data, fields)
     return data
 
 
 def read_verification(folder: str | os.PathLike) -> dict[str, Any] | None:
     """``verification.json`` of ``folder`` (written by ``swinzoo verify --converted``), or None if absent."""
-    return read_json(Path(folder) / VERIFICATION_NAME, required=False)
+    return read_json(Path(folder) / VERIFICATION_NAME, required=False, fields=VERIFICATION_FIELDS)
+
+
+# --------------------------------------------------------------------------------------------- the gate
+VERIFICATION_SCHEMA = 2  # 2: binds config.json, the stored dtype's tolerance and the swinzoo version
+# Every file whose bytes change what the model computes, and the verification.json field holding its sha256.
+BOUND_FILES = {"weights_sha256": WEIGHTS_NAME, "config_sha256": CONFIG_NAME}
+REQUIRED_FIELDS = ("schema_version", "swinzoo_version", "status", "passed", "dtype", "tolerance", *BOUND_FILES)
+_SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def sha256_of(path: Path) -> str | None:
+    """Hex sha256 of a file (None if absent), read in chunks; a file unchanged since the last call is not re-read
+    (publish checks the gate, then renders the card: multi-GB weights are hashed once)."""
+    if not path.is_file():
+        return None
+    st = path.stat()
+    return _sha256_cached(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, inode: int, size: int, mtime_ns: int) -> str:  # noqa: ARG001 - the cache key
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bound_hashes(folder: Path) -> dict[str, str | None]:
+    """sha256 of each file in :data:`BOUND_FILES`: what verify records and publish compares."""
+    return {key: sha256_of(folder / name) for key, name in BOUND_FILES.items()}
+
+
+def stored_dtype(weights: Path) -> str | None:
+    """The one dtype a safetensors file stores (read from its header alone), or None if it cannot tell."""
+    try:
+        with weights.open("rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > _MAX_HEADER:
+                return None
+            header = json.loads(f.read(size))
+    except (OSError, struct.error, ValueError, RecursionError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    dtypes = {v.get("dtype") for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+    return _SAFETENSORS_DTYPES.get(dtypes.pop(), None) if len(dtypes) == 1 else None
+
+
+def verify_command(folder: Path) -> str:
+    """The command that (re)writes a folder's verification.json."""
+    name = ""
+    try:
+        name = (read_json(folder / CONVERSION_NAME, required=False) or {}).get("entry") or ""
+    except CardError:
+        pass
+    return f"`swinzoo verify {name if isinstance(name, str) and name else 'NAME'} --converted {folder}`"
+
+
+def verification_problems(folder: str | os.PathLike, verification: Mapping[str, Any] | None | bool = True) -> list[str]:
+    """Why the folder does not count as verified (empty list: it does, these exact bytes).
+
+    The verdict holds only for the bytes it was computed on: the sha256 of every file in :data:`BOUND_FILES`,
+    the swinzoo version and the tolerance verify.py applies to the stored dtype. A record of an older schema,
+    or one missing a field, is not a verdict at all. ``verification``: True reads the folder's file.
+    """
+    from .verify import TOLERANCES
+
+    folder = Path(folder)
+    where = folder / VERIFICATION_NAME
+    again = f"run {verify_command(folder)}"
+    if verification is True:
+        verification = read_verification(folder)
+    if not isinstance(verification, Mapping):
+        return [f"{where} is missing: {again} first"]
+    schema = verification.get("schema_version")
+    if schema != VERIFICATION_SCHEMA:
+        older = schema is None or (isinstance(schema, int) and schema < VERIFICATION_SCHEMA)
+        why = "an older schema" if older else "a schema this swinzoo does not know"
+        return [
+            f"{where} has {why} (schema_version {schema!r}, this swinzoo writes {VERIFICATION_SCHEMA}) and "
+            f"does not count as a verification: re-verify ({again})"
+        ]
+    missing = [k for k in REQUIRED_FIELDS if verification.get(k) is None]
+    if missing:
+        return [f"{where} lacks the required field(s) {', '.join(missing)}, so it is not a verification: {again}"]
+    problems = []
+    if not verification_passed(verification):
+        failed = [f"{r['reference']}: {r['status']}" for r in reference_rows(verification) if r["status"] != "pass"]
+        which = f" ({'; '.join(failed)})" if failed else ""
+        problems.append(f"{where} says verification did not pass: status {verification['status']}{which}")
+    if verification["swinzoo_version"] != __version__:
+        problems.append(
+            f"{where} field swinzoo_version is {verification['swinzoo_version']!r}, but this is swinzoo "
+            f"{__version__}: re-verify with this version ({again})"
+        )
+    for key, actual in bound_hashes(folder).items():
+        if verification[key] != actual:
+            problems.append(
+                f"{where} was made for other files: {key} {verification[key]} there, {actual} for "
+                f"{folder / BOUND_FILES[key]} here (it changed since verify: {again})"
+            )
+    dtype = stored_dtype(folder / WEIGHTS_NAME)
+    if dtype != verification["dtype"]:
+        problems.append(f"{where} field dtype is {verification['dtype']!r}, but {WEIGHTS_NAME} stores {dtype}: {again}")
+    elif dtype not in TOLERANCES or dict(verification["tolerance"]) != TOLERANCES[dtype].to_dict():
+        policy = TOLERANCES[dtype].to_dict() if dtype in TOLERANCES else None
+        problems.append(
+            f"{where} field tolerance is {verification['tolerance']}, but swinzoo's policy for {dtype} is {policy}: "
+            f"{again}"
+        )
+    try:
+        conversion = read_json(folder / CONVERSION_NAME, required=False, fields=CONVERSION_FIELDS) or {}
+    except CardError as exc:
+        return [*problems, str(exc)]
+    claimed, actual = verification.get("source_sha256"), conversion.get("source_sha256")
+    if claimed and actual and claimed != actual:
+        problems.append(
+            f"{where} was made for other weights: source_sha256 {claimed} there, {actual} in {CONVERSION_NAME} "
+            f"({again})"
+        )
+    return problems
 
 
 def _entry(name: str | None):
@@ -249,8 +450,13 @@ def _fmt_tolerance(value: Any) -> str:
     return _fmt_float(value)
 
 
-def verification_section(verification: Mapping[str, Any] | None, folder_hint: str) -> str:
-    """The verification table, or a NOT VERIFIED / FAILED line a reader cannot miss."""
+def verification_section(
+    verification: Mapping[str, Any] | None, folder_hint: str, problems: list[str] | None = None
+) -> str:
+    """The verification table, or a NOT VERIFIED / FAILED line a reader cannot miss.
+
+    ``problems``: why a record that says "pass" does not hold for these files (see verification_problems).
+    """
     if verification is None:
         return (
             "**NOT VERIFIED**: no `verification.json` was found, so these weights have not been compared "
@@ -264,6 +470,13 @@ def verification_section(verification: Mapping[str, Any] | None, folder_hint: st
             "match the reference implementations within tolerance, or could not be checked. Do not rely on them."
         )
         lines += [f"- {p}" for p in verification.get("problems") or []]
+        lines.append("")
+    elif problems:
+        lines.append(
+            "**NOT VERIFIED**: `verification.json` says pass, but it does not hold for these files, so they "
+            "have not been verified:"
+        )
+        lines += [f"- {p}" for p in problems]
         lines.append("")
     images = verification.get("images") or []
     facts = [
@@ -393,16 +606,19 @@ def build_card(
         raise CardError(f"format {fmt!r} is not one of {FORMATS}")
     folder = Path(folder)
     shown = display_path(folder)
-    config = read_json(folder / CONFIG_NAME)
-    conversion = read_json(folder / CONVERSION_NAME)
+    config = read_json(folder / CONFIG_NAME, fields=CONFIG_FIELDS)
+    conversion = read_json(folder / CONVERSION_NAME, fields=CONVERSION_FIELDS)
     if verification is True:
         verification = read_verification(folder)
+    elif isinstance(verification, Mapping):
+        check_fields(folder / VERIFICATION_NAME, verification, VERIFICATION_FIELDS)
     entry = _entry(conversion.get("entry"))
     task = str(config.get("task", "image-classification"))
     simmim = _is_simmim(entry, conversion)
     name = entry.name if entry is not None else (repo_id.split("/")[-1] if repo_id else shown.name)
     synthetic = conversion.get("synthetic") is True
-    verified = verification_passed(verification)
+    problems = verification_problems(folder, verification) if verification_passed(verification) else []
+    verified = verification_passed(verification) and not problems
 
     tags = ["swinzoo", "image-classification" if task == "image-classification" else "vision"]
     tags += ["swin-transformer" if _family(config, entry) == "swin" else "swinv2"]
@@ -463,7 +679,7 @@ def build_card(
     ]
     for note in conversion.get("notes") or []:
         lines.append(f"- note: {note}")
-    lines += ["", "## Verification", "", verification_section(verification, str(shown))]
+    lines += ["", "## Verification", "", verification_section(verification, str(shown), problems)]
     if results or (entry is not None and entry.metrics is not None):
         lines += ["## Accuracy (reported, not re-measured)", ""]
         if results:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,18 +32,22 @@ import torch
 
 from . import __version__
 from .card import (
+    BOUND_FILES,
     CARD_NAME,
+    CONFIG_FIELDS,
     CONVERSION_NAME,
     FORMATS,
     VERIFICATION_NAME,
+    CardError,
     build_card,
     read_json,
     read_verification,
     reference_rows,
     verification_passed,
+    verification_problems,
 )
 from .config import CONFIG_NAME, SwinConfig
-from .errors import SwinzooError
+from .errors import SwinzooError, one_line
 from .io import WEIGHTS_NAME
 
 KEEP_REMOTE = frozenset({".gitattributes"})
@@ -50,7 +55,13 @@ _HASH_CHUNK = 8 * 1024 * 1024
 
 
 class PublishError(SwinzooError, RuntimeError):
-    """Publishing was refused or failed; the message says why and what to do. Nothing was half-published."""
+    """Publishing was refused or failed; the message says why and what to do. Nothing was half-published.
+
+    The message is redacted (tokens, URL secrets) and kept to one line: Hub replies may echo headers.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(" ".join(str(message).split())))
 
 
 # --------------------------------------------------------------------------------------------- files
@@ -138,44 +149,18 @@ class PublishResult:
             "changed": self.changed,
             "tag": self.tag,
             "tag_created": self.tag_created,
-            "verified": verification_passed(self.verification),
+            "verified": verification_passed(self.verification) and not self.forced_reasons,
             "forced": self.forced_reasons,
             "url": self.url,
         }
 
 
 # --------------------------------------------------------------------------------------------- checks
-def verification_problems(folder: Path) -> list[str]:
-    """Why the folder's weights do not count as verified (empty list: verified, these exact weights)."""
-    verification = read_verification(folder)
-    if verification is None:
-        return [f"{folder / VERIFICATION_NAME} is missing: run `swinzoo verify --converted {folder}` first"]
-    problems = []
-    if not verification_passed(verification):
-        failed = [f"{r['reference']}: {r['status']}" for r in reference_rows(verification) if r["status"] != "pass"]
-        which = f" ({'; '.join(failed)})" if failed else ""
-        status = verification.get("status", "passed" if verification.get("passed") is True else "failed")
-        problems.append(f"{folder / VERIFICATION_NAME} says verification did not pass: status {status}{which}")
-    conversion = read_json(folder / CONVERSION_NAME, required=False) or {}
-    weights = UploadFile(WEIGHTS_NAME, folder / WEIGHTS_NAME)
-    for key, actual in (
-        ("source_sha256", conversion.get("source_sha256")),
-        ("weights_sha256", weights.sha256 if verification.get("weights_sha256") else None),
-    ):
-        claimed = verification.get(key)
-        if claimed and actual and claimed != actual:
-            problems.append(
-                f"{folder / VERIFICATION_NAME} was made for other weights: {key} {claimed} there, {actual} here "
-                "(re-run `swinzoo verify --converted`)"
-            )
-    return problems
-
-
 def _check_folder(folder: Path) -> dict[str, Any]:
     for name in (CONFIG_NAME, WEIGHTS_NAME, CONVERSION_NAME):
         if not (folder / name).is_file():
             raise PublishError(f"{folder}: no {name}; publish takes a folder written by `swinzoo convert`")
-    config = read_json(folder / CONFIG_NAME)
+    config = read_json(folder / CONFIG_NAME, fields=CONFIG_FIELDS)
     if config.get("task") not in ("image-classification", "masked-image-modeling"):
         raise PublishError(
             f"{folder / CONFIG_NAME}: task {config.get('task')!r}; publish takes classification or SimMIM folders"
@@ -398,15 +383,22 @@ def build_files(folder: Path, fmt: str, workdir: Path, repo_id: str) -> list[Upl
 
 # --------------------------------------------------------------------------------------------- hub
 def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What a Hub call raises when the Hub is unreachable, drops the connection or answers with an error.
+
+    huggingface_hub 1.x talks through ``httpx``, 2.x through ``httpx2`` (older ones through requests, whose
+    errors are OSErrors): whichever is installed. ValueError/KeyError/TypeError: a reply that is not the JSON
+    the client expects (an HTML page, garbage, a truncated body).
+    """
+    import importlib
+
     from huggingface_hub.errors import HfHubHTTPError
 
-    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]
-    try:
-        import httpx
-
-        errors.append(httpx.HTTPError)
-    except ImportError:  # pragma: no cover - older huggingface_hub uses requests (its errors are OSErrors)
-        pass
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError, ValueError, KeyError, TypeError]
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            continue
     return tuple(errors)
 
 
@@ -427,7 +419,17 @@ def _explain(exc: BaseException, doing: str, repo_id: str) -> PublishError:
         server = getattr(exc, "server_message", None) or ""
         detail = "; ".join(x for x in (hint, server.strip()) if x)
         return PublishError(f"{doing}: the Hub answered {status}" + (f" ({detail})" if detail else ""))
-    return PublishError(f"{doing}: cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc})")
+    if isinstance(exc, (ValueError, KeyError, TypeError)):
+        return PublishError(
+            f"{doing}: the Hub at {constants.ENDPOINT} sent a reply that is not what the Hub API answers "
+            f"({type(exc).__name__}: {exc}); is HF_ENDPOINT a Hub?"
+        )
+    if "Connect" in type(exc).__name__ or not type(exc).__module__.startswith("httpx"):
+        return PublishError(f"{doing}: cannot reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc})")
+    return PublishError(
+        f"{doing}: the connection to the Hub at {constants.ENDPOINT} failed mid-request ({type(exc).__name__}: "
+        f"{exc}); run again (files the Hub already holds are not sent twice)"
+    )
 
 
 def _hub_call(doing: str, repo_id: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -491,6 +493,37 @@ def _tag(api, result: PublishResult, tag: str) -> None:
     result.tag_created = True
 
 
+def _uploading_what_was_verified(folder: Path, files: list[UploadFile], verification: dict[str, Any]) -> None:
+    """The bytes about to be sent are the bytes the gate checked (a file replaced in between is refused)."""
+    sent = {f.path_in_repo: f.sha256 for f in files}
+    for key, name in BOUND_FILES.items():
+        if sent.get(name) != verification.get(key):
+            raise PublishError(
+                f"{folder / name} changed while publishing (sha256 {sent.get(name)}, verified "
+                f"{verification.get(key)}): nothing was sent; run `swinzoo verify --converted {folder}` again"
+            )
+
+
+_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def _check_repo_id(repo_id: str) -> None:
+    """ORG/NAME as the Hub allows them, checked before anything is built or sent (no ``..``, spaces, ``a/b/c``)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    parts = repo_id.split("/") if isinstance(repo_id, str) else []
+    ok = len(parts) == 2 and all(_REPO_PART.fullmatch(p) and ".." not in p and not p.endswith(".") for p in parts)
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        ok = False
+    if not ok:
+        raise PublishError(
+            f"--repo-id {repo_id!r}: expected ORG/NAME (letters, digits, '-', '_', '.'; no '..', no spaces, one '/')"
+        )
+
+
 def publish(
     folder: str | os.PathLike,
     repo_id: str,
@@ -513,8 +546,7 @@ def publish(
     folder = Path(folder)
     if fmt not in FORMATS:
         raise PublishError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise PublishError(f"--repo-id {repo_id!r}: expected ORG/NAME")
+    _check_repo_id(repo_id)
     _check_folder(folder)
     problems = verification_problems(folder)
     if problems and not force:
@@ -527,6 +559,8 @@ def publish(
     with tempfile.TemporaryDirectory(prefix="swinzoo-publish-") as tmp:
         try:
             files = build_files(folder, fmt, Path(tmp), repo_id)
+        except CardError:
+            raise
         except ValueError as exc:  # mapping / config errors from the converters
             raise PublishError(f"{folder}: cannot export to {fmt} format: {exc}") from exc
         result = PublishResult(
@@ -534,6 +568,8 @@ def publish(
         )
         for f in files:
             f.freeze()
+        if not problems and fmt == "swinzoo":
+            _uploading_what_was_verified(folder, files, result.verification or {})
         if dry_run:
             result.uploaded = [f.path_in_repo for f in files]
             result.tag = tag
@@ -602,7 +638,7 @@ def _push(
 
 def _description(result: PublishResult) -> str:
     v = result.verification
-    if verification_passed(v):
+    if verification_passed(v) and not result.forced_reasons:
         refs = ", ".join(f"{r['reference']} {r['version']}" for r in reference_rows(v) if r["status"] == "pass")
         return f"Verified against {refs}." if refs else "Verified."
     return "NOT VERIFIED (published with --force): " + "; ".join(result.forced_reasons)

@@ -66,6 +66,10 @@ once, at import, into ``huggingface_hub.constants``; the module-level ``HfApi`` 
 
 Not served: pull requests (``create_pr``), Xet storage, multipart LFS, pagination (every listing is one
 page), ``expand`` fields, ``HfFileSystem`` (its module-level instance keeps the import-time endpoint).
+
+Misbehaving (hostile tests): set ``server.fault`` to a function of the :class:`Request`; it returns None to
+serve the request normally, a :class:`Response` to send instead (an HTML page, garbage, an error echoing
+the request's headers), or ``DROP`` to send headers and part of the body, then close the connection.
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ DEFAULT_LFS_PATTERNS = (
 )  # fmt: skip
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+DROP = "drop"  # a fault: the connection is closed mid-reply
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -318,6 +323,7 @@ class HubServer:
         self._url: str | None = None
         self._thread: threading.Thread | None = None
         self._routes = self._build_routes()
+        self.fault: Callable[[Request], Response | str | None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -968,8 +974,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         body = self._read_body()
         request = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), self.headers, body)
+        fault = hub.fault(request) if hub.fault is not None else None
+        if fault == DROP:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "4096")
+            self.end_headers()
+            self.wfile.write(b'{"id": "half a rep')
+            self.wfile.flush()
+            self.close_connection = True
+            return
         try:
-            response = hub._dispatch(request)
+            if isinstance(fault, Response):
+                response = fault
+            else:
+                response = hub._dispatch(request)
         except HubError as error:
             headers = {"Content-Type": "application/json; charset=utf-8", "X-Error-Message": error.message}
             if error.code is not None:

@@ -197,3 +197,40 @@ def test_conversion_json_that_is_not_json_is_named(tmp_path: Path) -> None:
     with pytest.raises(CardError, match=r"conversion.json: not valid JSON"):
         write_card(folder)
     assert json.loads((folder / "config.json").read_text())["task"] == "image-classification"
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "needle"),
+    [
+        ("conversion.json", '{"notes": "not a list"}', "field 'notes'"),
+        ("conversion.json", '{"mapped": 3}', "field 'mapped'"),
+        ("conversion.json", "null", "got null"),
+        ("config.json", '{"version": "two"}', "field 'version'"),
+        ("config.json", '{"id2label": 7}', "field 'id2label'"),
+        ("verification.json", '{"images": 3, "passed": true}', "field 'images'"),
+        ("verification.json", '{"references": [1]}', "field 'references'"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_is_a_card_error_naming_file_and_field(
+    tmp_path: Path, name: str, body: str, needle: str
+) -> None:
+    from swinzoo.card import CardError
+
+    folder = classifier_folder(tmp_path / "t")
+    path = folder / name
+    if body != "null":  # keep the rest of the record: only the one field is wrong
+        path.write_text(json.dumps({**json.loads(path.read_text()), **json.loads(body)}))
+    else:
+        path.write_text(body)
+    with pytest.raises(CardError, match=needle) as caught:
+        build_card(folder)
+    assert str(path) in str(caught.value)
+
+
+def test_bad_utf8_in_a_record_is_a_card_error(tmp_path: Path) -> None:
+    from swinzoo.card import CardError
+
+    folder = classifier_folder(tmp_path / "t")
+    (folder / "conversion.json").write_bytes(b'{"source": "\xff"}')
+    with pytest.raises(CardError, match="conversion.json: not UTF-8"):
+        build_card(folder)

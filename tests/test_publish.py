@@ -50,13 +50,13 @@ def verification_record(passed: bool = True, source_sha256: str = SOURCE_SHA, **
     """verification.json as swinzoo.verify writes it (status/passed/references with library versions)."""
     status = "pass" if passed else "fail"
     record = {
+        "schema_version": 2,
         "swinzoo_version": swinzoo.__version__,
         "entry": "",
         "status": status,
         "passed": passed,
         "problems": [] if passed else ["timm: logits differ by 3.2e-02 > 1.0e-05"],
         "source_sha256": source_sha256,
-        "dtype": "float32",
         "tolerance": {"atol": 1e-5, "rtol": 1e-4},
         "images": ["chelsea.jpg", "coffee.jpg"],
         "references": [
@@ -112,6 +112,13 @@ def make_folder(
     if verification is True:
         verification = verification_record()
     if verification:
+        # bound to these bytes, as swinzoo.verify binds them (hashlib here, not swinzoo's code)
+        verification = {
+            "weights_sha256": sha256_file(path / "model.safetensors"),
+            "config_sha256": sha256_file(path / "config.json"),
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+            **verification,
+        }
         (path / "verification.json").write_text(json.dumps(verification, indent=2))
     return path
 
@@ -270,7 +277,7 @@ def test_files_from_an_earlier_publish_are_deleted_in_the_same_commit(hub: HubSe
 # --------------------------------------------------------------------------------------------- refusals
 def test_an_unverified_folder_is_refused_and_nothing_is_sent(hub: HubServer, tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "tiny", verification=None)
-    with pytest.raises(PublishError, match=r"verification.json is missing.*swinzoo verify --converted.*--force"):
+    with pytest.raises(PublishError, match=r"verification.json is missing.*swinzoo verify NAME --converted .*--force"):
         publish(folder, "alice/tiny-swin")
     assert hub.exchanges == [] and hub.repos == {}
 
@@ -494,3 +501,25 @@ def test_convert_verify_publish_reload_a_real_entry_end_to_end(hub: HubServer, t
         ours = local(x).logits
         assert (hf(x).logits - ours).abs().max().item() <= TOL
         assert (tm(x) - ours).abs().max().item() <= TOL
+
+
+# --------------------------------------------------------------------------------------------- the gate's record
+def test_the_record_verify_writes_is_accepted_and_voided_by_a_config_edit(tmp_path: Path) -> None:
+    """swinzoo.verify's own writer and the publish gate agree on the record; a config edit afterwards voids it."""
+    from swinzoo.card import verification_problems
+    from swinzoo.verify import TOLERANCES, EntryReport, ReferenceResult, write_verification
+
+    folder = make_folder(tmp_path / "tiny", verification=None)
+    report = EntryReport(entry="", status="pass", source_sha256=SOURCE_SHA, dtype="float32")
+    report.references = [ReferenceResult(reference="timm", status="pass", library="timm", library_version="1")]
+    write_verification(folder, report)
+    record = json.loads((folder / "verification.json").read_text())
+    assert record["schema_version"] == 2 and record["swinzoo_version"] == swinzoo.__version__
+    assert record["weights_sha256"] == sha256_file(folder / "model.safetensors")
+    assert record["config_sha256"] == sha256_file(folder / "config.json")
+    assert record["tolerance"] == TOLERANCES["float32"].to_dict()
+    assert verification_problems(folder) == []
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "layer_norm_eps": 1e-3}))
+    (problem,) = verification_problems(folder)
+    assert "config_sha256" in problem and "swinzoo verify NAME --converted" in problem

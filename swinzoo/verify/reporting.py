@@ -116,9 +116,16 @@ def write_json(path: str, reports: Sequence[EntryReport]) -> None:
 
 
 def write_verification(folder: Path, report: EntryReport) -> Path:
-    """``verification.json`` beside the converted weights (atomically): what the model card reports."""
+    """``verification.json`` beside the converted weights (atomically): what the model card reports.
+
+    The verdict is bound to what produced it (card.verification_problems checks each): the sha256 of every
+    file that changes what the model computes, this swinzoo version and the tolerance of the stored dtype.
+    """
+    from ..card import VERIFICATION_SCHEMA, bound_hashes
+
     versions = library_versions()
     data = {
+        "schema_version": VERIFICATION_SCHEMA,
         "swinzoo_version": __version__,
         "verified_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "entry": report.entry,
@@ -128,8 +135,8 @@ def write_verification(folder: Path, report: EntryReport) -> Path:
         "unchecked": report.unchecked,
         "source": report.source,
         "source_sha256": report.source_sha256,
-        # the exact bytes that were checked: publish refuses a folder whose weights changed since
-        "weights_sha256": _sha256_of(folder / "model.safetensors"),
+        # the exact bytes that were checked: publish refuses a folder whose weights or config changed since
+        **bound_hashes(folder),
         "synthetic": report.synthetic,
         "dtype": report.dtype,
         "tolerance": report.tolerance.to_dict(),
@@ -155,14 +162,6 @@ def write_verification(folder: Path, report: EntryReport) -> Path:
     path = folder / VERIFICATION_NAME
     _write_json_atomic(path, _finite(data))
     return path
-
-
-def _sha256_of(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    from ..fetch import sha256_file
-
-    return sha256_file(path)
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
