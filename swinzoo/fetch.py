@@ -415,6 +415,12 @@ def _bar(total: int | None, initial: int, desc: str, enabled: bool) -> tqdm:
     )
 
 
+def _warn(message: str) -> None:
+    """Tell the user (stderr, like the CLI's own warnings) that fetch deleted something of theirs, and why."""
+    log.debug(message)
+    print(f"warning: {one_line(message)}", file=sys.stderr)
+
+
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -690,11 +696,11 @@ def _from_cache(entry: _Entry, expected: str | None, progress: bool) -> FetchRes
     finally:
         os.close(fd)
     if what:
-        log.warning("cached %s is not a checkpoint (%s): deleted it, downloading again", entry.final, what)
+        _warn(f"the cached {entry.final} is not a checkpoint ({what}): deleted it, downloading it again")
     elif expected is None or seen == expected:
         return FetchResult(entry.final, seen, from_cache=True, pinned=expected is not None)
     else:
-        log.warning("cached %s has sha256 %s, expected %s: downloading again", entry.final, seen, expected)
+        _warn(f"the cached {entry.final} has sha256 {seen}, expected {expected}: deleted it, downloading it again")
     entry.unlink(entry.name)
     return None
 
