@@ -510,7 +510,8 @@ class _Entry:
     def _refuse(self, path: Path, mode: int) -> CacheError:
         return CacheError(
             f"cache entry {path} is a {_kind(mode)}, not a regular {'folder' if path == self.dir else 'file'}; "
-            "swinzoo never follows links in its cache. Remove it (or use another --cache-dir) and run again"
+            + ("swinzoo never follows links in its cache" if stat.S_ISLNK(mode) else "swinzoo did not make it")
+            + ". Remove it (or use another --cache-dir) and run again"
         )
 
     def lstat(self, leaf: str) -> os.stat_result | None:

@@ -131,6 +131,13 @@ def test_fifo_planted_as_the_cached_file_is_refused_without_hanging(server, tmp_
     assert_clean_failure(convert(server.url("ckpt.pth"), tmp_path), str(folder / "ckpt.pth"), "FIFO")
 
 
+def test_folder_planted_at_the_partial_file_name_is_refused(server, tmp_path):
+    part = entry_dir(server, tmp_path) / "ckpt.pth.part"
+    part.mkdir(parents=True)
+    assert_clean_failure(convert(server.url("ckpt.pth"), tmp_path), str(part), "is a folder")
+    assert part.is_dir()
+
+
 def test_fresh_download_never_writes_through_a_guessable_temporary_name(server, tmp_path, victim):
     """The body goes to an O_EXCL temporary with a random name: links at every pid-based name are ignored."""
     folder = entry_dir(server, tmp_path)
@@ -295,6 +302,7 @@ def test_sigterm_during_a_download_leaves_only_the_resumable_part_file(server, t
     [
         ("http://[::1", "invalid URL"),
         ("http://127.0.0.1:99999/x.pth", "invalid URL"),
+        ("http://127.0.0.1:abc/x.pth", "invalid URL"),
         ("http:///x.pth", "no host"),
         ("ftp://example.com/swin.pth", "unsupported URL scheme 'ftp'"),
         ("s3://bucket/swin.pth?X-Amz-Signature=s3cr3t", "unsupported URL scheme 's3'"),
