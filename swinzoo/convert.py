@@ -20,7 +20,7 @@ from .config import SwinConfig
 from .converters.engine import ConversionReport, convert_state_dict, shapes_of
 from .converters.official import infer_config, layout_task, rules_for_layout
 from .errors import SwinzooError
-from .fetch import ManualDownloadRequired, default_cache_dir, fetch
+from .fetch import ManualDownloadRequired, checkpoint_size_cap, default_cache_dir, describe_source, fetch
 from .folder import CONVERSION_NAME, atomic_output, atomic_write_text, check_output
 from .io import parse_dtype, write_model_files
 from .manifest import ZooEntry, get_entry
@@ -109,14 +109,18 @@ def resolve_source(
         return SourceFile(path, f"synthetic {entry.layout} checkpoint (seed {seed})", got.sha256, False, True)
     if source is not None:
         got = fetch(str(source), cache_dir=cache, progress=progress)
-        return SourceFile(got.path, str(source), got.sha256, False)
+        return SourceFile(got.path, describe_source(str(source)), got.sha256, False)
     if entry is None:
         raise ConvertError("give a zoo entry NAME or --source PATH|URL")
     if not entry.source.urls:
         raise ManualDownloadRequired(entry.name, entry.source.manual_download or "no download URL is known")
     sha = entry.source.sha256 or None
-    got = fetch(entry.source.urls[0], sha256=sha, cache_dir=cache, progress=progress, filename=entry.source.filename)
-    return SourceFile(got.path, entry.source.urls[0], got.sha256, bool(sha))
+    cap = entry.source.size_bytes or (
+        None if entry.architecture.derive_from_checkpoint else checkpoint_size_cap(entry.num_params)
+    )
+    url, name = entry.source.urls[0], entry.source.filename
+    got = fetch(url, sha256=sha, cache_dir=cache, progress=progress, filename=name, max_bytes=cap)
+    return SourceFile(got.path, describe_source(url), got.sha256, bool(sha))
 
 
 def _check_against_entry(entry: ZooEntry, want: SwinConfig, inferred: SwinConfig) -> None:

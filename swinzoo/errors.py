@@ -36,15 +36,7 @@ def redact_url(url: str) -> tuple[str, bool]:
         return url, False
     if not parts.scheme or not parts.netloc:
         return url, False
-    netloc = parts.hostname or ""
-    if ":" in netloc:  # an IPv6 literal
-        netloc = f"[{netloc}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is not None:
-        netloc += f":{port}"
+    netloc = parts.netloc.rpartition("@")[2]  # host and port as written (a bad port stays visible)
     removed = bool(parts.username or parts.password or parts.query or parts.fragment)
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", "")), removed
 

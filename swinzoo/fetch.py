@@ -4,42 +4,73 @@ Uses only the standard library's urllib (no extra HTTP dependency). A download i
 ``<name>.part`` next to its final place; an interrupted transfer is continued with an HTTP ``Range``
 request (validated with ``If-Range`` when the server gave an ETag/Last-Modified), and a server that
 ignores ``Range`` is handled by starting over. The file is fsynced and moved into place with
-``os.replace`` only after the whole body arrived and, when a hash is pinned, the hash matched.
+``os.replace`` only after the whole body arrived, looked like a checkpoint and, when a hash is pinned,
+the hash matched.
+
+The cache may be shared, so nothing in it is trusted to be what its name says (POSIX only):
+
+* every file of an entry is opened relative to the entry folder's descriptor with ``O_NOFOLLOW`` and
+  checked to be a regular file with one link; a symbolic link (entry folder, ``.part``, ``.part.json``,
+  the final file or the ``.lock``) is refused with a message naming it, never followed;
+* a fresh body goes into an unpredictable ``.<name>.<pid>.<random>.tmp`` made with ``O_EXCL`` and is
+  renamed to ``<name>.part`` at once, so an interrupted transfer (Ctrl-C, SIGTERM, a crash) leaves only
+  the resumable ``.part`` (and its ``.part.json`` validators): that is intended, the next call resumes it;
+* temporaries of dead processes (``.NAME.PID[.RANDOM].tmp``) are removed by the next download;
+* the body is capped (the caller's ``max_bytes``, e.g. the manifest's size; else
+  ``$SWINZOO_MAX_DOWNLOAD_BYTES``; else 8 GiB) and a body that is not a zip, pickle or safetensors file
+  (an HTML login page, an XML error) is deleted instead of cached;
+* URLs are shown and stored without credentials and query strings (presigned URLs carry their secret
+  there); ``user:password@`` is sent as a Basic ``Authorization`` header that is not passed on to a
+  redirect target. Only the sha256 pin proves the bytes are the published ones.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import errno
+import fcntl
 import hashlib
 import http.client
 import json
 import logging
 import os
 import re
+import secrets
+import stat
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
 from tqdm import tqdm
 
-from .errors import SwinzooError
+from .errors import SwinzooError, one_line, redact_url
 
 __all__ = [
     "FetchResult",
     "FetchError",
     "FetchArgumentError",
     "LocalFileNotFoundError",
+    "LocalSourceError",
+    "CacheError",
     "HTTPStatusError",
     "NotFoundError",
     "NetworkError",
     "IncompleteDownloadError",
+    "DownloadTooLargeError",
+    "NotACheckpointError",
     "ChecksumMismatchError",
     "ManualDownloadRequired",
     "default_cache_dir",
     "cache_path_for",
+    "checkpoint_size_cap",
+    "clean_stale_temporaries",
+    "describe_source",
     "sha256_file",
     "fetch",
 ]
@@ -47,21 +78,34 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "SWINZOO_CACHE"
+MAX_BYTES_ENV = "SWINZOO_MAX_DOWNLOAD_BYTES"
+DEFAULT_MAX_BYTES = 8 << 30
 _CHUNK = 1 << 20
 _MAX_ATTEMPTS = 5  # attempts per fetch() call; each retry must have made progress
 _USER_AGENT = "swinzoo-fetch/1 (+https://github.com/microsoft/Swin-Transformer checkpoints)"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(?:\.[0-9a-f]{8,})?\.tmp$")
+_STALE_AGE_S = 60  # a dead process's temporary this old is removed (guards against other pid namespaces)
+_MAX_NAME = 200  # bytes: room for ".part.json" and the temporary's prefix within the 255-byte limit
+_MAX_META = 64 * 1024
+_MIN_CHECKPOINT = 64  # bytes: no torch.save / safetensors file with a tensor in it is smaller
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 # ------------------------------------------------------------------------------------------------ errors
 
 
 class FetchError(SwinzooError):
-    """Base class: a checkpoint could not be obtained. The message names the URL or path."""
+    """Base class: a checkpoint could not be obtained. The message names the URL or path (redacted)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(one_line(a) if isinstance(a, str) else a for a in args))
 
 
 class FetchArgumentError(FetchError, ValueError):
-    """An argument to fetch() is malformed (a sha256 that is not 64 hex digits, an unusable file name)."""
+    """An argument to fetch() is malformed (a sha256 that is not 64 hex digits, an invalid URL or scheme)."""
 
 
 class LocalFileNotFoundError(FetchError, FileNotFoundError):
@@ -72,11 +116,19 @@ class LocalFileNotFoundError(FetchError, FileNotFoundError):
         super().__init__(f"checkpoint file not found: {path}")
 
 
+class LocalSourceError(FetchError):
+    """``source`` is a local path that exists but is not a regular file (a folder, a FIFO, a device)."""
+
+
+class CacheError(FetchError):
+    """The cache folder cannot be used (not a folder, not writable) or holds a link or non-file."""
+
+
 class HTTPStatusError(FetchError):
     """The server answered with an error status."""
 
     def __init__(self, url: str, status: int, reason: str = "") -> None:
-        self.url, self.status, self.reason = url, status, reason
+        self.url, self.status, self.reason = _shown(url), status, reason
         text = f"{status} {reason}".strip()
         super().__init__(f"download failed: {url} answered HTTP {text}")
 
@@ -87,8 +139,10 @@ class NotFoundError(HTTPStatusError):
     def __init__(self, url: str, status: int = 404, reason: str = "Not Found") -> None:
         super().__init__(url, status, reason)
         self.args = (
-            f"download failed: {url} answered HTTP 404 Not Found (moved or removed?). "
-            "If you have the file, pass it with --source PATH.",
+            one_line(
+                f"download failed: {url} answered HTTP 404 Not Found (moved or removed?). "
+                "If you have the file, pass it with --source PATH."
+            ),
         )
 
 
@@ -96,7 +150,7 @@ class NetworkError(FetchError):
     """The server could not be reached or the connection broke (refused, DNS, timeout, reset)."""
 
     def __init__(self, url: str, cause: BaseException | str, *, message: str | None = None) -> None:
-        self.url = url
+        self.url = _shown(url)
         why = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
         super().__init__(
             message
@@ -121,11 +175,19 @@ class IncompleteDownloadError(NetworkError):
         )
 
 
+class DownloadTooLargeError(FetchError):
+    """The body is larger than the cap (announced or as it arrived); nothing of it is kept."""
+
+
+class NotACheckpointError(FetchError):
+    """The server sent something that is not a checkpoint (an HTML page, an XML error, a few bytes)."""
+
+
 class ChecksumMismatchError(FetchError):
     """The bytes do not have the pinned sha256 (corrupt transfer, or the file changed upstream)."""
 
     def __init__(self, source: str, expected: str, actual: str, deleted: bool) -> None:
-        self.source, self.expected, self.actual = source, expected, actual
+        self.source, self.expected, self.actual = _shown(source), expected, actual
         tail = " The downloaded file was deleted." if deleted else ""
         super().__init__(
             f"sha256 mismatch for {source}: expected {expected}, got {actual}.{tail}"
@@ -169,8 +231,42 @@ def default_cache_dir() -> Path:
     return base / "swinzoo" / "checkpoints"
 
 
+def _shown(url: str) -> str:
+    """``url`` as it may be printed or stored: no credentials, no query string."""
+    return redact_url(url)[0]
+
+
+def describe_source(source: str) -> str:
+    """What to record and print for ``source``: a URL without its secrets, saying that they were removed."""
+    shown, removed = redact_url(source) if _SCHEME_RE.match(source) else (source, False)
+    return f"{shown} (credentials and query string removed)" if removed else shown
+
+
 def _is_url(source: str | Path) -> bool:
     return isinstance(source, str) and source.split(":", 1)[0].lower() in ("http", "https")
+
+
+def _check_url(url: str) -> None:
+    """Refuse a URL urllib would choke on later (``http://[::1``, no host, a bad port) with one clear line."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as e:
+        raise FetchArgumentError(f"invalid URL {url!r}: {e}") from None
+    if not parts.hostname:
+        raise FetchArgumentError(f"invalid URL {url!r}: no host name")
+
+
+def _split_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without ``user:password@`` and the Basic ``Authorization`` value they stand for."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), f"Basic {token}"
 
 
 def _url_filename(url: str) -> str:
@@ -179,8 +275,17 @@ def _url_filename(url: str) -> str:
 
 
 def _safe_filename(name: str) -> str:
-    name = name.replace("/", "_").replace("\\", "_").strip()
-    return "" if name in ("", ".", "..") else name
+    """A name usable in the cache: no separators or control characters, at most ``_MAX_NAME`` bytes."""
+    name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", name).strip()
+    if name in ("", ".", ".."):
+        return ""
+    if len(name.encode()) > _MAX_NAME:
+        suffix = Path(name).suffix if len(Path(name).suffix) <= 16 else ""
+        stem = name[: len(name) - len(suffix)]
+        while len((stem + suffix).encode()) > _MAX_NAME:
+            stem = stem[:-1]
+        name = stem + suffix
+    return name
 
 
 def cache_path_for(url: str, cache_dir: Path | None = None, filename: str | None = None) -> Path:
@@ -197,18 +302,49 @@ def cache_path_for(url: str, cache_dir: Path | None = None, filename: str | None
     return root / key / name
 
 
-def sha256_file(path: Path, progress: bool = False) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    with (
-        open(path, "rb") as f,
-        _bar(size, 0, f"sha256 {path.name}", progress and size > 64 * _CHUNK) as bar,
+def checkpoint_size_cap(num_params: int) -> int:
+    """A generous download cap for a checkpoint of ``num_params`` parameters.
+
+    float32 weights plus two AdamW moments and an EMA copy (4 x 4 bytes a parameter) and 64 MiB for the
+    pickle, config and scheduler state: an official file is never larger, an endless body stops here.
+    """
+    return 16 * int(num_params) + (64 << 20)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
     ):
-        while chunk := f.read(_CHUNK):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _sha256_fd(fd: int, size: int, name: str, progress: bool) -> str:
+    h = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    with _bar(size, 0, f"sha256 {name}", progress and size > 64 * _CHUNK) as bar:
+        while chunk := os.read(fd, _CHUNK):
             h.update(chunk)
             bar.update(len(chunk))
     return h.hexdigest()
+
+
+def sha256_file(path: Path, progress: bool = False) -> str:
+    """Hex sha256 of a regular file, read in 1 MiB chunks (a FIFO or device is refused, never read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise LocalSourceError(f"{path} is a {_kind(st.st_mode)}, not a regular file")
+        return _sha256_fd(fd, st.st_size, Path(path).name, progress)
+    finally:
+        os.close(fd)
 
 
 def _normalize_sha(sha256: str | None) -> str | None:
@@ -218,6 +354,51 @@ def _normalize_sha(sha256: str | None) -> str | None:
     if not _SHA256_RE.match(value):
         raise FetchArgumentError(f"not a sha256 hex digest (64 hex characters): {sha256!r}")
     return value
+
+
+def _resolve_cap(max_bytes: int | None) -> tuple[int, str]:
+    """The body cap and where it comes from (said in the error when a body exceeds it)."""
+    if max_bytes is not None:
+        if int(max_bytes) <= 0:
+            raise FetchArgumentError(f"max_bytes must be positive, got {max_bytes}")
+        return int(max_bytes), "the size expected for this checkpoint"
+    env = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise FetchArgumentError(f"{MAX_BYTES_ENV}={env!r} is not a positive whole number of bytes")
+        return value, f"{MAX_BYTES_ENV}"
+    return DEFAULT_MAX_BYTES, f"the default cap; set {MAX_BYTES_ENV} to raise it"
+
+
+def _sniff(head: bytes, size: int) -> str | None:
+    """None when ``head`` starts like a checkpoint (zip, pickle, safetensors), else what it looks like."""
+    if size >= _MIN_CHECKPOINT:
+        if head.startswith(b"PK\x03\x04"):
+            return None  # torch.save zip archive
+        if head[:1] == b"\x80" and 2 <= head[1] <= 5:
+            return None  # a pickle: legacy torch.save
+        if head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000:
+            return None  # safetensors
+    text = head.lstrip().lower()
+    if size == 0:
+        return "an empty body"
+    if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text or b"<body" in text:
+        return "an HTML page"
+    if text.startswith(b"<"):
+        return "an XML document"
+    if text.startswith((b"{", b"[")):
+        return "a JSON document"
+    if size < _MIN_CHECKPOINT:
+        return f"only {size} byte{'s' if size != 1 else ''}"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip file"
+    if all(32 <= b < 127 or b in b"\r\n\t" for b in head):
+        return "a text file"
+    return "unrecognised binary data"
 
 
 def _bar(total: int | None, initial: int, desc: str, enabled: bool) -> tqdm:
@@ -234,17 +415,206 @@ def _bar(total: int | None, initial: int, desc: str, enabled: bool) -> tqdm:
     )
 
 
-def _fsync_dir(path: Path) -> None:
+def _warn(message: str) -> None:
+    """Tell the user (stderr, like the CLI's own warnings) that fetch deleted something of theirs, and why."""
+    log.debug(message)
+    print(f"warning: {one_line(message)}", file=sys.stderr)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # not supported (Windows); the rename is still atomic
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < (1 << 31)  # another user's process
+    return True
+
+
+def clean_stale_temporaries(cache_dir: Path) -> list[Path]:
+    """Remove ``.NAME.PID[.RANDOM].tmp`` files of dead processes one level below ``cache_dir``.
+
+    Why: a process killed mid-write (SIGKILL, power loss) cannot remove its temporary. A file is removed
+    only when its pid is not running here and it is older than a minute (a cache shared with another pid
+    namespace). Links are never followed. Returns what was removed.
+    """
+    removed: list[Path] = []
+    now = time.time()
     try:
-        os.fsync(fd)
+        folders = [e for e in os.scandir(cache_dir) if e.is_dir(follow_symlinks=False)]
     except OSError:
-        pass
-    finally:
-        os.close(fd)
+        return removed
+    for folder in folders[:10_000]:
+        try:
+            entries = list(os.scandir(folder.path))
+        except OSError:
+            continue
+        for e in entries:
+            m = _TMP_RE.match(e.name)
+            if not m or _pid_alive(int(m.group("pid"))):
+                continue
+            try:
+                if now - e.stat(follow_symlinks=False).st_mtime < _STALE_AGE_S:
+                    continue
+                os.unlink(e.path)
+            except OSError:
+                continue
+            removed.append(Path(e.path))
+            log.info("removed stale temporary %s", e.path)
+    return removed
+
+
+# ------------------------------------------------------------------------------------------------ cache entry
+
+
+def _prepare_root(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CacheError(
+            f"cache folder {root} cannot be created: a file is in the way; pass another --cache-dir"
+        ) from None
+    except OSError as e:
+        raise CacheError(f"cache folder {root} cannot be created: {e.strerror}; pass another --cache-dir") from None
+
+
+class _Entry:
+    """One cache entry's folder, opened without following links; its files are reached through the folder fd.
+
+    Why: a shared cache may hold planted links; resolving names relative to an fd opened with
+    ``O_NOFOLLOW`` means a swapped folder or file is refused rather than written through.
+    """
+
+    def __init__(self, final: Path) -> None:
+        self.final, self.dir, self.name = final, final.parent, final.name
+        self.part, self.meta, self.lock = f"{final.name}.part", f"{final.name}.part.json", f"{final.name}.lock"
+        try:
+            os.mkdir(self.dir)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise CacheError(f"cannot create cache folder {self.dir}: {e.strerror}; pass another --cache-dir") from None
+        try:
+            self.fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                st = os.lstat(self.dir)
+                raise self._refuse(self.dir, st.st_mode) from None
+            raise CacheError(f"cannot open cache folder {self.dir}: {e.strerror}") from None
+
+    def path(self, leaf: str) -> Path:
+        return self.dir / leaf
+
+    def _refuse(self, path: Path, mode: int) -> CacheError:
+        return CacheError(
+            f"cache entry {path} is a {_kind(mode)}, not a regular {'folder' if path == self.dir else 'file'}; "
+            + ("swinzoo never follows links in its cache" if stat.S_ISLNK(mode) else "swinzoo did not make it")
+            + ". Remove it (or use another --cache-dir) and run again"
+        )
+
+    def lstat(self, leaf: str) -> os.stat_result | None:
+        """The entry's own metadata (never a link's target); a link or non-file is refused."""
+        try:
+            st = os.stat(leaf, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            raise self._refuse(self.path(leaf), st.st_mode)
+        return st
+
+    def open(self, leaf: str, flags: int, mode: int = 0o644) -> int:
+        """``os.open`` of ``leaf`` that refuses links, non-files and hard-linked files."""
+        try:
+            fd = os.open(leaf, flags | _O_NOFOLLOW | os.O_NONBLOCK | _O_CLOEXEC, mode, dir_fd=self.fd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EMLINK):
+                mode = os.stat(leaf, dir_fd=self.fd, follow_symlinks=False).st_mode
+                raise self._refuse(self.path(leaf), mode) from None
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            os.close(fd)
+            if stat.S_ISREG(st.st_mode):
+                raise CacheError(
+                    f"cache entry {self.path(leaf)} has {st.st_nlink} hard links; swinzoo writes only files of its "
+                    "own. Remove it and run again"
+                )
+            raise self._refuse(self.path(leaf), st.st_mode)
+        return fd
+
+    def create_temp(self) -> tuple[int, str]:
+        """A new file with an unpredictable name (``O_EXCL``: never an existing file or link)."""
+        leaf = f".{self.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+        return os.open(leaf, flags, 0o644, dir_fd=self.fd), leaf
+
+    def unlink(self, leaf: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(leaf, dir_fd=self.fd)
+
+    def replace(self, src: str, dst: str) -> None:
+        os.replace(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def fsync(self) -> None:
+        with contextlib.suppress(OSError):
+            os.fsync(self.fd)
+
+    def read_meta(self) -> dict[str, str]:
+        if self.lstat(self.meta) is None:
+            return {}
+        fd = self.open(self.meta, os.O_RDONLY)
+        try:
+            data = json.loads(os.read(fd, _MAX_META))
+            return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+        except (OSError, ValueError, AttributeError):
+            return {}
+        finally:
+            os.close(fd)
+
+    def write_meta(self, meta: dict[str, str]) -> None:
+        fd, tmp = self.create_temp()
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(meta))
+            self.replace(tmp, self.meta)
+        finally:
+            self.unlink(tmp)
+
+    def clean_own_temporaries(self) -> None:
+        """Under the entry's lock no one else writes this name's temporaries: any left is stale."""
+        for leaf in os.listdir(self.fd):
+            m = _TMP_RE.match(leaf)
+            if (m and m.group("name") == self.name) or leaf == f"{self.meta}.tmp":
+                self.unlink(leaf)
+                log.info("removed stale temporary %s", self.path(leaf))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """An exclusive ``flock`` on ``<name>.lock`` (opened without following links, never truncated)."""
+        while True:
+            fd = self.open(self.lock, os.O_RDWR | os.O_CREAT)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    log.info("waiting for another download of %s", self.final)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                mine, now = os.fstat(fd), self.lstat(self.lock)
+            except BaseException:
+                os.close(fd)
+                raise
+            if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                break
+            os.close(fd)  # the lock file was replaced while we waited: lock the one that is there now
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 # ------------------------------------------------------------------------------------------------ fetch
@@ -258,6 +628,7 @@ def fetch(
     progress: bool = True,
     filename: str | None = None,
     timeout: float = 60.0,
+    max_bytes: int | None = None,
 ) -> FetchResult:
     """Return a local, hash-checked copy of ``source`` (an http(s) URL or a local path).
 
@@ -266,99 +637,163 @@ def fetch(
     unnoticed. With ``sha256`` given, a mismatch raises :class:`ChecksumMismatchError` (naming both
     hashes) and a downloaded file is deleted; without it, the hash seen is returned so the caller can
     print and pin it. ``timeout`` is per socket operation (connect, each read), not for the whole file.
+    ``max_bytes`` caps the body (pass the manifest's size, or :func:`checkpoint_size_cap`); without it
+    ``$SWINZOO_MAX_DOWNLOAD_BYTES`` or 8 GiB.
     """
     expected = _normalize_sha(sha256)
-    if isinstance(source, str) and source.lower().startswith("file://"):
-        source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(source).path))
+    if isinstance(source, str):
+        m = _SCHEME_RE.match(source)
+        scheme = m.group(1).lower() if m else ""
+        if scheme == "file":
+            source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(source).path))
+        elif m and scheme not in ("http", "https"):
+            raise FetchArgumentError(
+                f"unsupported URL scheme {scheme!r} in {source}: swinzoo downloads http:// and https:// URLs; "
+                "download the file yourself and pass it with --source PATH"
+            )
     if not _is_url(source):
         return _fetch_local(Path(source).expanduser(), expected, progress)
     url = str(source)
+    _check_url(url)
+    cap = _resolve_cap(max_bytes)
     final = cache_path_for(url, cache_dir, filename)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(final) + ".lock"):
-        if final.is_file():
-            seen = sha256_file(final, progress)
-            if expected is None or seen == expected:
-                return FetchResult(final, seen, from_cache=True, pinned=expected is not None)
-            log.warning("cached %s has sha256 %s, expected %s: downloading again", final, seen, expected)
-            final.unlink()
-        seen = _download(url, final, progress, timeout)
-        if expected is not None and seen != expected:
-            final.with_name(final.name + ".part").unlink(missing_ok=True)
-            final.with_name(final.name + ".part.json").unlink(missing_ok=True)
-            raise ChecksumMismatchError(url, expected, seen, deleted=True)
-        os.replace(final.with_name(final.name + ".part"), final)
-        _fsync_dir(final.parent)
-        final.with_name(final.name + ".part.json").unlink(missing_ok=True)
+    _prepare_root(final.parent.parent)
+    try:
+        entry = _Entry(final)
+        try:
+            with entry.locked():
+                entry.clean_own_temporaries()
+                clean_stale_temporaries(final.parent.parent)
+                hit = _from_cache(entry, expected, progress)
+                if hit is not None:
+                    return hit
+                seen = _download(url, entry, progress, timeout, cap)
+                if expected is not None and seen != expected:
+                    entry.unlink(entry.part)
+                    entry.unlink(entry.meta)
+                    raise ChecksumMismatchError(url, expected, seen, deleted=True)
+                entry.replace(entry.part, entry.name)
+                entry.fsync()
+                entry.unlink(entry.meta)
+        finally:
+            entry.close()
+    except FetchError:
+        raise
+    except OSError as e:  # the cache's file system failed (full, read-only, vanished)
+        where = e.filename if isinstance(e.filename, str) and os.sep in e.filename else final.parent
+        raise CacheError(f"cache {where}: {e.strerror or e}") from None
     return FetchResult(final, seen, from_cache=False, pinned=expected is not None)
 
 
+def _from_cache(entry: _Entry, expected: str | None, progress: bool) -> FetchResult | None:
+    """The cached file when it is a checkpoint with the expected hash; a bad one is deleted (and said so)."""
+    st = entry.lstat(entry.name)
+    if st is None:
+        return None
+    fd = entry.open(entry.name, os.O_RDONLY)
+    try:
+        what = _sniff(os.pread(fd, 512, 0), st.st_size)
+        seen = None if what else _sha256_fd(fd, st.st_size, entry.name, progress)
+    finally:
+        os.close(fd)
+    if what:
+        _warn(f"the cached {entry.final} is not a checkpoint ({what}): deleted it, downloading it again")
+    elif expected is None or seen == expected:
+        return FetchResult(entry.final, seen, from_cache=True, pinned=expected is not None)
+    else:
+        _warn(f"the cached {entry.final} has sha256 {seen}, expected {expected}: deleted it, downloading it again")
+    entry.unlink(entry.name)
+    return None
+
+
 def _fetch_local(path: Path, expected: str | None, progress: bool) -> FetchResult:
-    if not path.is_file():
-        raise LocalFileNotFoundError(path)
-    seen = sha256_file(path, progress)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise LocalFileNotFoundError(path) from None
+    except OSError as e:
+        raise LocalSourceError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise LocalSourceError(f"{path} is a folder, not a checkpoint file; pass the checkpoint file itself")
+    if not stat.S_ISREG(st.st_mode):
+        raise LocalSourceError(f"{path} is a {_kind(st.st_mode)}, not a regular file; pass a checkpoint file")
+    try:
+        seen = sha256_file(path, progress)
+    except OSError as e:
+        raise LocalSourceError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     if expected is not None and seen != expected:
         raise ChecksumMismatchError(str(path), expected, seen, deleted=False)
     return FetchResult(path, seen, from_cache=True, pinned=expected is not None)
 
 
-def _download(url: str, final: Path, progress: bool, timeout: float) -> str:
+def _download(url: str, entry: _Entry, progress: bool, timeout: float, cap: tuple[int, str]) -> str:
     """Fill ``<final>.part`` with the whole body of ``url`` (resuming) and return its sha256.
 
     Retries within the call while each attempt makes progress, so a flaky connection does not need
-    the user to rerun the command.
+    the user to rerun the command. A body that is not a checkpoint is deleted.
     """
-    part = final.with_name(final.name + ".part")
-    meta_path = final.with_name(final.name + ".part.json")
     failure: _Interrupted | None = None
     for attempt in range(_MAX_ATTEMPTS):
-        before = part.stat().st_size if part.exists() else 0
+        before = _size(entry, entry.part)
         try:
-            _download_once(url, part, meta_path, progress, timeout, final.name)
+            _download_once(url, entry, progress, timeout, cap)
         except _Interrupted as e:
             failure = e
-            now = part.stat().st_size if part.exists() else 0
-            log.warning("download of %s interrupted at %d bytes (attempt %d): %s", url, now, attempt + 1, e)
+            now = _size(entry, entry.part)
+            log.warning("download of %s interrupted at %d bytes (attempt %d): %s", _shown(url), now, attempt + 1, e)
             if now <= before and not e.restart:
                 break  # no progress: do not spin
             continue
         # Hash what is on disk, not the stream: after a resume the bytes come from two transfers, and
         # what matters is the file that gets moved into place.
-        return sha256_file(part, progress=False)
+        fd = entry.open(entry.part, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            what = _sniff(os.pread(fd, 512, 0), size)
+            if what is None:
+                return _sha256_fd(fd, size, entry.name, progress=False)
+        finally:
+            os.close(fd)
+        entry.unlink(entry.part)
+        entry.unlink(entry.meta)
+        raise NotACheckpointError(
+            f"{url} did not return a checkpoint: the server sent {what} ({size} bytes) instead of a torch.save "
+            "zip, pickle or safetensors file; nothing was cached. Check the URL (an expired link, a login page?)"
+        )
     assert failure is not None
-    have = part.stat().st_size if part.exists() else 0
+    have = _size(entry, entry.part)
     if have == 0 and not failure.restart:
         raise NetworkError(url, failure.cause) from failure.cause
-    raise IncompleteDownloadError(url, have, failure.total, part, str(failure)) from failure.cause
+    raise IncompleteDownloadError(url, have, failure.total, entry.path(entry.part), str(failure)) from failure.cause
+
+
+def _size(entry: _Entry, leaf: str) -> int:
+    st = entry.lstat(leaf)
+    return st.st_size if st is not None else 0
 
 
 class _Interrupted(Exception):
     """One attempt ended early; ``restart`` means the partial file was dropped on purpose."""
 
     def __init__(self, cause: BaseException | str, total: int | None, restart: bool = False) -> None:
-        super().__init__(str(cause))
+        super().__init__(one_line(str(cause)))
         self.cause = cause if isinstance(cause, BaseException) else ConnectionError(cause)
         self.total = total
         self.restart = restart
 
 
-def _read_meta(meta_path: Path) -> dict[str, str]:
-    try:
-        data = json.loads(meta_path.read_text())
-        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
-    except (OSError, ValueError, AttributeError):
-        return {}
+def _url_key(url: str) -> str:
+    """What ``.part.json`` records to tie a partial file to its URL, without storing the URL's secrets."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
-def _write_meta(meta_path: Path, url: str, headers: http.client.HTTPMessage) -> None:
-    meta = {"url": url}
+def _validators(url: str, headers: http.client.HTTPMessage) -> dict[str, str]:
+    meta = {"url_sha256": _url_key(url)}
     for name in ("ETag", "Last-Modified"):
         value = headers.get(name)
         if value:
             meta[name] = value
-    tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps(meta))
-    os.replace(tmp, meta_path)
+    return meta
 
 
 def _content_range(value: str | None) -> tuple[int, int | None] | None:
@@ -369,21 +804,50 @@ def _content_range(value: str | None) -> tuple[int, int | None] | None:
     return int(m.group(1)), (None if m.group(3) == "*" else int(m.group(3)))
 
 
-def _download_once(url: str, part: Path, meta_path: Path, progress: bool, timeout: float, name: str) -> int:
+def _opener() -> urllib.request.OpenerDirector:
+    """http(s) only: a redirect to ftp:// or file:// fails instead of being followed."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPSHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+def _too_large(url: str, entry: _Entry, cap: tuple[int, str], what: str) -> DownloadTooLargeError:
+    entry.unlink(entry.part)
+    entry.unlink(entry.meta)
+    limit, why = cap
+    return DownloadTooLargeError(
+        f"download of {url} refused: {what}, more than the cap of {limit} bytes ({why}); nothing was kept. "
+        "If the file is really that large, download it yourself and pass it with --source PATH"
+    )
+
+
+def _download_once(url: str, entry: _Entry, progress: bool, timeout: float, cap: tuple[int, str]) -> int:
     """One HTTP request: append to (or restart) ``part``. Raises _Interrupted on a broken transfer."""
-    have = part.stat().st_size if part.exists() else 0
-    meta = _read_meta(meta_path) if have else {}
-    if meta.get("url", url) != url:
+    have = _size(entry, entry.part)
+    meta = entry.read_meta() if have else {}
+    if meta.get("url_sha256", _url_key(url)) != _url_key(url) or meta.get("url", url) != url:
         have, meta = 0, {}
+    target, auth = _split_credentials(url)
     headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
         validator = meta.get("ETag") or meta.get("Last-Modified")
         if validator and not validator.startswith("W/"):
             headers["If-Range"] = validator
-    request = urllib.request.Request(url, headers=headers)
+    request = urllib.request.Request(target, headers=headers)
+    if auth:
+        request.add_unredirected_header("Authorization", auth)  # not sent on to a redirect's host
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = _opener().open(request, timeout=timeout)
     except urllib.error.HTTPError as e:
         e.close()
         if e.code == 416 and have:
@@ -391,44 +855,64 @@ def _download_once(url: str, part: Path, meta_path: Path, progress: bool, timeou
             m = re.match(r"^\s*bytes\s+\*/(\d+)\s*$", (e.headers or {}).get("Content-Range", "") or "")
             if m and int(m.group(1)) == have:
                 return have
-            part.unlink(missing_ok=True)
+            entry.unlink(entry.part)
             raise _Interrupted(f"server refused to resume at byte {have}; restarting", None, True) from None
         if e.code == 404:
             raise NotFoundError(url) from None
         raise HTTPStatusError(url, e.code, str(e.reason or "")) from None
     except urllib.error.URLError as e:
-        raise NetworkError(url, e.reason if isinstance(e.reason, BaseException) else str(e.reason)) from e
-    except (OSError, http.client.HTTPException) as e:  # timeouts, resets, malformed responses
-        raise NetworkError(url, e) from e
+        raise NetworkError(url, e.reason if isinstance(e.reason, BaseException) else str(e.reason)) from None
+    except (OSError, http.client.HTTPException, ValueError) as e:  # timeouts, resets, malformed responses
+        raise NetworkError(url, e) from None
 
     with response:
         status = response.status
         length = response.headers.get("Content-Length")
         body_len = int(length) if length and length.isdigit() else None
+        limit = cap[0]
         if status == 206 and have:
             cr = _content_range(response.headers.get("Content-Range"))
             if cr is None or cr[0] != have:
                 # A range we did not ask for: drop the partial file and start clean next attempt.
-                part.unlink(missing_ok=True)
+                entry.unlink(entry.part)
                 raise _Interrupted(f"server answered range {cr} to bytes={have}-; restarting", None, True)
             total = cr[1] if cr[1] is not None else (have + body_len if body_len is not None else None)
-            mode, start = "ab", have
+            if total is not None and total > limit:
+                raise _too_large(url, entry, cap, f"the server announced {total} bytes")
+            fd = entry.open(entry.part, os.O_WRONLY | os.O_APPEND)
+            if os.fstat(fd).st_size != have:  # changed under us: start over next attempt
+                os.close(fd)
+                entry.unlink(entry.part)
+                raise _Interrupted("the partial file changed during the request; restarting", None, True)
+            start = have
         elif status == 200:
             if have:
-                log.info("%s ignored the Range request (or the file changed): restarting from 0", url)
+                log.info("%s ignored the Range request (or the file changed): restarting from 0", _shown(url))
             total = body_len
-            mode, start = "wb", 0
-            _write_meta(meta_path, url, response.headers)
+            if total is not None and total > limit:
+                raise _too_large(url, entry, cap, f"the server announced {total} bytes (Content-Length)")
+            entry.write_meta(_validators(url, response.headers))
+            fd, tmp = entry.create_temp()
+            try:
+                entry.replace(tmp, entry.part)  # the body never goes through a name someone else chose
+            except BaseException:
+                os.close(fd)
+                entry.unlink(tmp)
+                raise
+            start = 0
         else:
             raise HTTPStatusError(url, status, response.reason)
 
         written = start
         try:
-            with open(part, mode) as out, _bar(total, start, name, progress) as bar:
+            with os.fdopen(fd, "wb") as out, _bar(total, start, entry.name, progress) as bar:
                 while True:
                     chunk = response.read(_CHUNK)
                     if not chunk:
                         break
+                    if written + len(chunk) > limit:
+                        out.close()
+                        raise _too_large(url, entry, cap, f"the body went past {limit} bytes")
                     out.write(chunk)
                     written += len(chunk)
                     bar.update(len(chunk))
@@ -438,7 +922,7 @@ def _download_once(url: str, part: Path, meta_path: Path, progress: bool, timeou
             raise _Interrupted(e, total) from e
     if total is not None and written != total:
         if written > total:
-            part.unlink(missing_ok=True)
+            entry.unlink(entry.part)
             raise _Interrupted(f"received {written} bytes, more than the announced {total}", total, True)
         raise _Interrupted(f"connection closed after {written} of {total} bytes", total)
     return written

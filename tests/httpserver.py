@@ -14,6 +14,8 @@ Knobs, all changeable while the server runs:
 * ``server.fail(name, status, times=None)``: answer ``status`` (e.g. 500, 403) instead of the file.
 * ``server.stall(name, seconds)``: wait before answering (for client timeouts).
 * ``server.redirect(name, target)``: 302 to another served name (GitHub releases redirect to a CDN).
+* ``server.endless(name, delay=0.0)``: answer 200 with a body that never ends (no ``Content-Length``),
+  ``delay`` seconds between 64 KiB chunks, until the client hangs up: for download caps and signals.
 * Unknown names get 404. ``server.requests`` logs every request (method, path, headers), so a test can
   assert that a ``Range`` header was sent or that no request was made at all.
 
@@ -73,6 +75,8 @@ class FileServer:
         self._always_fail: dict[str, int] = {}
         self._stalls: dict[str, float] = {}
         self._redirects: dict[str, str] = {}
+        self._endless: dict[str, float] = {}
+        self.endless_sent: dict[str, int] = {}
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -106,6 +110,10 @@ class FileServer:
         """Answer requests for ``name`` with a 302 to the served name ``target``."""
         self._redirects[name] = target
 
+    def endless(self, name: str, delay: float = 0.0) -> None:
+        """Serve ``name`` as a body that never ends (zip-signature first, then zeros)."""
+        self._endless[name] = delay
+
     def requests_for(self, name: str, method: str = "GET") -> list[RequestRecord]:
         """The logged requests for one served name."""
         return [r for r in self.requests if r.path == name and r.method == method]
@@ -126,7 +134,7 @@ class FileServer:
 
     def start(self) -> FileServer:
         handler = type("_Handler", (_Handler,), {"owner": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd = _QuietServer(("127.0.0.1", 0), handler)
         httpd.daemon_threads = True
         httpd.block_on_close = False
         self._httpd = httpd
@@ -174,6 +182,16 @@ class FileServer:
             return value
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Says nothing when a client hangs up mid-body (what download tests do on purpose)."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -201,6 +219,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", owner.url(owner._redirects[name]))
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if name in owner._endless and not head:
+            self._serve_endless(name, owner._endless[name])
             return
         status = owner._always_fail.get(name) or owner._take(owner._failures, name)
         if status is not None:
@@ -256,6 +277,22 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
             return
         self.wfile.write(body)
+
+    def _serve_endless(self, name: str, delay: float) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        chunk = b"PK\x03\x04" + bytes(65532)
+        try:
+            while True:
+                self.wfile.write(chunk)
+                self.owner.endless_sent[name] = self.owner.endless_sent.get(name, 0) + len(chunk)
+                if delay:
+                    time.sleep(delay)
+        except OSError:  # the client hung up
+            pass
 
     def _plain(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)

@@ -27,7 +27,14 @@ from swinzoo.fetch import (
 )
 
 NAME = "v1.0.0/swin_tiny_patch4_window7_224.pth"
-DATA = os.urandom(300_000)
+
+
+def _checkpoint_like(n: int) -> bytes:
+    """Random bytes behind a zip signature: what fetch's first-bytes check accepts as a torch.save file."""
+    return b"PK\x03\x04" + os.urandom(n - 4)
+
+
+DATA = _checkpoint_like(300_000)
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
 
 
@@ -115,7 +122,7 @@ def test_file_changed_upstream_between_attempts_is_downloaded_afresh(server, tmp
     server.interrupt(NAME, 0)
     with pytest.raises(IncompleteDownloadError):
         fetch(server.url(NAME), cache_dir=tmp_path, progress=False)
-    new = os.urandom(250_000)
+    new = _checkpoint_like(250_000)
     server.files[NAME] = new  # new ETag: If-Range fails, the server sends the full new file
 
     result = fetch(server.url(NAME), cache_dir=tmp_path, progress=False)
@@ -176,7 +183,7 @@ def test_damaged_cached_file_is_downloaded_again_when_pinned(server, tmp_path):
 
 
 def test_two_urls_with_the_same_file_name_do_not_collide(tmp_path):
-    other = os.urandom(1000)
+    other = _checkpoint_like(1000)
     with serve_files({"v1/model.pth": DATA, "v2/model.pth": other}) as s:
         a = fetch(s.url("v1/model.pth"), cache_dir=tmp_path, progress=False)
         b = fetch(s.url("v2/model.pth"), cache_dir=tmp_path, progress=False)
