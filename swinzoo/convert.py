@@ -77,7 +77,10 @@ def _source_stem(source: str | os.PathLike | None) -> str:
 
     text = str(source or "converted")
     if "://" in text:
-        text = urllib.parse.urlsplit(text).path
+        try:
+            text = urllib.parse.urlsplit(text).path
+        except ValueError:  # not a URL at all: fetch says so, naming it
+            return "converted"
     return Path(text).stem or "converted"
 
 
