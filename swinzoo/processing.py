@@ -272,7 +272,7 @@ def _images_of(images: Any) -> list[Image.Image]:
     elif isinstance(images, (list, tuple)):
         items = images
     else:
-        raise ImageError(f"images is a {type(images).__name__}; expected an image or a list of images")
+        raise ImageError(f"images has type {type(images).__name__}; expected an image or a list of images")
     if not items:
         raise ImageError("images is an empty list: nothing to preprocess")
     out: list[Image.Image] = []
