@@ -239,6 +239,23 @@ def test_a_transformers_only_config_reads_back_to_the_same_transform(tmp_path, s
         )
 
 
+def test_a_shortest_edge_whose_ratio_floors_low_still_reads_back_exactly(tmp_path):
+    # 192 / (192 / 225) is 224.99999999999997 in floats: a naive crop_pct would resize to 224, not 225.
+    config = {**ImageProcessor(input_size=192).to_transformers(), "size": {"shortest_edge": 225}}
+    (tmp_path / PROCESSOR_NAME).write_text(json.dumps(config))
+    assert ImageProcessor.from_pretrained(tmp_path).preprocessing.resize_size == 225
+
+
+def test_float_pixels_between_levels_round_to_the_nearest_level():
+    # The official transform resizes 8-bit images: a float image is quantised to round(x * 255) first.
+    processor = ImageProcessor(input_size=32)
+    levels = np.random.default_rng(1).integers(0, 255, size=(40, 48, 3)).astype(np.float64)
+    for offset, expected_levels in ((0.4, levels), (0.6, levels + 1)):
+        floats = torch.from_numpy((levels + offset) / 255).permute(2, 0, 1)
+        want = processor(images=expected_levels.astype(np.uint8))["pixel_values"]
+        assert torch.equal(processor(images=floats)["pixel_values"], want), offset
+
+
 def test_save_pretrained_round_trips_and_follows_the_umask(tmp_path):
     processor = entry_processor(SQUASH_ENTRY)
     old = os.umask(0o022)
