@@ -10,12 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
+from hubserver import HubServer, hub_env
 from PIL import Image
+from test_predict import labelled_model
+from test_publish import make_folder
 
 import swinzoo
 from swinzoo.images import ImageError, Preprocessing, load_image, sample_image_paths
 from swinzoo.manifest import get_entry
 from swinzoo.processing import PROCESSOR_NAME, ImageProcessor, ProcessorError
+from swinzoo.publish import publish
 
 PHOTOS = {p.name: p for p in sample_image_paths()}
 SQUASH_ENTRY = "swin-base-patch4-window12-384"  # configs/swin/swin_base_patch4_window12_384_finetune.yaml
@@ -324,8 +329,6 @@ def test_a_bad_record_is_a_processor_error_naming_the_file(tmp_path, files, culp
 
 
 def test_for_model_uses_the_conversion_record_then_the_config(tmp_path):
-    from tests.conftest import tiny_config
-
     config = tiny_config(image_size=64)
     from_record = ImageProcessor.for_model(config, conversion={"preprocessing": {"input_size": 64, "crop_pct": 0.9}})
     assert from_record.preprocessing.crop_pct == 0.9
@@ -336,3 +339,14 @@ def test_for_model_uses_the_conversion_record_then_the_config(tmp_path):
 
 def test_image_processor_is_exported_from_swinzoo():
     assert swinzoo.ImageProcessor is ImageProcessor and "ImageProcessor" in swinzoo.__all__
+
+
+def test_from_pretrained_reads_a_hub_repo_like_its_folder(tmp_path):
+    model = labelled_model(image_size=384, window_size=12, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
+    folder = make_folder(tmp_path / "big", model, entry=SQUASH_ENTRY)
+    with HubServer() as server, hub_env(server, tmp_path / "hf-cache", token="hf_processor_test"):
+        publish(folder, "alice/big", tag="v1")
+        processor = ImageProcessor.from_pretrained("alice/big", revision="v1")
+        with pytest.raises(ProcessorError, match="alice/nothing"):
+            ImageProcessor.from_pretrained("alice/nothing")
+    assert processor == ImageProcessor.from_pretrained(folder) == entry_processor(SQUASH_ENTRY)
