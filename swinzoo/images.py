@@ -61,6 +61,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".
 # 256 x 1,024,000 pixels before the crop).
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 MAX_ASPECT_RATIO = 64
+# Bounds on what a preprocessing record may ask for (records come with downloaded repos): the model input side,
+# and crop_pct, whose inverse scales the resize (crop_pct 1e-9 would resize to a billion pixels a side).
+MAX_INPUT_SIZE = 4096
+MIN_CROP_PCT = 0.25
 
 
 class ImageError(SwinzooError, ValueError):
@@ -87,11 +91,21 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or self.input_size < 1:
             raise ConfigError(f"Preprocessing.input_size must be a positive int, got {self.input_size!r}")
+        if self.input_size > MAX_INPUT_SIZE:
+            raise ConfigError(
+                f"Preprocessing.input_size {self.input_size} is above the {MAX_INPUT_SIZE} swinzoo allows"
+            )
+        if isinstance(self.crop_pct, bool) or not isinstance(self.crop_pct, (int, float)):
+            raise ConfigError(f"Preprocessing.crop_pct must be a number, got {self.crop_pct!r}")
         crop_pct = float(self.crop_pct)
         # crop_pct > 1 would make the resized image smaller than the crop; timm then pads with zeros,
         # which no official checkpoint uses, so it is refused rather than reproduced.
         if not 0.0 < crop_pct <= 1.0:
             raise ConfigError(f"Preprocessing.crop_pct must be in (0, 1], got {self.crop_pct!r}")
+        if crop_pct < MIN_CROP_PCT:
+            raise ConfigError(
+                f"Preprocessing.crop_pct {self.crop_pct!r} is below {MIN_CROP_PCT}: no eval crop is so small"
+            )
         object.__setattr__(self, "crop_pct", crop_pct)
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(

@@ -197,7 +197,7 @@ class ImageProcessor:
                     f"{target} exists and was not written by swinzoo: pass overwrite=True to replace it"
                 )
         payload = {**self.to_transformers(), _SWINZOO_KEY: self.to_dict()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{PROCESSOR_NAME}.", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{PROCESSOR_NAME}.", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(json.dumps(payload, indent=2) + "\n")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
+from hostile import assert_clean_failure, leftovers, run_cli, tree_digest
 from hubserver import HubServer, hub_env
 from PIL import Image
 from test_predict import labelled_model
@@ -350,3 +351,22 @@ def test_from_pretrained_reads_a_hub_repo_like_its_folder(tmp_path):
         with pytest.raises(ProcessorError, match="alice/nothing"):
             ImageProcessor.from_pretrained("alice/nothing")
     assert processor == ImageProcessor.from_pretrained(folder) == entry_processor(SQUASH_ENTRY)
+
+
+@pytest.mark.parametrize(
+    ("record", "culprit"),
+    [
+        ({"size": {"shortest_edge": 10**9}}, "crop_pct"),  # a billion-pixel resize
+        ({"size": {"height": 10**6, "width": 10**6}, "crop_size": {"height": 10**6, "width": 10**6}}, "input_size"),
+        ({"resample": 99}, "resample 99"),
+    ],
+    ids=["huge-resize", "huge-input", "bad-resample"],
+)
+def test_predict_refuses_a_hostile_preprocessor_config_cleanly(tmp_path, record, culprit):
+    folder = make_folder(tmp_path / "tiny", labelled_model())
+    config = {**ImageProcessor(input_size=64).to_transformers(), **record}
+    (folder / PROCESSOR_NAME).write_text(json.dumps(config))
+    before = tree_digest(tmp_path)
+    result = run_cli("predict", PHOTOS["chelsea.jpg"], "--model", folder)
+    assert_clean_failure(result, PROCESSOR_NAME, culprit)
+    assert tree_digest(tmp_path) == before and not leftovers(tmp_path)
