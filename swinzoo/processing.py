@@ -230,14 +230,16 @@ class ImageProcessor:
         cls,
         model_or_config: Any,
         *,
+        folder: str | os.PathLike | None = None,
         conversion: str | os.PathLike | Mapping[str, Any] | None = None,
         weights: str | os.PathLike | None = None,
     ) -> ImageProcessor:
         """The processor of a loaded model (or its SwinConfig): what ``from_pretrained`` attaches.
 
-        ``conversion`` is the folder's ``conversion.json`` (path or parsed record), ``weights`` its
-        ``model.safetensors`` (whose metadata names the zoo entry); without either, the Swin recipe at the
-        config's image size.
+        ``folder`` is where the model was loaded from (its ``preprocessor_config.json``, ``conversion.json`` and
+        ``model.safetensors`` are read, as :meth:`from_pretrained` does); or give ``conversion`` (path or parsed
+        record) and ``weights`` (whose metadata names the zoo entry) directly. Without any, or when they
+        record nothing, the Swin recipe at the config's image size.
         """
         from .config import SwinConfig
 
@@ -246,6 +248,14 @@ class ImageProcessor:
             raise ProcessorError(
                 f"for_model expects a swinzoo model or SwinConfig, got {type(model_or_config).__name__}"
             )
+        if folder is not None:
+            folder = Path(folder)
+            data = _read_json(folder / PROCESSOR_NAME, required=False)
+            if data is not None:
+                where = str(folder / PROCESSOR_NAME)
+                return _with_origin(_from_transformers_dict(data, where), where)
+            conversion = conversion if conversion is not None else folder / CONVERSION_NAME
+            weights = weights if weights is not None else folder / WEIGHTS_NAME
         record, where = None, "conversion"
         if isinstance(conversion, Mapping):
             record = dict(conversion)

@@ -334,6 +334,11 @@ def test_for_model_uses_the_conversion_record_then_the_config(tmp_path):
     from_record = ImageProcessor.for_model(config, conversion={"preprocessing": {"input_size": 64, "crop_pct": 0.9}})
     assert from_record.preprocessing.crop_pct == 0.9
     assert ImageProcessor.for_model(config).preprocessing == Preprocessing(input_size=64, crop_pct=0.875)
+    saved = tmp_path / "saved"
+    ImageProcessor(input_size=64, crop_pct=0.95).save_pretrained(saved)
+    assert ImageProcessor.for_model(config, folder=saved).preprocessing.crop_pct == 0.95
+    named = _folder(tmp_path / "named", {"entry": SQUASH_ENTRY})
+    assert ImageProcessor.for_model(config, folder=named) == entry_processor(SQUASH_ENTRY)
     with pytest.raises(ProcessorError, match="swinzoo model or SwinConfig"):
         ImageProcessor.for_model("not a model")
 
