@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "ConfigError": "config",
     "SwinConfig": "config",
+    "ImageProcessor": "processing",
     "LoadError": "io",
     "from_pretrained": "io",
     "save_pretrained": "io",
@@ -26,6 +27,7 @@ _PUBLIC = {
 
 __all__ = [
     "ConfigError",
+    "ImageProcessor",
     "LoadError",
     "SwinBackbone",
     "SwinConfig",
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
         SwinModel,
         SwinPreTrainedModel,
     )
+    from .processing import ImageProcessor
 
 
 def __getattr__(name: str) -> Any:

@@ -4,8 +4,11 @@ The preprocessing reproduces timm's eval transform (``timm.data.create_transform
 which runs torchvision on PIL images) with Pillow, numpy and torch only, so the core install needs no
 torchvision. The steps and their rounding are the reference's, bit for bit:
 
-1. resize the shorter side to ``floor(input_size / crop_pct)``; the longer side becomes
-   ``int(size * long / short)`` (truncated, as torchvision does); Pillow does the resampling;
+1. resize (Pillow does the resampling), by ``crop_mode``:
+   ``"center"``: the shorter side to ``floor(input_size / crop_pct)``, the longer side to
+   ``int(size * long / short)`` (truncated, as torchvision does); ``"squash"``: both sides to
+   ``floor(input_size / crop_pct)``, the aspect ratio is not kept (with crop_pct 1.0 this is the official
+   ``Resize((IMG_SIZE, IMG_SIZE))`` of ``TEST.CROP: False`` configs: the whole image, no crop);
 2. centre-crop ``input_size``: offsets ``int(round((resized - input_size) / 2))``, Python's round
    (half to even), as torchvision does;
 3. uint8 -> float32 / 255, then ``(x - mean) / std`` per channel in float32.
@@ -46,6 +49,10 @@ INTERPOLATIONS: dict[str, Image.Resampling] = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 
+# timm's ``crop_mode`` names for the two eval resizes the official configs use (timm's "border" pads, which no
+# official config does, so it is not offered).
+CROP_MODES = ("center", "squash")
+
 # Files a sample directory may hold that count as images; anything else (ATTRIBUTION.md, ...) is ignored.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -54,6 +61,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".
 # 256 x 1,024,000 pixels before the crop).
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 MAX_ASPECT_RATIO = 64
+# Bounds on what a preprocessing record may ask for (records come with downloaded repos): the model input side,
+# and crop_pct, whose inverse scales the resize (crop_pct 1e-9 would resize to a billion pixels a side).
+MAX_INPUT_SIZE = 4096
+MIN_CROP_PCT = 0.25
 
 
 class ImageError(SwinzooError, ValueError):
@@ -62,10 +73,12 @@ class ImageError(SwinzooError, ValueError):
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Eval transform: resize the short side to input_size / crop_pct, centre-crop input_size, normalise.
+    """Eval transform: resize (``crop_mode``, see the module docstring), centre-crop input_size, normalise.
 
-    Values are checked on construction (an invalid one raises :class:`ConfigError` naming the field);
-    ``mean``/``std`` given as lists (e.g. from TOML) are stored as tuples so the object stays hashable.
+    ``crop_mode="center"`` (timm's default) keeps the aspect ratio and crops; ``"squash"`` resizes both
+    sides, which is what the official ``TEST.CROP: False`` configs (the 384 fine-tunes) do. Values are checked on
+    construction (an invalid one raises :class:`ConfigError` naming the field); ``mean``/``std`` given as lists
+    (e.g. from TOML) are stored as tuples so the object stays hashable.
     """
 
     input_size: int = 224
@@ -73,20 +86,33 @@ class Preprocessing:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
+    crop_mode: str = "center"
 
     def __post_init__(self) -> None:
         if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or self.input_size < 1:
             raise ConfigError(f"Preprocessing.input_size must be a positive int, got {self.input_size!r}")
+        if self.input_size > MAX_INPUT_SIZE:
+            raise ConfigError(
+                f"Preprocessing.input_size {self.input_size} is above the {MAX_INPUT_SIZE} swinzoo allows"
+            )
+        if isinstance(self.crop_pct, bool) or not isinstance(self.crop_pct, (int, float)):
+            raise ConfigError(f"Preprocessing.crop_pct must be a number, got {self.crop_pct!r}")
         crop_pct = float(self.crop_pct)
         # crop_pct > 1 would make the resized image smaller than the crop; timm then pads with zeros,
         # which no official checkpoint uses, so it is refused rather than reproduced.
         if not 0.0 < crop_pct <= 1.0:
             raise ConfigError(f"Preprocessing.crop_pct must be in (0, 1], got {self.crop_pct!r}")
+        if crop_pct < MIN_CROP_PCT:
+            raise ConfigError(
+                f"Preprocessing.crop_pct {self.crop_pct!r} is below {MIN_CROP_PCT}: no eval crop is so small"
+            )
         object.__setattr__(self, "crop_pct", crop_pct)
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(
                 f"Preprocessing.interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}"
             )
+        if self.crop_mode not in CROP_MODES:
+            raise ConfigError(f"Preprocessing.crop_mode must be one of {list(CROP_MODES)}, got {self.crop_mode!r}")
         for name in ("mean", "std"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
@@ -100,8 +126,17 @@ class Preprocessing:
 
     @property
     def resize_size(self) -> int:
-        """Short side before the crop: ``floor(input_size / crop_pct)``, the same float arithmetic as timm."""
+        """Short side (both sides when squashing) before the crop: ``floor(input_size / crop_pct)``, as timm."""
         return math.floor(self.input_size / self.crop_pct)
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of a ``width`` x ``height`` image after the resize step, before the centre crop."""
+        target = self.resize_size
+        if self.crop_mode == "squash":
+            return target, target
+        if width <= height:
+            return target, int(target * height / width)
+        return int(target * width / height), target
 
 
 def sample_image_paths(images_dir: Path | str | None = None) -> list[Path]:
@@ -192,8 +227,9 @@ def preprocess(image: Image.Image, pp: Preprocessing) -> torch.Tensor:
     """The eval transform of ``pp`` applied to one PIL image: a float32 tensor of shape (3, size, size).
 
     Equal (max abs difference 0) to ``timm.data.create_transform(input_size=pp.input_size,
-    crop_pct=pp.crop_pct, interpolation=pp.interpolation, mean=pp.mean, std=pp.std, is_training=False)``
-    on the same RGB image, because each step makes the same Pillow call and the same float32 operations.
+    crop_pct=pp.crop_pct, crop_mode=pp.crop_mode, interpolation=pp.interpolation, mean=pp.mean, std=pp.std,
+    is_training=False)`` on the same RGB image, because each step makes the same Pillow call and the same
+    float32 operations. For batches and numpy/tensor inputs use :class:`swinzoo.ImageProcessor`.
     """
     if not isinstance(image, Image.Image):
         raise TypeError(f"preprocess expects a PIL.Image.Image, got {type(image).__name__}")
@@ -203,11 +239,7 @@ def preprocess(image: Image.Image, pp: Preprocessing) -> torch.Tensor:
         image = image.convert("RGB")
     width, height = image.size
     _check_geometry("(in memory)", width, height)
-    short_target = pp.resize_size
-    if width <= height:
-        new_width, new_height = short_target, int(short_target * height / width)
-    else:
-        new_width, new_height = int(short_target * width / height), short_target
+    new_width, new_height = pp.resized_size(width, height)
     if (new_width, new_height) != (width, height):
         image = image.resize((new_width, new_height), resample=INTERPOLATIONS[pp.interpolation])
 

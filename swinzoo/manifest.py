@@ -535,7 +535,18 @@ def validate_entry(entry: ZooEntry) -> None:
             "preprocessing.input_size",
             f"{p.input_size}, but architecture.image_size is {a.image_size}",
         )
-    # crop_pct, interpolation, mean and std are checked by Preprocessing itself when the entry is parsed.
+    # The official eval transforms (data/build.py) are TEST.CROP True: short side to int(256 / 224 * size), centre
+    # crop (crop_mode "center", crop_pct < 1); or TEST.CROP False: Resize((size, size)) (crop_mode "squash",
+    # crop_pct 1.0). Any other pair is no official transform; "center" at 1.0 was a misreading of the second.
+    if p.crop_mode == "squash" and p.crop_pct != 1.0:
+        _fail(entry, "preprocessing.crop_pct", f"{p.crop_pct} with crop_mode 'squash'; TEST.CROP False squashes to 1.0")
+    if p.crop_mode == "center" and p.crop_pct == 1.0:
+        _fail(
+            entry,
+            "preprocessing.crop_mode",
+            "'center' with crop_pct 1.0 is no official eval transform; TEST.CROP False is crop_mode = \"squash\"",
+        )
+    # crop_pct, crop_mode, interpolation, mean and std are checked by Preprocessing itself when it is parsed.
 
     # metrics
     m = entry.metrics

@@ -1,9 +1,8 @@
 """``swinzoo predict``: class names and probabilities for images, from a zoo name, a folder or a Hub repo.
 
-The eval preprocessing is the checkpoint's own: the one recorded at convert time (``conversion.json``
-``preprocessing``), else the manifest entry the weights came from (``entry`` in the safetensors metadata,
-which travels with the weights to the Hub), else the Swin recipe at the config's image size (resize the
-short side to size / 0.875, bicubic, centre crop, ImageNet mean/std).
+The eval preprocessing is the checkpoint's own, found by :class:`swinzoo.ImageProcessor` (``preprocessor_config
+.json``, else ``conversion.json``'s record, else the manifest entry the weights came from, else the Swin recipe at
+the config's image size), and applied by it in batches.
 """
 
 from __future__ import annotations
@@ -18,9 +17,10 @@ import torch
 
 from .config import SwinConfig
 from .errors import SwinzooError
-from .images import Preprocessing, load_image, preprocess
+from .images import Preprocessing
+from .processing import DEFAULT_CROP_PCT, ImageProcessor, ProcessorError
 
-DEFAULT_CROP_PCT = 0.875
+__all__ = ["DEFAULT_CROP_PCT", "LoadedClassifier", "PredictError", "classify", "predict", "preprocessing_for"]
 CONVERTED_DIR = Path("converted")
 _BATCH = 16
 
@@ -54,48 +54,31 @@ class ImagePredictions:
 
 @dataclass
 class LoadedClassifier:
-    """A classification model with the preprocessing its checkpoint was evaluated with."""
+    """A classification model with the image processor its checkpoint was evaluated with."""
 
     model: torch.nn.Module
-    preprocessing: Preprocessing
+    processor: ImageProcessor
     source: str  # what was loaded: the folder, or repo@revision
-    preprocessing_from: str  # where the preprocessing came from
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.processor.preprocessing
+
+    @property
+    def preprocessing_from(self) -> str:
+        """Where the preprocessing came from (a file, a zoo entry or the config's recipe)."""
+        return self.processor.origin
 
 
 # --------------------------------------------------------------------------------------------- preprocessing
 def preprocessing_for(
     weights: str | os.PathLike, config: SwinConfig, conversion: str | os.PathLike | None = None
 ) -> Preprocessing:
-    """The eval preprocessing of a checkpoint (see the module docstring for the order)."""
-    return _preprocessing_with_origin(Path(weights), config, Path(conversion) if conversion else None)[0]
-
-
-def _preprocessing_with_origin(weights: Path, config: SwinConfig, conversion: Path | None) -> tuple[Preprocessing, str]:
-    from .card import read_json
-    from .config import ConfigError
-    from .io import read_safetensors_metadata
-
-    record = read_json(conversion, required=False) if conversion is not None else None
-    stored = (record or {}).get("preprocessing")
-    if isinstance(stored, dict):
-        try:
-            return Preprocessing(**stored), f"{conversion} (preprocessing)"
-        except (ConfigError, TypeError) as exc:
-            raise PredictError(f"{conversion}: 'preprocessing' is invalid: {exc}") from exc
-    entry_name = (record or {}).get("entry") or read_safetensors_metadata(weights).get("entry")
-    if entry_name:
-        from .manifest import ManifestError, get_entry
-
-        try:
-            return get_entry(entry_name).preprocessing, f"zoo entry {entry_name}"
-        except ManifestError:
-            pass  # converted with a manifest this install does not have: fall back to the config
-    height, width = config.image_hw
-    if height != width:
-        raise PredictError(
-            f"image_size {config.image_size} is not square and no preprocessing is recorded for these weights"
-        )
-    return Preprocessing(input_size=height, crop_pct=DEFAULT_CROP_PCT), "config.json (Swin eval recipe)"
+    """The eval preprocessing of a checkpoint: :meth:`ImageProcessor.for_model` on its files."""
+    try:
+        return ImageProcessor.for_model(config, conversion=conversion, weights=weights).preprocessing
+    except ProcessorError as exc:
+        raise PredictError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -133,7 +116,8 @@ def resolve_model(spec: str, revision: str | None = None) -> tuple[Path, str]:
         )
     config_file, _ = _resolve_files(spec, revision, None)
     snapshot = config_file.parent
-    _fetch_optional(spec, "conversion.json", snapshot.name)
+    for name in ("conversion.json", "preprocessor_config.json"):
+        _fetch_optional(spec, name, snapshot.name)
     return snapshot, f"{spec}@{revision or 'main'} (commit {snapshot.name})"
 
 
@@ -150,7 +134,7 @@ def _fetch_optional(repo_id: str, filename: str, commit: str) -> None:
 
 def load_classifier(spec: str, revision: str | None = None) -> LoadedClassifier:
     """Load ``spec`` (folder, zoo name or Hub id) for prediction, with its eval preprocessing."""
-    from .io import CONFIG_NAME, WEIGHTS_NAME, from_pretrained
+    from .io import CONFIG_NAME, from_pretrained
     from .modeling import SwinForImageClassification
 
     folder, source = resolve_model(spec, revision)
@@ -160,11 +144,11 @@ def load_classifier(spec: str, revision: str | None = None) -> LoadedClassifier:
             f"{source} is a {type(model).__name__} ({(folder / CONFIG_NAME).name} task "
             "is not image-classification): predict needs a classifier, a SimMIM pretrain checkpoint has none"
         )
-    conversion = folder / "conversion.json"
-    pp, origin = _preprocessing_with_origin(
-        folder / WEIGHTS_NAME, model.config, conversion if conversion.is_file() else None
-    )
-    return LoadedClassifier(model.eval(), pp, source, origin)
+    try:
+        processor = ImageProcessor.from_pretrained(folder)
+    except ProcessorError as exc:
+        raise PredictError(str(exc)) from exc
+    return LoadedClassifier(model.eval(), processor, source)
 
 
 # --------------------------------------------------------------------------------------------- predicting
@@ -174,14 +158,14 @@ def classify(loaded: LoadedClassifier, images: Sequence[str | os.PathLike], top_
         raise PredictError(f"--top-k must be at least 1, got {top_k}")
     if not images:
         raise PredictError("no images given")
-    model, pp = loaded.model, loaded.preprocessing
+    model, processor = loaded.model, loaded.processor
     labels = model.config.id2label
     k = min(top_k, model.config.num_labels)
     dtype = next(model.parameters()).dtype
     results: list[ImagePredictions] = []
     for start in range(0, len(images), _BATCH):
         chunk = list(images[start : start + _BATCH])
-        batch = torch.stack([preprocess(load_image(p), pp) for p in chunk]).to(dtype)
+        batch = processor(images=chunk)["pixel_values"].to(dtype)
         with torch.inference_mode():
             probabilities = model(batch).logits.float().softmax(dim=-1)
         values, indices = probabilities.topk(k, dim=-1)

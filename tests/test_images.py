@@ -34,6 +34,9 @@ SETTINGS = [
     Preprocessing(384, 1.0, "bicubic"),
     Preprocessing(192, 0.875, "bilinear"),
     Preprocessing(224, 0.95, "nearest"),
+    # TEST.CROP False: both sides to 384, no crop; and timm's squash with a crop (both sides to 256, crop 224).
+    Preprocessing(384, 1.0, "bicubic", crop_mode="squash"),
+    Preprocessing(224, 0.875, "bicubic", crop_mode="squash"),
 ]
 
 
@@ -42,6 +45,7 @@ def _timm_eval_transform(pp: Preprocessing):
     return timm_data.create_transform(
         input_size=pp.input_size,
         crop_pct=pp.crop_pct,
+        crop_mode=pp.crop_mode,
         interpolation=pp.interpolation,
         mean=pp.mean,
         std=pp.std,
@@ -95,7 +99,9 @@ def test_attribution_file_is_not_counted_as_an_image():
 # swinzoo makes the same calls in the same order, so nothing is left to differ by.
 
 
-@pytest.mark.parametrize("pp", SETTINGS, ids=lambda pp: f"{pp.input_size}-{pp.crop_pct}-{pp.interpolation}")
+@pytest.mark.parametrize(
+    "pp", SETTINGS, ids=lambda pp: f"{pp.input_size}-{pp.crop_pct}-{pp.interpolation}-{pp.crop_mode}"
+)
 def test_preprocess_equals_timm_eval_transform_on_every_shipped_image(pp):
     reference = _timm_eval_transform(pp)
     for path in SHIPPED:
@@ -120,7 +126,7 @@ def test_a_different_crop_pct_is_far_from_timm_so_the_equality_check_has_teeth()
 
 def test_resize_size_is_floor_of_input_size_over_crop_pct():
     # 224/0.875 = 256 exactly; 256/0.9 = 284.4; 384/1.0 = 384; 192/0.875 = 219.4; 224/0.95 = 235.8.
-    assert [pp.resize_size for pp in SETTINGS] == [256, 284, 384, 219, 235]
+    assert [pp.resize_size for pp in SETTINGS] == [256, 284, 384, 219, 235, 384, 256]
 
 
 @pytest.mark.parametrize(
@@ -151,6 +157,14 @@ def test_crop_pct_one_at_384_crops_only_the_long_side():
     image = load_image(SHIPPED[0].parent / "coffee.jpg")  # 600x400 -> 576x384, left = 96
     scaled = image.resize((576, 384), Image.Resampling.BICUBIC)
     expected = _normalise_by_hand(scaled.crop((96, 0, 480, 384)), pp)
+    torch.testing.assert_close(preprocess(image, pp).double(), expected, rtol=0, atol=1e-5)
+
+
+def test_squash_resizes_both_sides_and_keeps_the_whole_image():
+    # TEST.CROP False: Resize((384, 384)) of the 600x400 photo, nothing cropped.
+    pp = Preprocessing(384, 1.0, "bicubic", crop_mode="squash")
+    image = load_image(SHIPPED[0].parent / "coffee.jpg")
+    expected = _normalise_by_hand(image.resize((384, 384), Image.Resampling.BICUBIC), pp)
     torch.testing.assert_close(preprocess(image, pp).double(), expected, rtol=0, atol=1e-5)
 
 
@@ -195,6 +209,7 @@ def test_preprocess_rejects_a_tensor():
         ({"crop_pct": 0.0}, "crop_pct"),
         ({"crop_pct": 1.2}, "crop_pct"),
         ({"interpolation": "area"}, "interpolation"),
+        ({"crop_mode": "border"}, "crop_mode"),
         ({"mean": (0.5, 0.5)}, "mean"),
         ({"std": (0.2, 0.0, 0.2)}, "std"),
         ({"std": "abc"}, "std"),

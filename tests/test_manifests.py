@@ -141,10 +141,13 @@ def test_heads_and_label_sets_agree(zoo):
 
 
 def test_preprocessing_follows_the_official_eval_recipe(zoo):
-    # Swin-Transformer data/build.py: resize int(256/224 * size), centre-crop; TEST.CROP False at 384.
+    # Swin-Transformer data/build.py: resize int(256/224 * size), centre-crop; TEST.CROP False (every official
+    # 384 yaml, none other) squashes the whole image to (384, 384).
     for e in zoo.values():
         p = e.preprocessing
-        assert p.crop_pct == (1.0 if e.architecture.image_size == 384 else 224 / 256), e.name
+        squash = e.architecture.image_size == 384
+        assert p.crop_pct == (1.0 if squash else 224 / 256), e.name
+        assert p.crop_mode == ("squash" if squash else "center"), e.name
         assert p.interpolation == "bicubic"
         assert p.mean == (0.485, 0.456, 0.406) and p.std == (0.229, 0.224, 0.225)
 
@@ -237,6 +240,13 @@ BROKEN = [
     ("a missing required key", lambda t: t.pop("layout"), "layout"),
     ("input size against image size", _set("preprocessing.input_size", 256), "preprocessing.input_size"),
     ("invalid crop_pct", _set("preprocessing.crop_pct", 1.5), "crop_pct"),
+    ("unknown crop_mode", _set("preprocessing.crop_mode", "border"), "crop_mode"),
+    ("centre crop at crop_pct 1.0", _set("preprocessing.crop_pct", 1.0), "preprocessing.crop_mode"),
+    (
+        "squash with a crop",
+        lambda t: t["preprocessing"].update(crop_mode="squash", crop_pct=0.875),
+        "preprocessing.crop_pct",
+    ),
     ("dangling pretrained_from", _set("pretrained_from", "no-such-entry"), "pretrained_from"),
     ("upper-case name", _set("name", "Swin-Tiny-patch4-window7-224"), "name"),
 ]

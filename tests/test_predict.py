@@ -31,12 +31,15 @@ def labelled_model(**config) -> SwinForImageClassification:
     return random_model(SwinForImageClassification, small_config(id2label=dict(enumerate(LABELS)), **config))
 
 
-def reference_top_k(model, images: list[Path], input_size: int, crop_pct: float, k: int) -> list[list[tuple]]:
+def reference_top_k(
+    model, images: list[Path], input_size: int, crop_pct: float, k: int, crop_mode: str = "center"
+) -> list[list[tuple]]:
     """(label, probability) lists from transformers' model on timm-preprocessed images."""
     timm = pytest.importorskip("timm")
     transform = timm.data.create_transform(
         input_size=input_size,
         crop_pct=crop_pct,
+        crop_mode=crop_mode,
         interpolation="bicubic",
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
@@ -77,17 +80,18 @@ def test_ranking_equals_softmax_of_transformers_logits(tmp_path: Path, images: l
 def test_zoo_name_loads_converted_name_with_the_entrys_preprocessing(
     tmp_path: Path, images: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # swin-base-patch4-window12-384 is evaluated without a crop (crop_pct 1.0 at 384): not the default recipe
+    # swin-base-patch4-window12-384 is evaluated with a squash, no crop (TEST.CROP False): not the default recipe
     entry = "swin-base-patch4-window12-384"
     model = labelled_model(image_size=384, window_size=12, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8])
     make_folder(tmp_path / "converted" / entry, model, entry=entry)
     monkeypatch.chdir(tmp_path)
     loaded = load_classifier(entry)
-    assert loaded.preprocessing.crop_pct == 1.0 and loaded.preprocessing.input_size == 384
+    assert (loaded.preprocessing.crop_pct, loaded.preprocessing.crop_mode) == (1.0, "squash")
+    assert loaded.preprocessing.input_size == 384
     results = predict(images[:3], entry, top_k=5)
-    assert_same_ranking(results, reference_top_k(model, images[:3], 384, 1.0, 5))
-    cropped = reference_top_k(model, images[:3], 384, 0.875, 5)
-    # and the test can tell: the default crop would have given other probabilities
+    assert_same_ranking(results, reference_top_k(model, images[:3], 384, 1.0, 5, crop_mode="squash"))
+    cropped = reference_top_k(model, images[:3], 384, 1.0, 5)
+    # and the test can tell: a centre crop of the short side (the old reading of TEST.CROP False) differs
     with_crop = [p for r in cropped for _, p in r]
     assert (
         max(
@@ -102,7 +106,7 @@ def test_preprocessing_falls_back_to_the_entry_named_in_the_weights(tmp_path: Pa
     folder = make_folder(tmp_path / "x", model, entry="swin-base-patch4-window12-384")
     (folder / "conversion.json").unlink()  # as in a repo that only has config.json + model.safetensors
     pp = preprocessing_for(folder / "model.safetensors", model.config)
-    assert (pp.input_size, pp.crop_pct) == (384, 1.0)
+    assert (pp.input_size, pp.crop_pct, pp.crop_mode) == (384, 1.0, "squash")
 
 
 def test_a_zoo_name_not_yet_converted_says_to_run_convert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
