@@ -164,7 +164,26 @@ def _download_from_hub(
         commit = files[-1].parent.name
         if re.fullmatch(r"[0-9a-f]{40}", commit):
             pinned = commit
+    if not only_config and pinned is not None:
+        for optional in OPTIONAL_RECORDS:
+            _fetch_optional(repo_id, optional, pinned, cache_dir)
     return files[0], files[-1]
+
+
+# Records a repo may carry beside the weights: provenance and the eval transform (read by the card, predict and
+# the image processor). Fetched into the same snapshot when present.
+OPTIONAL_RECORDS = ("conversion.json", "preprocessor_config.json")
+
+
+def _fetch_optional(repo_id: str, filename: str, commit: str, cache_dir: str | None) -> None:
+    """Download an optional file into the same snapshot (ignored when absent, or offline and not cached)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        hf_hub_download(repo_id, filename, revision=commit, cache_dir=cache_dir)
+    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError):
+        pass
 
 
 def _adapt_keys(state: dict[str, torch.Tensor], saved_task: str, wanted_task: str) -> dict[str, torch.Tensor]:
@@ -369,6 +388,10 @@ def from_pretrained(
     if device is not None:
         model = model.to(device)
     model.loaded_format = fmt  # which layout the weights came in: swinzoo, transformers or timm
+    from .processing import ImageProcessor
+
+    # The checkpoint's own eval transform, as transformers users get from AutoImageProcessor.
+    model.image_processor = ImageProcessor.for_model(model, folder=config_file.parent)
     return model
 
 

@@ -114,22 +114,9 @@ def resolve_model(spec: str, revision: str | None = None) -> tuple[Path, str]:
         raise PredictError(
             f"--model {spec!r} is not a folder, a zoo entry name or a Hub id ORG/NAME" + (f" ({hint})" if hint else "")
         )
-    config_file, _ = _resolve_files(spec, revision, None)
+    config_file, _ = _resolve_files(spec, revision, None)  # the optional records come into the same snapshot
     snapshot = config_file.parent
-    for name in ("conversion.json", "preprocessor_config.json"):
-        _fetch_optional(spec, name, snapshot.name)
     return snapshot, f"{spec}@{revision or 'main'} (commit {snapshot.name})"
-
-
-def _fetch_optional(repo_id: str, filename: str, commit: str) -> None:
-    """Download an optional file into the same snapshot (ignored when absent or offline and not cached)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
-
-    try:
-        hf_hub_download(repo_id, filename, revision=commit)
-    except (EntryNotFoundError, HfHubHTTPError, OSError):
-        pass
 
 
 def load_classifier(spec: str, revision: str | None = None) -> LoadedClassifier:
