@@ -4,10 +4,11 @@ Everything here is written from its definition, in float64 numpy, deliberately s
 
 * bicubic: Keys' cubic convolution with a = -0.75, half-pixel centres (src = (dst + 0.5) * in / out - 0.5),
   indices clamped at the border, which is what ``F.interpolate(mode="bicubic", align_corners=False)`` computes;
-* geometric (utils_simmim.py): source offsets 0, +-1, +-(1 + q), ... with 1 + q + ... + q^(n-1) = dst // 2 solved
-  for q in [1.01, 1.5] by Newton's method (the official code bisects), then the interpolating tensor-product cubic
-  spline of FITPACK's regrid (s = 0: knots at the end nodes four times, interior knots at nodes[2:-2]) as a B-spline
-  collocation (Cox-de Boor recursion), evaluated at the integer offsets clamped to the node range as FITPACK does;
+* geometric (utils_simmim.py): source offsets 0, +-1, +-(1 + q), ... with 1 + q + ... + q^(n-1) ~ dst // 2, q found
+  in [1.01, 1.5] by the official bisection (its tolerance is part of the method: q moves the offsets), then the
+  interpolating tensor-product cubic spline of FITPACK's regrid (s = 0: knots at the end nodes four times, interior
+  knots at nodes[2:-2]) as a B-spline collocation (Cox-de Boor recursion), evaluated at the integer offsets
+  clamped to the node range as FITPACK does;
 * the official window clamp: a stage whose token grid is no larger than the window uses window = its grid side;
 * the 22k->1k class map, derived from timm's packaged synset lists.
 """
@@ -51,21 +52,14 @@ def keys_resize(grid: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------- geometric
 def progression_ratio(src_side: int, dst_side: int) -> float:
-    """q with 1 + q + ... + q^(n-1) = dst_side // 2 (n = src_side // 2), kept in [1.01, 1.5] as the official search."""
+    """q with 1 + q + ... + q^(n-1) ~ dst_side // 2 (n = src_side // 2), as the official search finds it: halve
+    [1.01, 1.5] until it is at most 1e-6 wide, keeping the half where the sum crosses; q is the last midpoint."""
     n, target = src_side // 2, dst_side // 2
-
-    def g(q: float) -> float:
-        return sum(q**k for k in range(n)) - target
-
-    lo, hi = 1.01, 1.5
-    if g(lo) >= 0:
-        return lo
-    if g(hi) <= 0:
-        return hi
-    q = 1.25
-    for _ in range(100):
-        dg = sum(k * q ** (k - 1) for k in range(1, n))
-        q = min(max(q - g(q) / dg, lo), hi)
+    interval = [1.01, 1.5]
+    q = interval[0]
+    while interval[1] - interval[0] > 1e-6:
+        q = sum(interval) / 2
+        interval[sum(q**k for k in range(n)) > target] = q  # sum too large: q becomes the upper end
     return q
 
 
