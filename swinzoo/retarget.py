@@ -250,7 +250,7 @@ def target_config(
             moved = moved.copy(num_labels=num_labels or SIMMIM_DEFAULT_LABELS)
         elif task == "image-classification" and num_labels is not None and num_labels != config.num_labels:
             if config.num_labels == 21841 and num_labels == 1000:
-                moved = moved.copy(id2label=map22kto1k()[1])
+                moved = moved.copy(num_labels=1000, id2label=map22kto1k()[1])
             else:
                 moved = moved.copy(num_labels=num_labels)
     except SwinzooError as exc:  # ConfigError: a size above the supported maxima, named by its field
