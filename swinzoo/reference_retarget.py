@@ -163,3 +163,40 @@ def reference_tables(
 def reference_positions(value: torch.Tensor, src_grid: tuple[int, int], dst_grid: tuple[int, int]) -> torch.Tensor:
     grid = value[0].double().numpy().T.reshape(-1, *src_grid)
     return torch.from_numpy(keys_resize(grid, dst_grid).reshape(grid.shape[0], -1).T[None].copy()).to(value.dtype)
+
+
+def reference_retarget(
+    state: dict[str, torch.Tensor],
+    *,
+    patch_size: int,
+    source_image: tuple[int, int],
+    source_window: int,
+    target_image: tuple[int, int],
+    target_window: int,
+    num_labels: int | None,
+    method: str,
+) -> dict[str, torch.Tensor]:
+    """A swinzoo classifier (or SimMIM pretrain: decoder and mask token dropped) state moved to the target
+    geometry and ``num_labels`` classes by this module alone: v1 tables, absolute positions and the head
+    (kept for the same count, 22k->1k rows for 21841 -> 1000, else zero); v2's cpb_mlp needs nothing."""
+    stages = 1 + max(int(k.split("stages.")[1].split(".")[0]) for k in state if "stages." in k)
+    src = official_stage_windows(source_image, patch_size, source_window, stages)
+    dst = official_stage_windows(target_image, patch_size, target_window, stages)
+    out = reference_tables(state, src, dst, method)
+    out = {k: v for k, v in out.items() if not (k.startswith("decoder.") or k.endswith("mask_token"))}
+    key = "swin.patch_embed.position_embeddings"
+    grids = [(h // patch_size, w // patch_size) for h, w in (source_image, target_image)]
+    if key in out and grids[0] != grids[1]:
+        out[key] = reference_positions(out[key], grids[0], grids[1])
+    head = state.get("head.weight")
+    labels = num_labels or (head.shape[0] if head is not None else 1000)
+    if head is not None and head.shape[0] == labels:
+        return out
+    if head is not None and (head.shape[0], labels) == (21841, 1000):
+        rows = [row for row, _ in derive_map22kto1k()]
+        out["head.weight"], out["head.bias"] = state["head.weight"][rows], state["head.bias"][rows]
+        return out
+    width = state["swin.norm.weight"]
+    out["head.weight"] = torch.zeros(labels, width.shape[0], dtype=width.dtype)
+    out["head.bias"] = torch.zeros(labels, dtype=width.dtype)
+    return out

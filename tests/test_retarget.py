@@ -46,32 +46,38 @@ def windows_of(config: SwinConfig) -> list[int]:
     return ref.official_stage_windows(config.image_hw, config.patch_size, config.window_size, config.num_layers)
 
 
-def reference_state(state, source: SwinConfig, expected: SwinConfig, method: str, head: str):
-    """The source state moved by the reference: tables per the official windows, head kept or zero."""
-    out = ref.reference_tables(state, windows_of(source), windows_of(expected), method)
-    out = {k: v for k, v in out.items() if k.startswith(("swin.", "head.")) and not k.endswith("mask_token")}
-    if head == "zero":
-        out["head.weight"] = torch.zeros(expected.num_labels, expected.num_features)
-        out["head.bias"] = torch.zeros(expected.num_labels)
-    return out
+def reference_state(state, source: SwinConfig, expected: SwinConfig, method: str):
+    """The source state moved by the reference module, from the test's statement of both geometries."""
+    return ref.reference_retarget(
+        state,
+        patch_size=source.patch_size,
+        source_image=source.image_hw,
+        source_window=source.window_size,
+        target_image=expected.image_hw,
+        target_window=expected.window_size,
+        num_labels=expected.num_labels,
+        method=method,
+    )
 
 
-def compare(ours: SwinForImageClassification, container: SwinForImageClassification, transformers: bool):
+def compare(ours, container, transformers: bool, timm: bool = True) -> dict[str, float]:
     """max |diff| of logits, pooled output and every stage between ours and timm / transformers holding
     the reference-retargeted weights (``container`` only carries them through the layout rules)."""
-    timm_model = timm_twin(container)
     x = image_batch(ours.config)
     diffs = {}
     with torch.no_grad():
         mine = ours(x, output_hidden_states=True)
-        before = ours.swin(x, output_hidden_states=True, output_hidden_states_before_downsampling=True)
-        diffs["timm logits"] = max_diff(mine.logits, timm_model(x))
-        features = timm_model.forward_features(x)
-        diffs["timm pooled"] = max_diff(ours.swin(x).pooler_output, timm_model.forward_head(features, pre_logits=True))
-        stages = timm_model.forward_intermediates(x, intermediates_only=True)
-        assert len(stages) == ours.config.num_layers
-        for i, stage in enumerate(stages):
-            diffs[f"timm stage {i + 1}"] = max_diff(before.reshaped_hidden_states[i + 1], stage)
+        if timm:
+            timm_model = timm_twin(container)
+            before = ours.swin(x, output_hidden_states=True, output_hidden_states_before_downsampling=True)
+            diffs["timm logits"] = max_diff(mine.logits, timm_model(x))
+            features = timm_model.forward_features(x)
+            pooled = timm_model.forward_head(features, pre_logits=True)
+            diffs["timm pooled"] = max_diff(ours.swin(x).pooler_output, pooled)
+            stages = timm_model.forward_intermediates(x, intermediates_only=True)
+            assert len(stages) == ours.config.num_layers
+            for i, stage in enumerate(stages):
+                diffs[f"timm stage {i + 1}"] = max_diff(before.reshaped_hidden_states[i + 1], stage)
         if transformers:
             hf = transformers_twin(container)
             theirs = hf(x, output_hidden_states=True)
@@ -132,7 +138,7 @@ def test_supervised_retarget_equals_timm_and_transformers_at_the_new_geometry(na
     assert new_config == expected
     assert record.target["stage_windows"] == windows_of(expected)
     ours = load(SwinForImageClassification, new_config, new_state)
-    container = load(SwinForImageClassification, expected, reference_state(state, config, expected, "bicubic", "kept"))
+    container = load(SwinForImageClassification, expected, reference_state(state, config, expected, "bicubic"))
     diffs = compare(ours, container, transformers)
     assert any(k.startswith("transformers") for k in diffs) == transformers
     assert max(diffs.values()) <= TOL, diffs
@@ -159,11 +165,22 @@ def test_simmim_pretrain_becomes_a_zero_head_classifier_equal_to_timm_and_transf
     if version == 1:
         assert record.methods["relative_position_bias_table"].startswith("geometric")
     ours = load(SwinForImageClassification, new_config, new_state)
-    container = load(
-        SwinForImageClassification, expected, reference_state(state, config, expected, "geometric", "zero")
-    )
+    container = load(SwinForImageClassification, expected, reference_state(state, config, expected, "geometric"))
     diffs = compare(ours, container, transformers=True)
     assert max(diffs.values()) <= TOL, diffs
+
+
+def test_absolute_position_embeddings_retarget_equals_transformers():
+    """timm has no absolute position embeddings; transformers' Swin holds them (with its class-token row)."""
+    config = tiny_config(1, image_size=128, window_size=4, use_absolute_embeddings=True)
+    state = random_model(SwinForImageClassification, config, seed=9).state_dict()
+    new_state, new_config, record = retarget(state, config, "image-classification", image_size=192, window_size=6)
+    expected = tiny_config(1, image_size=192, window_size=6, use_absolute_embeddings=True)
+    assert new_config == expected and "swin.patch_embed.position_embeddings" in record.resized
+    ours = load(SwinForImageClassification, new_config, new_state)
+    container = load(SwinForImageClassification, expected, reference_state(state, config, expected, "bicubic"))
+    diffs = compare(ours, container, transformers=True, timm=False)
+    assert diffs and max(diffs.values()) <= TOL, diffs
 
 
 # --------------------------------------------------------------------------------------------- stated arithmetic
