@@ -23,7 +23,13 @@ from conftest import TOL, max_diff, random_model, timm_twin, tiny_config, transf
 from swinzoo import reference_retarget as ref
 from swinzoo.config import SwinConfig
 from swinzoo.errors import SwinzooError
-from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModeling, SwinModel
+from swinzoo.modeling import (
+    TASK_CLASSES,
+    SwinBackbone,
+    SwinForImageClassification,
+    SwinForMaskedImageModeling,
+    SwinModel,
+)
 from swinzoo.retarget import (
     RetargetError,
     geometric_offsets,
@@ -341,6 +347,25 @@ def test_swinv2_12to16_and_12to24_get_the_192_pretrains_effective_windows(size, 
     moved, task = target_config(base, "image-classification", image_size=size, window_size=window, num_labels=1000)
     assert moved.pretrained_window_sizes == [12, 12, 12, 6] and task == "image-classification"
     assert (moved.image_size, moved.window_size, moved.num_labels) == (size, window, 1000)
+
+
+@pytest.mark.parametrize("task", ["base", "backbone"])
+def test_headless_models_retarget_their_encoder_like_the_classifier(task):
+    config = tiny_config(1, image_size=64, window_size=4)
+    state = random_model(SwinForImageClassification, config, seed=6).state_dict()
+    encoder = {k: v for k, v in state.items() if k.startswith("swin.")}
+    if task == "base":
+        encoder = {k.removeprefix("swin."): v for k, v in encoder.items()}
+    else:
+        encoder.update({f"stage_norms.{k}": v for k, v in SwinBackbone(config).stage_norms.state_dict().items()})
+    want, _, _ = retarget(state, config, "image-classification", image_size=96, window_size=6)
+    got, new_config, record = retarget(encoder, config, task, image_size=96, window_size=6)
+    assert record.target_task == task and record.methods["head"].startswith("none")
+    prefix = "" if task == "base" else "swin."
+    for key, value in want.items():
+        if key.startswith("swin."):
+            assert torch.equal(got[prefix + key.removeprefix("swin.")], value), key
+    load(TASK_CLASSES[task], new_config, got)
 
 
 # --------------------------------------------------------------------------------------------- round trip
