@@ -354,6 +354,25 @@ def test_swinv2_fine_tunes_from_192_get_the_pretrains_effective_windows(task, si
     assert (moved.image_size, moved.window_size, moved.num_labels) == (size, window, 1000)
 
 
+@pytest.mark.parametrize("task", ["base", "backbone"])
+def test_headless_models_retarget_their_encoder_like_the_classifier(task):
+    config = tiny_config(1, image_size=64, window_size=4)
+    state = random_model(SwinForImageClassification, config, seed=6).state_dict()
+    encoder = {k: v for k, v in state.items() if k.startswith("swin.")}
+    if task == "base":
+        encoder = {k.removeprefix("swin."): v for k, v in encoder.items()}
+    else:
+        encoder.update({f"stage_norms.{k}": v for k, v in SwinBackbone(config).stage_norms.state_dict().items()})
+    want, _, _ = retarget(state, config, "image-classification", image_size=96, window_size=6)
+    got, new_config, record = retarget(encoder, config, task, image_size=96, window_size=6)
+    assert record.target_task == task and record.methods["head"].startswith("none")
+    prefix = "" if task == "base" else "swin."
+    for key, value in want.items():
+        if key.startswith("swin."):
+            assert torch.equal(got[prefix + key.removeprefix("swin.")], value), key
+    load(TASK_CLASSES[task], new_config, got)
+
+
 # --------------------------------------------------------------------------------------------- round trip
 @pytest.mark.parametrize(
     "changes",
