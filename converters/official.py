@@ -36,6 +36,19 @@ LAYOUTS = (
 )
 
 
+ALIAS = "rpe_mlp"  # the older official name of cpb_mlp, accepted in every official layout
+
+
+def alias_notes(renamed: Mapping[str, str]) -> list[str]:
+    """The accounting line for keys mapped through the named alias (``report.renamed`` of a conversion)."""
+    keys = [k for k in renamed if f".{ALIAS}." in k]
+    return (
+        [f"{len(keys)} {ALIAS}.* keys mapped as cpb_mlp.* (the older official name, renamed as utils_simmim.py does)"]
+        if keys
+        else []
+    )
+
+
 def layout_task(layout: str) -> str:
     return "masked-image-modeling" if layout.endswith("-pretrain") else "image-classification"
 
@@ -88,6 +101,10 @@ def official_rules(prefix: str = "", simmim: bool = False) -> list[Rule]:
         Rename("swin.patch_embed.proj.{rest}", p + "patch_embed.proj.{rest}"),
         Rename("swin.patch_embed.norm.{rest}", p + "patch_embed.norm.{rest}"),
         Rename("swin.patch_embed.position_embeddings", p + "absolute_pos_embed"),
+        # Older official SwinV2 code (and released SimMIM V2 files) name cpb_mlp rpe_mlp; utils_simmim.py renames it.
+        # The canonical rule comes first, so the swinzoo -> official direction never writes the alias.
+        Rename("swin.stages.{i}.blocks.{j}.attn.cpb_mlp.{rest}", p + "layers.{i}.blocks.{j}.attn.cpb_mlp.{rest}"),
+        Rename("swin.stages.{i}.blocks.{j}.attn.cpb_mlp.{rest}", p + "layers.{i}.blocks.{j}.attn." + ALIAS + ".{rest}"),
         Rename("swin.stages.{i}.blocks.{j}.{rest}", p + "layers.{i}.blocks.{j}.{rest}"),
         Rename("swin.stages.{i}.merge.{rest}", p + "layers.{i}.downsample.{rest}"),
         Rename("swin.norm.{rest}", p + "norm.{rest}"),
@@ -225,7 +242,7 @@ def infer_config(
     _bounded(patch, MAX_PATCH, "patch size", proj_key, proj)
     if patch_w != patch:
         raise InferenceError(f"'{proj_key}' has {_describe(proj)}: a square patch was expected")
-    version = 2 if any(k.endswith("attn.logit_scale") or ".cpb_mlp." in k for k in state) else 1
+    version = 2 if any(k.endswith("attn.logit_scale") or ".cpb_mlp." in k or f".{ALIAS}." in k for k in state) else 1
     depths: list[int] = []
     blocks = re.compile(re.escape(p) + r"layers\.(\d{1,12})\.blocks\.(\d{1,12})\.")
     for key in state:
