@@ -266,6 +266,11 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
     config_dict = hf_config.to_dict()
     config_dict.pop("_name_or_path", None)
     (out / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
+    from .processing import PROCESSOR_NAME, ImageProcessor
+
+    # AutoImageProcessor / pipeline() read this: the image processor class whose transform is the official one
+    processor = ImageProcessor.for_model(model, folder=folder).to_transformers()
+    (out / PROCESSOR_NAME).write_text(json.dumps(processor, indent=2, sort_keys=True) + "\n")
 
     import transformers
 
@@ -276,7 +281,11 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
         ours, theirs = model(x), loaded(x)
     field_name = "logits" if task == "image-classification" else "reconstruction"
     _same_outputs(getattr(ours, field_name), getattr(theirs, field_name), "transformers")
-    return [UploadFile(CONFIG_NAME, out / CONFIG_NAME), UploadFile(WEIGHTS_NAME, out / WEIGHTS_NAME)]
+    return [
+        UploadFile(CONFIG_NAME, out / CONFIG_NAME),
+        UploadFile(WEIGHTS_NAME, out / WEIGHTS_NAME),
+        UploadFile(PROCESSOR_NAME, out / PROCESSOR_NAME),
+    ]
 
 
 def _timm_architecture(config: SwinConfig, entry_name: str | None) -> str:
@@ -320,27 +329,23 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     )
     timm_model.load_state_dict(state, strict=True)
     timm_model.to(next(model.parameters()).dtype)  # keep the folder's dtype (bfloat16 stays bfloat16)
-    pp = _preprocessing(folder, config)
+    from .processing import ImageProcessor
+
     timm_model.pretrained_cfg = {
         **timm_model.pretrained_cfg,
         "tag": None,
         "hf_hub_id": None,
         "url": None,
         "pool_size": None,
-        "input_size": (config.num_channels, *config.image_hw),
-        "crop_pct": pp.crop_pct,
-        "crop_mode": "center",
-        "interpolation": pp.interpolation,
-        "mean": tuple(pp.mean),
-        "std": tuple(pp.std),
+        # the official eval transform (centre crop or squash), as timm's resolve_data_config reads it
+        **ImageProcessor.for_model(model, folder=folder).to_timm_pretrained_cfg(),
         "num_classes": config.num_labels,
         "license": "mit",
     }
-    labels = [config.id2label[i] for i in range(config.num_labels)]
     save_for_hf(
         timm_model,
         str(out),
-        model_config={"model_args": model_args, "label_names": labels},
+        model_config={"model_args": model_args, **_timm_labels(config, conversion.get("entry"))},
         safe_serialization=True,
     )
     loaded = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
@@ -351,10 +356,22 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     return [UploadFile(CONFIG_NAME, out / CONFIG_NAME), UploadFile(WEIGHTS_NAME, out / WEIGHTS_NAME)]
 
 
-def _preprocessing(folder: Path, config: SwinConfig):
-    from .predict import preprocessing_for
+def _timm_labels(config: SwinConfig, entry_name: str | None) -> dict[str, Any]:
+    """timm's label convention: WordNet ids in ``label_names``, their descriptions in ``label_descriptions``
+    (ImageNet label sets); other heads keep their names in ``label_names`` alone."""
+    from .card import _entry
 
-    return preprocessing_for(folder / WEIGHTS_NAME, config, folder / CONVERSION_NAME)
+    names = [config.id2label[i] for i in range(config.num_labels)]
+    entry = _entry(entry_name)
+    label_set = getattr(entry, "label_set", None)
+    if label_set in ("imagenet-1k", "imagenet-22k"):
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo(label_set)
+        synsets = list(info.label_names())
+        if len(synsets) == config.num_labels:
+            return {"label_names": synsets, "label_descriptions": dict(zip(synsets, names, strict=True))}
+    return {"label_names": names}
 
 
 def export_swinzoo(folder: Path) -> list[UploadFile]:
