@@ -16,9 +16,12 @@ Everything here is written from its definition, in float64 numpy, deliberately s
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import torch
+
+from .errors import SwinzooError
 
 # ImageNet-1k's "teddy, teddy bear" (n04399382) is in no ImageNet-22k list; the official map gives it the 22k
 # class n03013580 ("chemise, shimmy, shift, slip, teddy"), the synset sharing the lemma "teddy".
@@ -142,18 +145,51 @@ def derive_map22kto1k() -> list[tuple[int, str]]:
 
 
 # --------------------------------------------------------------------------------------------- whole state
+class ReferenceRetargetError(SwinzooError, ValueError):
+    """A state the reference cannot move (a table whose size is not the stated source window's); names the key."""
+
+
+# Per layout: the name of the stage list, the absolute position embeddings, the final norm. swinzoo's layout has
+# a class-free (1, N, C) ``swin.patch_embed.position_embeddings``; the official one the same shape under
+# ``absolute_pos_embed``.
+LAYOUT_KEYS = {
+    "swinzoo": ("stages", "swin.patch_embed.position_embeddings", "swin.norm.weight"),
+    "official": ("layers", "absolute_pos_embed", "norm.weight"),
+}
+
+
+def _stage_pattern(layout: str) -> str:
+    return rf"(?:^|\.){LAYOUT_KEYS[layout][0]}\.(\d+)\."
+
+
+_OFFICIAL_BUFFERS = ("relative_position_index", "attn_mask", "relative_coords_table")
+
+
 def reference_tables(
-    state: dict[str, torch.Tensor], src_windows: list[int], dst_windows: list[int], method: str
+    state: dict[str, torch.Tensor], src_windows: list[int], dst_windows: list[int], method: str, layout: str = "swinzoo"
 ) -> dict[str, torch.Tensor]:
-    """A copy of ``state`` (swinzoo layout) whose v1 tables are resampled from src to dst per-stage windows."""
+    """A copy of ``state`` (``layout``: swinzoo or official names) whose v1 tables are resampled from src to dst
+    per-stage windows; a table that is not (2 src - 1)^2 rows is refused, naming its key."""
+    pattern = re.compile(_stage_pattern(layout) + r"blocks\.\d+\.attn\.relative_position_bias_table\Z")
     out = dict(state)
     for key, value in state.items():
-        if not key.endswith("attn.relative_position_bias_table"):
+        found = pattern.search(key)
+        if found is None:
             continue
-        stage = int(key.split("stages.")[1].split(".")[0])
+        stage = int(found.group(1))
         s1, s2 = 2 * src_windows[stage] - 1, 2 * dst_windows[stage] - 1
+        if value.ndim != 2 or value.shape[0] != s1 * s1:
+            raise ReferenceRetargetError(
+                f"{key}: shape {tuple(value.shape)}, but stage {stage + 1}'s source window {src_windows[stage]} "
+                f"gives {s1 * s1} rows"
+            )
         if s1 == s2:
             continue
+        if method not in ("bicubic", "geometric"):
+            raise ReferenceRetargetError(
+                f"{key}: stage {stage + 1}'s window changes ({src_windows[stage]} -> {dst_windows[stage]}), "
+                f"but the table method is {method!r}, not bicubic or geometric"
+            )
         table = value.double().numpy()
         new = bicubic_table(table, s2) if method == "bicubic" else geometric_table(table, s2)
         out[key] = torch.from_numpy(new).to(value.dtype)
@@ -163,6 +199,23 @@ def reference_tables(
 def reference_positions(value: torch.Tensor, src_grid: tuple[int, int], dst_grid: tuple[int, int]) -> torch.Tensor:
     grid = value[0].double().numpy().T.reshape(-1, *src_grid)
     return torch.from_numpy(keys_resize(grid, dst_grid).reshape(grid.shape[0], -1).T[None].copy()).to(value.dtype)
+
+
+def official_classifier_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An official file's state as the official fine-tuning loader keeps it for a classifier: a SimMIM file's
+    ``encoder.`` prefix stripped, its decoder and mask token dropped; ``rpe_mlp`` named ``cpb_mlp``; the stored
+    geometry buffers dropped (the model built at the new geometry makes its own)."""
+    simmim = any(k.startswith("encoder.") for k in state)
+    out = {}
+    for key, value in state.items():
+        if simmim:
+            if not key.startswith("encoder.") or key == "encoder.mask_token":
+                continue  # decoder.* and the mask token: SimMIM pretraining only
+            key = key.removeprefix("encoder.")
+        if key.endswith(_OFFICIAL_BUFFERS):
+            continue
+        out[key.replace(".rpe_mlp.", ".cpb_mlp.")] = value
+    return out
 
 
 def reference_retarget(
@@ -175,19 +228,31 @@ def reference_retarget(
     target_window: int,
     num_labels: int | None,
     method: str,
+    layout: str = "swinzoo",
 ) -> dict[str, torch.Tensor]:
-    """A swinzoo classifier (or SimMIM pretrain: decoder and mask token dropped) state moved to the target
-    geometry and ``num_labels`` classes by this module alone: v1 tables, absolute positions and the head
-    (kept for the same count, 22k->1k rows for 21841 -> 1000, else zero); v2's cpb_mlp needs nothing."""
-    stages = 1 + max(int(k.split("stages.")[1].split(".")[0]) for k in state if "stages." in k)
+    """A classifier (or SimMIM pretrain) state moved to the target geometry and ``num_labels`` classes by this
+    module alone: v1 tables, absolute positions and the head (kept for the same count, 22k->1k rows for
+    21841 -> 1000, else zero); v2's cpb_mlp needs nothing.
+
+    ``layout="swinzoo"``: swinzoo's keys (a SimMIM pretrain's decoder and mask token dropped).
+    ``layout="official"``: an official or SimMIM file (see :func:`official_classifier_keys`), returned in the
+    official classifier layout. ``method``: bicubic or geometric, for the v1 tables.
+    """
+    if layout not in LAYOUT_KEYS:
+        raise ReferenceRetargetError(f"layout: {layout!r} is not one of {', '.join(LAYOUT_KEYS)}")
+    _, position_key, norm_key = LAYOUT_KEYS[layout]
+    if layout == "official":
+        state = official_classifier_keys(state)
+    stage_key = re.compile(_stage_pattern(layout))
+    stages = 1 + max(int(m.group(1)) for m in map(stage_key.search, state) if m)
     src = official_stage_windows(source_image, patch_size, source_window, stages)
     dst = official_stage_windows(target_image, patch_size, target_window, stages)
-    out = reference_tables(state, src, dst, method)
-    out = {k: v for k, v in out.items() if not (k.startswith("decoder.") or k.endswith("mask_token"))}
-    key = "swin.patch_embed.position_embeddings"
+    out = reference_tables(state, src, dst, method, layout)
+    if layout == "swinzoo":
+        out = {k: v for k, v in out.items() if not (k.startswith("decoder.") or k.endswith("mask_token"))}
     grids = [(h // patch_size, w // patch_size) for h, w in (source_image, target_image)]
-    if key in out and grids[0] != grids[1]:
-        out[key] = reference_positions(out[key], grids[0], grids[1])
+    if position_key in out and grids[0] != grids[1]:
+        out[position_key] = reference_positions(out[position_key], grids[0], grids[1])
     head = state.get("head.weight")
     labels = num_labels or (head.shape[0] if head is not None else 1000)
     if head is not None and head.shape[0] == labels:
@@ -196,7 +261,7 @@ def reference_retarget(
         rows = [row for row, _ in derive_map22kto1k()]
         out["head.weight"], out["head.bias"] = state["head.weight"][rows], state["head.bias"][rows]
         return out
-    width = state["swin.norm.weight"]
+    width = state[norm_key]
     out["head.weight"] = torch.zeros(labels, width.shape[0], dtype=width.dtype)
     out["head.bias"] = torch.zeros(labels, dtype=width.dtype)
     return out

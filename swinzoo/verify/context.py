@@ -61,7 +61,8 @@ class Context:
     """Everything a reference needs about one entry (swinzoo's model is already gone: only its outputs remain).
 
     ``source_path`` is the official file swinzoo's weights came from; ``dtype`` the dtype they are stored in
-    (a reference rounds the source's weights through it); ``mask`` the SimMIM mask (None for classifiers).
+    (a reference rounds the source's weights through it); ``mask`` the SimMIM mask (None for classifiers);
+    ``retarget`` the folder's retargeting record (conversion.json), None for a folder at the source's geometry.
     """
 
     entry: ZooEntry
@@ -74,6 +75,7 @@ class Context:
     ours: Outputs
     dtype: torch.dtype
     tol: Tolerance
+    retarget: dict | None = None
 
 
 def release(ref: weakref.ref) -> None:

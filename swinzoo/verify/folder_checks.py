@@ -48,18 +48,28 @@ def check_folder(folder: Path, entry: ZooEntry, sha256: str) -> list[str]:
     return problems
 
 
-def check_folder_config(config: SwinConfig, entry: ZooEntry) -> list[str]:
+def check_folder_config(config: SwinConfig, entry: ZooEntry, retarget: dict | None = None) -> list[str]:
     """Architecture fields of the folder's config.json against the manifest (fields read off the checkpoint
-    at convert time excepted): the references are built from this config, so it must be the entry's."""
+    at convert time excepted): the references are built from this config, so it must be the entry's. A
+    retargeted folder (``retarget``: conversion.json's record): its geometry is the record's target, and the
+    record's source geometry the manifest's (verify/retargeted.py ``check_record``)."""
     derived = set(entry.architecture.derive_from_checkpoint)
     want = entry.config()
     problems = []
+    if retarget is not None:
+        from .retargeted import GEOMETRY, check_record
+
+        problems += check_record(config, want, derived, retarget)
+        derived |= {*GEOMETRY, "pretrained_window_sizes"}
     for name in ("version", "image_size", "patch_size", "embed_dim", "depths", "num_heads", "window_size"):
         if name in derived:
             continue
         if getattr(config, name) != getattr(want, name):
             problems.append(f"config.json: {name} is {getattr(config, name)}, the manifest says {getattr(want, name)}")
-    if "window_size" not in derived and config.pretrained_window_sizes != want.pretrained_window_sizes:
+    if (
+        not {"window_size", "pretrained_window_sizes"} & derived
+        and config.pretrained_window_sizes != want.pretrained_window_sizes
+    ):
         problems.append(
             f"config.json: pretrained_window_sizes is {config.pretrained_window_sizes}, "
             f"the manifest says {want.pretrained_window_sizes}"

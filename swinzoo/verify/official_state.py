@@ -30,10 +30,14 @@ def _official_state(ctx: Context) -> dict[str, torch.Tensor]:
 
     Stored buffers are not weights (a converted folder does not hold them): they keep their values. Read
     without mmap (torch's own reader), not through the mmap path convert used, so a loader bug shows here.
+    A retargeted folder (``ctx.retarget``): the state moved to the folder's geometry and head first, by the
+    reference path (verify/retargeted.py), in the official classifier layout, its buffers dropped.
     """
     from ..safeload import load_state_dict
 
-    return {
-        k: v if k.endswith(_BUFFER_SUFFIXES) else _round_through(v, ctx.dtype)
-        for k, v in load_state_dict(ctx.source_path, mmap=False).items()
-    }
+    state = load_state_dict(ctx.source_path, mmap=False)
+    if ctx.retarget is not None:
+        from .retargeted import retargeted_official
+
+        state = retargeted_official(state, ctx)
+    return {k: v if k.endswith(_BUFFER_SUFFIXES) else _round_through(v, ctx.dtype) for k, v in state.items()}

@@ -26,6 +26,7 @@ from .references import REFERENCES, Reference
 from .references.base import error_result
 from .reporting import write_verification
 from .results import PARTS, EntryReport, ReferenceResult
+from .retargeted import read_record, sample_preprocessing
 from .selection import as_entry
 from .simmim import simmim_mask
 from .tolerances import tolerance_for
@@ -75,7 +76,8 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
 
     o = options
     cache = Path(o.cache_dir) if o.cache_dir else None
-    pixels, report.images = load_samples(entry.preprocessing, o.images_dir)
+    retarget = read_record(folder) if folder is not None else None
+    pixels, report.images = load_samples(sample_preprocessing(entry, retarget), o.images_dir)
     t0 = time.perf_counter()
     if folder is None:
         conversion = convert(
@@ -96,12 +98,14 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
         report.problems += check_folder(folder, entry, src.sha256)
         model = from_pretrained(folder)
         config = model.config
-        report.problems += check_folder_config(config, entry)
+        report.problems += check_folder_config(config, entry, retarget)
     report.source, report.source_sha256, report.synthetic = src.description, src.sha256, src.synthetic
     dtype = next(model.parameters()).dtype
     report.dtype = str(dtype).removeprefix("torch.")
     report.tolerance = tolerance_for(dtype)
     report.task = "masked-image-modeling" if entry.kind == "simmim-pretrain" else "image-classification"
+    if retarget is not None:  # a SimMIM pretrain retargeted is a classifier
+        report.task = retarget["target_task"]
     mask = _mask(entry, config, len(pixels), o.seed, report) if report.task == "masked-image-modeling" else None
     ours = run_swinzoo(model.float().eval(), pixels, mask)
     report.convert_seconds = time.perf_counter() - t0
@@ -109,7 +113,7 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
     del model  # one checkpoint at a time: the references are built after swinzoo's model is gone
     release(alive)
     return Context(
-        entry, config, report.task, Path(src.path), src.synthetic, pixels, mask, ours, dtype, report.tolerance
+        entry, config, report.task, Path(src.path), src.synthetic, pixels, mask, ours, dtype, report.tolerance, retarget
     )
 
 

@@ -47,6 +47,8 @@ class _PublishedCopy(LibraryReference):
     def not_applicable(self, ctx: Context) -> str | None:
         if not self.ident(ctx):
             return f"the manifest names no {self.library} upstream copy of this entry"
+        if ctx.retarget is not None:
+            return "a retargeted folder: the published copies are at the source's geometry and head"
         return None
 
     def check(self, ctx: Context, result: ReferenceResult) -> ReferenceResult:

@@ -1,0 +1,168 @@
+"""`swinzoo verify --converted` on a retargeted folder: timm and transformers are built at the folder's new geometry
+and given the source file moved there by swinzoo.reference_retarget (not swinzoo.retarget, the converter's path),
+so a retargeted folder passes only when two implementations of the official loaders agree.
+
+Until `swinzoo convert --image-size/--window-size/--num-labels` writes such folders, the test makes one as the
+convert command will: a plain conversion, its model retargeted by swinzoo.retarget and saved, conversion.json
+carrying ``"retarget": RetargetRecord.to_dict()`` and the new input size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import test_verify
+import torch
+from safetensors.torch import load_file, save_file
+from test_verify import by_reference
+
+from swinzoo import verify as V
+from swinzoo.convert import convert
+from swinzoo.io import read_safetensors_metadata, save_pretrained
+from swinzoo.modeling import TASK_CLASSES, SwinForMaskedImageModeling
+from swinzoo.retarget import retarget
+
+zoo, cache = test_verify.zoo, test_verify.cache  # the tiny zoo and the session's synthetic-source cache
+TABLE = "swin.stages.1.blocks.0.attn.relative_position_bias_table"
+
+
+def retargeted_folder(name: str, cache: Path, tmp_path: Path, **args) -> Path:
+    """``name`` converted (synthetic source), then moved by swinzoo.retarget, saved with the source's metadata."""
+    plain = tmp_path / "plain"
+    model = convert(name, synthetic=True, cache_dir=cache, out_dir=plain, progress=False).model
+    task = "masked-image-modeling" if isinstance(model, SwinForMaskedImageModeling) else "image-classification"
+    state, config, record = retarget(model.state_dict(), model.config, task, **args)
+    moved = TASK_CLASSES[record.target_task](config)
+    moved.load_state_dict(state, strict=True)
+    out = tmp_path / name
+    save_pretrained(moved, out, metadata=read_safetensors_metadata(plain / "model.safetensors"))
+    conversion = json.loads((plain / "conversion.json").read_text())
+    conversion["retarget"] = record.to_dict()
+    conversion["preprocessing"]["input_size"] = config.image_hw[0]
+    (out / "conversion.json").write_text(json.dumps(conversion))
+    return out
+
+
+def edit_record(folder: Path, edit) -> None:
+    conversion = json.loads((folder / "conversion.json").read_text())
+    edit(conversion["retarget"])
+    (folder / "conversion.json").write_text(json.dumps(conversion))
+
+
+CASES = [
+    # entry, retarget arguments, the windows per stage at the new geometry, transformers holds it
+    ("tiny-swin", dict(image_size=96, window_size=6, num_labels=10), [6, 6, 6], True),  # v1 bicubic, zero head
+    ("tiny-swinv2", dict(image_size=128, window_size=8), [8, 8, 8, 4], True),  # v2: cpb_mlp, pretrained windows
+    ("tiny-simmim-swin-pretrain", dict(image_size=96, window_size=6), [6, 6, 6], True),  # SimMIM -> classifier
+    # 64 / window 8: stage grids 16, 8, 4 -> windows 8, 8, 4, which transformers' Swin v1 cannot hold
+    ("tiny-swin", dict(window_size=8), [8, 8, 4], False),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "windows", "transformers"), CASES, ids=[str(c[1]) for c in CASES])
+def test_retargeted_folder_passes_against_timm_and_transformers_at_the_new_geometry(
+    zoo, cache, tmp_path, name, args, windows, transformers
+):
+    folder = retargeted_folder(name, cache, tmp_path, **args)
+    record = json.loads((folder / "conversion.json").read_text())["retarget"]
+    assert record["to"]["stage_windows"] == windows
+    report = V.verify_entry(name, synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "pass", report.to_dict()
+    assert report.task == "image-classification" and report.unchecked == []
+    refs = by_reference(report)
+    assert refs["timm"].status == "pass"
+    if transformers:
+        assert refs["transformers"].status == "pass"
+    else:
+        assert refs["transformers"].status == "n/a" and "per-stage windows [8, 8, 4]" in refs["transformers"].reason
+    for ref in report.references:
+        if ref.status == "pass":
+            names = [c.name for c in ref.comparisons]
+            assert "logits" in names and all(f"stage{i + 1}" in names for i in range(len(windows)))
+            # not trivially zero (the logits of a new head are: it starts at zero)
+            assert all(c.ref_max_abs > 0.1 for c in ref.comparisons if c.name != "logits")
+    assert json.loads((folder / "verification.json").read_text())["passed"] is True
+
+
+def test_retargeted_simmim_pretrain_uses_the_geometric_method(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-simmim-swin-pretrain", cache, tmp_path, image_size=96, window_size=6)
+    record = json.loads((folder / "conversion.json").read_text())["retarget"]
+    assert record["methods"]["relative_position_bias_table"].startswith("geometric")
+    # recorded as bicubic, the reference resizes the tables bicubically: they no longer agree
+    edit_record(folder, lambda r: r["methods"].update(relative_position_bias_table="bicubic: (edited)"))
+    report = V.verify_entry("tiny-simmim-swin-pretrain", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "fail"
+    assert {r.status for r in report.references} == {"fail"}
+
+
+def test_retargeted_folder_with_one_table_value_changed_fails(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6, num_labels=10)
+    path = folder / "model.safetensors"
+    metadata = read_safetensors_metadata(path)
+    state = load_file(str(path))
+    state[TABLE][60, 0] += 0.5  # the centre offset (5, 5) of the 11 x 11 table, head 0
+    save_file(state, str(path), metadata=metadata)
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "fail"
+    for ref in report.references:
+        assert ref.status == "fail"
+        passed = {c.name: c.passed for c in ref.comparisons}
+        assert passed["stage1"] and not passed["stage2"]  # the damage is in stage 2's table
+
+
+def test_retargeted_folder_whose_recorded_method_disagrees_with_its_tables_fails(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6)
+    edit_record(folder, lambda r: r["methods"].update(relative_position_bias_table="geometric: (edited)"))
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "fail"
+    for ref in report.references:
+        passed = {c.name: c.passed for c in ref.comparisons}
+        assert ref.status == "fail" and not passed["stage1"]
+
+
+def test_retargeted_folder_recording_tables_kept_is_an_error_naming_the_table(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6)
+    edit_record(folder, lambda r: r["methods"].update(relative_position_bias_table="kept: (edited)"))
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "error"
+    for ref in report.references:
+        assert ref.status == "error" and "relative_position_bias_table" in ref.reason and "'kept'" in ref.reason
+
+
+def test_retarget_record_from_another_geometry_than_the_manifest_fails(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6)
+    edit_record(folder, lambda r: r["from"].update(window_size=5))
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "fail"
+    assert any("retarget.from.window_size is 5, the manifest says 4" in p for p in report.problems)
+
+
+def test_config_at_another_geometry_than_the_retarget_record_fails(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6)
+    edit_record(folder, lambda r: r["to"].update(image_size=128))
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status in ("fail", "error")
+    assert any("config.json: image_size is 96, retarget.to says 128" in p for p in report.problems)
+
+
+def test_upstream_copies_are_not_applicable_to_a_retargeted_folder(zoo, cache, tmp_path, monkeypatch):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6)
+    monkeypatch.setattr(
+        "swinzoo.verify.references.upstream.UpstreamTimm.ident", lambda self, ctx: "swin_tiny_patch4_window7_224"
+    )
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder, references=("upstream",))
+    refs = by_reference(report)
+    assert refs["upstream-timm"].status == "n/a" and "retargeted" in refs["upstream-timm"].reason
+
+
+def test_bfloat16_retargeted_folder_passes_at_bfloat16_tolerance(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swinv2", cache, tmp_path, image_size=96, window_size=6)
+    path = folder / "model.safetensors"
+    metadata = read_safetensors_metadata(path)
+    state = {k: v.to(torch.bfloat16) for k, v in load_file(str(path)).items()}
+    save_file(state, str(path), metadata=metadata)
+    report = V.verify_entry("tiny-swinv2", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "pass", report.to_dict()
+    assert report.dtype == "bfloat16"
