@@ -214,7 +214,10 @@ def official_classifier_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.
             key = key.removeprefix("encoder.")
         if key.endswith(_OFFICIAL_BUFFERS):
             continue
-        out[key.replace(".rpe_mlp.", ".cpb_mlp.")] = value
+        name = key.replace(".rpe_mlp.", ".cpb_mlp.")
+        if name in out:
+            raise ReferenceRetargetError(f"{name}: held twice, as cpb_mlp and as rpe_mlp (its older name)")
+        out[name] = value
     return out
 
 

@@ -15,16 +15,21 @@ from pathlib import Path
 import pytest
 import test_verify
 import torch
+import torch.nn.functional as F
+from conftest import tiny_config
 from safetensors.torch import load_file, save_file
 from test_verify import by_reference
 
+from swinzoo import reference_retarget as rr
 from swinzoo import verify as V
 from swinzoo.convert import convert
 from swinzoo.io import read_safetensors_metadata, save_pretrained
 from swinzoo.modeling import TASK_CLASSES, SwinForMaskedImageModeling
 from swinzoo.retarget import retarget
+from swinzoo.synthetic import official_state_dict
 
 zoo, cache = test_verify.zoo, test_verify.cache  # the tiny zoo and the session's synthetic-source cache
+BUFFERS = ("relative_position_index", "attn_mask", "relative_coords_table")
 TABLE = "swin.stages.1.blocks.0.attn.relative_position_bias_table"
 
 
@@ -166,3 +171,61 @@ def test_bfloat16_retargeted_folder_passes_at_bfloat16_tolerance(zoo, cache, tmp
     report = V.verify_entry("tiny-swinv2", synthetic=True, cache_dir=cache, converted=folder)
     assert report.status == "pass", report.to_dict()
     assert report.dtype == "bfloat16"
+
+
+# --------------------------------------------------------------------------------------------- the reference path
+def _official_move(state, target_image=(64, 64), target_window=4, num_labels=None, method="bicubic"):
+    return rr.reference_retarget(
+        state,
+        patch_size=4,
+        source_image=(64, 64),
+        source_window=4,
+        target_image=target_image,
+        target_window=target_window,
+        num_labels=num_labels,
+        method=method,
+        layout="official",
+    )
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_reference_moves_a_simmim_file_into_the_official_classifier_layout(version):
+    config = tiny_config(version)
+    suffix = "v2" if version == 2 else ""
+    simmim = official_state_dict(config.copy(num_labels=1), f"simmim-swin{suffix}-pretrain", seed=1)
+    if version == 2:  # the older official name, as released SimMIM V2 files may carry it
+        simmim = {k.replace(".cpb_mlp.", ".rpe_mlp."): v for k, v in simmim.items()}
+    out = _official_move(simmim, num_labels=10, method="geometric")
+    classifier = official_state_dict(config.copy(num_labels=10), f"official-swin{suffix}")
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        k: tuple(v.shape) for k, v in classifier.items() if not k.endswith(BUFFERS)
+    }
+    assert not out["head.weight"].any() and not out["head.bias"].any()  # a new head starts at zero
+    for key, value in out.items():
+        if not key.startswith("head."):  # the same geometry: every encoder tensor is the file's own
+            assert torch.equal(value, simmim["encoder." + key.replace(".cpb_mlp.", ".rpe_mlp.")]), key
+    both = {**simmim, "encoder.layers.0.blocks.0.attn.cpb_mlp.0.weight": torch.zeros(1)}
+    if version == 2:
+        with pytest.raises(rr.ReferenceRetargetError, match=r"attn\.cpb_mlp\.0\.weight: held twice"):
+            _official_move(both, num_labels=10)
+
+
+def test_reference_moves_official_v1_tables_and_positions_as_the_official_loader_states():
+    config = tiny_config(1, depths=[2, 2, 2], num_heads=[1, 2, 4])  # 64 / window 4: windows 4, 4, 4
+    state = official_state_dict(config, "official-swin", seed=2)
+    state["absolute_pos_embed"] = torch.full((1, 16 * 16, 32), 0.25)
+    out = _official_move(state, target_image=(96, 96), target_window=6)
+    key = "layers.1.blocks.0.attn.relative_position_bias_table"
+    # utils.load_pretrained: per head, F.interpolate(bicubic, corners not aligned) from 7 x 7 to 11 x 11 offsets
+    heads = state[key].shape[1]
+    grid = state[key].T.reshape(1, heads, 7, 7)
+    official = F.interpolate(grid, size=(11, 11), mode="bicubic", align_corners=False).reshape(heads, 121).T
+    assert out[key].shape == (121, heads) and torch.allclose(out[key], official, atol=1e-6)
+    # a constant position grid stays constant (the cubic weights sum to one), on the 24 x 24 patch grid
+    assert out["absolute_pos_embed"].shape == (1, 24 * 24, 32)
+    assert torch.allclose(out["absolute_pos_embed"], torch.tensor(0.25), atol=1e-6)
+    assert torch.equal(out["head.weight"], state["head.weight"])  # the same class count keeps the head
+    assert not any(k.endswith(BUFFERS) for k in out)  # the model at the new geometry builds its own
+    state[key] = state[key][:-1]
+    with pytest.raises(rr.ReferenceRetargetError, match=r"layers\.1\.blocks\.0\.attn\.relative_position_bias_table"):
+        _official_move(state, target_image=(96, 96), target_window=6)
