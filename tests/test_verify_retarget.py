@@ -20,6 +20,7 @@ from conftest import tiny_config
 from safetensors.torch import load_file, save_file
 from test_verify import by_reference
 
+import swinzoo.manifest as manifest
 from swinzoo import reference_retarget as rr
 from swinzoo import verify as V
 from swinzoo.convert import convert
@@ -89,6 +90,19 @@ def test_retargeted_folder_passes_against_timm_and_transformers_at_the_new_geome
             # not trivially zero (the logits of a new head are: it starts at zero)
             assert all(c.ref_max_abs > 0.1 for c in ref.comparisons if c.name != "logits")
     assert json.loads((folder / "verification.json").read_text())["passed"] is True
+
+
+def test_22k_head_retargeted_to_1k_passes_with_the_rows_both_maps_pick(zoo, cache, tmp_path):
+    real = manifest.get_entry("swin-tiny-patch4-window7-224-22k")
+    zoo["tiny-swin-22k"] = test_verify._shrink(real, "tiny-swin-22k", depths=(2, 2, 2))  # the zoo fixture reads it
+    folder = retargeted_folder("tiny-swin-22k", cache, tmp_path, image_size=96, window_size=6, num_labels=1000)
+    record = json.loads((folder / "conversion.json").read_text())["retarget"]
+    assert record["methods"]["head"].startswith("map22kto1k") and record["to"]["num_labels"] == 1000
+    report = V.verify_entry("tiny-swin-22k", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "pass", report.to_dict()
+    for ref in report.references:  # a head of real rows: the logits are compared, and are not zero
+        logits = next(c for c in ref.comparisons if c.name == "logits")
+        assert ref.status == "pass" and logits.ref_max_abs > 0.1
 
 
 def test_retargeted_simmim_pretrain_uses_the_geometric_method(zoo, cache, tmp_path):
