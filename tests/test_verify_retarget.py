@@ -51,6 +51,15 @@ def retargeted_folder(name: str, cache: Path, tmp_path: Path, **args) -> Path:
     return out
 
 
+def _rewrite(folder: Path, edit) -> None:
+    """``edit`` the folder's weights in place (its safetensors metadata kept)."""
+    path = folder / "model.safetensors"
+    metadata = read_safetensors_metadata(path)
+    state = load_file(str(path))
+    edit(state)
+    save_file(state, str(path), metadata=metadata)
+
+
 def edit_record(folder: Path, edit) -> None:
     conversion = json.loads((folder / "conversion.json").read_text())
     edit(conversion["retarget"])
@@ -92,6 +101,16 @@ def test_retargeted_folder_passes_against_timm_and_transformers_at_the_new_geome
     assert json.loads((folder / "verification.json").read_text())["passed"] is True
 
 
+def test_cli_verify_converted_exits_0_on_a_retargeted_folder_and_1_once_a_weight_is_changed(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swinv2", cache, tmp_path, image_size=96, window_size=6)
+    args = ("tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--converted", str(folder))
+    code, out, err = test_verify.cli(*args)
+    assert code == 0, out + err
+    _rewrite(folder, lambda state: state["swin.stages.0.blocks.1.attn.logit_scale"].add_(0.1))
+    code, out, err = test_verify.cli(*args)
+    assert code == 1 and "verification FAILED for: tiny-swinv2" in err
+
+
 def test_22k_head_retargeted_to_1k_passes_with_the_rows_both_maps_pick(zoo, cache, tmp_path):
     real = manifest.get_entry("swin-tiny-patch4-window7-224-22k")
     zoo["tiny-swin-22k"] = test_verify._shrink(real, "tiny-swin-22k", depths=(2, 2, 2))  # the zoo fixture reads it
@@ -118,11 +137,7 @@ def test_retargeted_simmim_pretrain_uses_the_geometric_method(zoo, cache, tmp_pa
 
 def test_retargeted_folder_with_one_table_value_changed_fails(zoo, cache, tmp_path):
     folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6, num_labels=10)
-    path = folder / "model.safetensors"
-    metadata = read_safetensors_metadata(path)
-    state = load_file(str(path))
-    state[TABLE][60, 0] += 0.5  # the centre offset (5, 5) of the 11 x 11 table, head 0
-    save_file(state, str(path), metadata=metadata)
+    _rewrite(folder, lambda state: state[TABLE][60, 0].add_(0.5))  # centre offset (5, 5) of the 11 x 11 table, head 0
     report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
     assert report.status == "fail"
     for ref in report.references:
@@ -178,10 +193,7 @@ def test_upstream_copies_are_not_applicable_to_a_retargeted_folder(zoo, cache, t
 
 def test_bfloat16_retargeted_folder_passes_at_bfloat16_tolerance(zoo, cache, tmp_path):
     folder = retargeted_folder("tiny-swinv2", cache, tmp_path, image_size=96, window_size=6)
-    path = folder / "model.safetensors"
-    metadata = read_safetensors_metadata(path)
-    state = {k: v.to(torch.bfloat16) for k, v in load_file(str(path)).items()}
-    save_file(state, str(path), metadata=metadata)
+    _rewrite(folder, lambda state: state.update({k: v.to(torch.bfloat16) for k, v in state.items()}))
     report = V.verify_entry("tiny-swinv2", synthetic=True, cache_dir=cache, converted=folder)
     assert report.status == "pass", report.to_dict()
     assert report.dtype == "bfloat16"
