@@ -181,6 +181,23 @@ def test_config_at_another_geometry_than_the_retarget_record_fails(zoo, cache, t
     assert any("config.json: image_size is 96, retarget.to says 128" in p for p in report.problems)
 
 
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda r: r.pop("from"), "retarget.from: missing or not an object"),
+        (lambda r: r["to"].update(window_size="six"), "retarget.to.window_size: 'six' is not a size"),
+        (lambda r: r.update(target_task="masked-image-modeling"), "retarget.target_task: 'masked-image-modeling'"),
+    ],
+)
+def test_unusable_retarget_record_is_an_error_naming_the_field(zoo, cache, tmp_path, edit, named):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6)
+    edit_record(folder, edit)
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "error" and report.references == []
+    (problem,) = report.problems
+    assert "conversion.json: " + named in problem
+
+
 def test_upstream_copies_are_not_applicable_to_a_retargeted_folder(zoo, cache, tmp_path, monkeypatch):
     folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6)
     monkeypatch.setattr(
