@@ -23,10 +23,11 @@ from test_verify import by_reference
 import swinzoo.manifest as manifest
 from swinzoo import reference_retarget as rr
 from swinzoo import verify as V
-from swinzoo.convert import convert
+from swinzoo.convert import convert, resolve_source
 from swinzoo.io import read_safetensors_metadata, save_pretrained
 from swinzoo.modeling import TASK_CLASSES, SwinForMaskedImageModeling
 from swinzoo.retarget import retarget
+from swinzoo.safeload import load_state_dict
 from swinzoo.synthetic import official_state_dict
 
 zoo, cache = test_verify.zoo, test_verify.cache  # the tiny zoo and the session's synthetic-source cache
@@ -34,10 +35,12 @@ BUFFERS = ("relative_position_index", "attn_mask", "relative_coords_table")
 TABLE = "swin.stages.1.blocks.0.attn.relative_position_bias_table"
 
 
-def retargeted_folder(name: str, cache: Path, tmp_path: Path, **args) -> Path:
-    """``name`` converted (synthetic source), then moved by swinzoo.retarget, saved with the source's metadata."""
+def retargeted_folder(name: str, cache: Path, tmp_path: Path, source: Path | None = None, **args) -> Path:
+    """``name`` converted (its synthetic source, or ``source``), then moved by swinzoo.retarget, saved with the
+    source's metadata."""
     plain = tmp_path / "plain"
-    model = convert(name, synthetic=True, cache_dir=cache, out_dir=plain, progress=False).model
+    given = dict(source=source) if source else dict(synthetic=True)
+    model = convert(name, **given, cache_dir=cache, out_dir=plain, progress=False).model
     task = "masked-image-modeling" if isinstance(model, SwinForMaskedImageModeling) else "image-classification"
     state, config, record = retarget(model.state_dict(), model.config, task, **args)
     moved = TASK_CLASSES[record.target_task](config)
@@ -71,6 +74,7 @@ CASES = [
     ("tiny-swin", dict(image_size=96, window_size=6, num_labels=10), [6, 6, 6], True),  # v1 bicubic, zero head
     ("tiny-swinv2", dict(image_size=128, window_size=8), [8, 8, 8, 4], True),  # v2: cpb_mlp, pretrained windows
     ("tiny-simmim-swin-pretrain", dict(image_size=96, window_size=6), [6, 6, 6], True),  # SimMIM -> classifier
+    ("tiny-simmim-swinv2-pretrain", dict(image_size=128, window_size=8, num_labels=5), [8, 8, 8, 4], True),
     # 64 / window 8: stage grids 16, 8, 4 -> windows 8, 8, 4, which transformers' Swin v1 cannot hold
     ("tiny-swin", dict(window_size=8), [8, 8, 4], False),
 ]
@@ -109,6 +113,19 @@ def test_cli_verify_converted_exits_0_on_a_retargeted_folder_and_1_once_a_weight
     _rewrite(folder, lambda state: state["swin.stages.0.blocks.1.attn.logit_scale"].add_(0.1))
     code, out, err = test_verify.cli(*args)
     assert code == 1 and "verification FAILED for: tiny-swinv2" in err
+
+
+def test_simmim_v2_file_with_rpe_mlp_keys_passes_retargeted_to_a_classifier(zoo, cache, tmp_path):
+    name = "tiny-simmim-swinv2-pretrain"
+    synthetic = load_state_dict(resolve_source(manifest.get_entry(name), synthetic=True, cache_dir=cache).path)
+    older = {k.replace(".cpb_mlp.", ".rpe_mlp."): v for k, v in synthetic.items()}
+    assert sum(".rpe_mlp." in k for k in older) == 3 * sum(zoo[name].architecture.depths)
+    source = tmp_path / "older.pth"
+    torch.save({"model": older}, source)
+    folder = retargeted_folder(name, cache, tmp_path, source=source, image_size=96, window_size=6)
+    report = V.verify_entry(name, source=source, cache_dir=cache, converted=folder)
+    assert report.status == "pass", report.to_dict()
+    assert {r.reference: r.status for r in report.references} == {"timm": "pass", "transformers": "pass"}
 
 
 def test_22k_head_retargeted_to_1k_passes_with_the_rows_both_maps_pick(zoo, cache, tmp_path):
