@@ -172,14 +172,26 @@ def run() -> None:
 @click.option(
     "--image-size",
     type=click.IntRange(min=1),
-    help="Image size, when it cannot be read from the file (no stored masks).",
+    help="Retarget: the image size to move the weights to (tables resized as the official fine-tuning does).",
+)
+@click.option("--window-size", type=click.IntRange(min=1), help="Retarget: the window size to move the weights to.")
+@click.option(
+    "--num-labels",
+    type=click.IntRange(min=1),
+    help="Retarget: a head of this many classes (21841 -> 1000 through the official 22k->1k map; else zero).",
+)
+@click.option(
+    "--source-image-size",
+    type=click.IntRange(min=1),
+    help="The size the file was trained at, when its stored buffers do not tell (--source without masks).",
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache [default: ~/.cache/swinzoo].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def convert_command(
-    name, source, synthetic, seed, out_dir, overwrite, dtype, image_size, cache_dir, as_json, quiet
-) -> None:
+    name, source, synthetic, seed, out_dir, overwrite, dtype, image_size, window_size, num_labels, source_image_size,
+    cache_dir, as_json, quiet,
+) -> None:  # fmt: skip
     """Convert official checkpoint NAME (see `swinzoo list`), or --source FILE, into a swinzoo folder.
 
     Writes model.safetensors, config.json, conversion.json and a README.md model card, atomically.
@@ -199,7 +211,10 @@ def convert_command(
         out_dir=out_dir,
         overwrite=overwrite,
         dtype=dtype,
+        source_image_size=source_image_size,
         image_size=image_size,
+        window_size=window_size,
+        num_labels=num_labels,
         cache_dir=Path(cache_dir) if cache_dir else None,
         progress=not quiet,
     )
