@@ -423,7 +423,16 @@ def _stage_sizes(image_size: int, patch_size: int, stages: int) -> list[int]:
 
 def validate_entry(entry: ZooEntry) -> None:
     """Check one entry's internal consistency; raise ManifestError naming file, entry and field."""
-    a, s, p = entry.architecture, entry.source, entry.preprocessing
+    _validate_identity(entry)
+    _validate_architecture(entry)
+    _validate_head(entry)
+    _validate_source(entry)
+    _validate_preprocessing(entry)
+    _validate_metrics(entry)
+
+
+def _validate_identity(entry: ZooEntry) -> None:
+    """Name, family, kind and the layout they imply."""
     if not _NAME_RE.match(entry.name):
         _fail(entry, "name", "must be lower-case letters, digits and single dashes")
     if entry.family not in FAMILIES:
@@ -438,7 +447,10 @@ def validate_entry(entry: ZooEntry) -> None:
             f"{entry.layout!r}, but a {entry.family} {entry.kind} entry is {expected_layout!r}",
         )
 
-    # architecture
+
+def _validate_architecture(entry: ZooEntry) -> None:
+    """Architecture fields against each other, the name and SwinConfig's own checks."""
+    a = entry.architecture
     want_version = 1 if entry.family == "swin" else 2
     if a.version != want_version:
         _fail(
@@ -487,7 +499,10 @@ def validate_entry(entry: ZooEntry) -> None:
     except ConfigError as exc:
         _fail(entry, "architecture", str(exc))
 
-    # head
+
+def _validate_head(entry: ZooEntry) -> None:
+    """Label set, class count and the SimMIM settings a pretrain needs."""
+    a = entry.architecture
     if entry.label_set not in LABEL_SETS:
         _fail(entry, "label_set", f"{entry.label_set!r} is not one of {sorted(LABEL_SETS)}")
     if entry.num_classes != LABEL_SETS[entry.label_set]:
@@ -506,7 +521,10 @@ def validate_entry(entry: ZooEntry) -> None:
         if entry.simmim.mask_patch_size % a.patch_size:
             _fail(entry, "simmim.mask_patch_size", f"must be a multiple of patch_size {a.patch_size}")
 
-    # source
+
+def _validate_source(entry: ZooEntry) -> None:
+    """Download fields: bare file name, https URLs, hashes and pins."""
+    s = entry.source
     if not s.filename or "/" in s.filename or "\\" in s.filename:
         _fail(entry, "source.filename", f"{s.filename!r} must be a bare file name")
     for url in s.urls:
@@ -528,7 +546,10 @@ def validate_entry(entry: ZooEntry) -> None:
     if s.size_bytes is not None and s.size_bytes <= 0:
         _fail(entry, "source.size_bytes", f"{s.size_bytes} must be positive")
 
-    # preprocessing
+
+def _validate_preprocessing(entry: ZooEntry) -> None:
+    """The eval transform: the official ones only (data/build.py)."""
+    a, p = entry.architecture, entry.preprocessing
     if p.input_size != a.image_size:
         _fail(
             entry,
@@ -548,7 +569,9 @@ def validate_entry(entry: ZooEntry) -> None:
         )
     # crop_pct, crop_mode, interpolation, mean and std are checked by Preprocessing itself when it is parsed.
 
-    # metrics
+
+def _validate_metrics(entry: ZooEntry) -> None:
+    """Reported figures are percentages, and only where a classifier exists."""
     m = entry.metrics
     if m is not None:
         for name in ("top1", "imagenet_v2_top1"):
