@@ -91,14 +91,17 @@ class EvalData:
     def classes(self) -> int:
         return len({target for _, target in self.samples})
 
-    def describe(self) -> dict[str, Any]:
-        full = len(self.samples) == FULL_VAL_IMAGES and self.classes == NUM_CLASSES_1K
+    def describe(self, evaluated: int | None = None) -> dict[str, Any]:
+        """What the record says of the data; ``full_validation_set`` only when all 50,000 images of the 1000
+        classes were asked for (``evaluated``: how many were, after ``--limit``)."""
+        found = len(self.samples)
+        full = found == FULL_VAL_IMAGES and self.classes == NUM_CLASSES_1K and evaluated in (None, found)
         return {
             "name": "ImageNet-1k validation" if full else "ImageNet-1k classes (a subset or another image set)",
             "path": str(self.root.resolve()),
             "layout": self.layout,
             "ground_truth": str(self.ground_truth.resolve()) if self.ground_truth else None,
-            "images_found": len(self.samples),
+            "images_found": found,
             "classes": self.classes,
             "full_validation_set": full,
         }
@@ -668,7 +671,7 @@ def evaluate(
         top1_correct=top1,
         top5_correct=top5,
         skipped=[str(samples[i][0]) for i in all_skipped],
-        dataset=dataset.describe(),
+        dataset=dataset.describe(len(samples)),
         transform=dataclasses.asdict(loaded.preprocessing),
         transform_from=loaded.preprocessing_from,
         world_size=world.size,

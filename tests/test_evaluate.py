@@ -199,6 +199,16 @@ def test_limit_takes_images_spread_over_the_data(setup: dict, tmp_path: Path) ->
     assert result.top1_correct == sum(setup["placed"][p] == setup["expected"][p][0] for p in chosen)
 
 
+def test_only_all_50000_images_of_the_1000_classes_are_called_the_full_validation_set(tmp_path: Path) -> None:
+    from swinzoo.evaluate import EvalData
+
+    full = EvalData(tmp_path, "image-folder", tuple((tmp_path / f"{i}.jpg", i // 50) for i in range(50_000)))
+    assert full.describe()["full_validation_set"] and full.describe()["name"] == "ImageNet-1k validation"
+    assert not full.describe(evaluated=1000)["full_validation_set"]  # --limit 1000
+    short = EvalData(tmp_path, "image-folder", full.samples[:-1])
+    assert not short.describe()["full_validation_set"]
+
+
 def test_flat_folder_with_a_ground_truth_file_gives_the_same_counts(setup: dict, tmp_path: Path) -> None:
     synsets = imagenet_synsets()
     names = [p.name for p in setup["paths"]]
@@ -361,3 +371,23 @@ def test_a_22k_class_map_of_the_wrong_size_is_refused(setup: dict, tmp_path: Pat
     folder = model_folder(tmp_path / "m22k", model)
     with pytest.raises(EvaluateError, match="999 entries"):
         evaluate(str(folder), setup["data"], class_map=list(range(999)), workers=0, progress=False)
+
+
+def test_a_22k_head_without_a_map_uses_swinzoos_official_one(
+    setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    rng = np.random.default_rng(5)
+    class_map = [int(r) for r in rng.permutation(21841)[:1000]]
+    model = biased_model(21841, [class_map[c] for c in ACTIVE], seed=4)
+    folder = model_folder(tmp_path / "m22k", model)
+    top5 = reference_top5(model, setup["paths"], class_map)
+    image_folder(tmp_path / "val", setup["paths"], labels_by_hand(top5, ACTIVE))
+    fake = types.ModuleType("swinzoo.retarget")
+    fake.map22kto1k = lambda: (class_map, {})
+    monkeypatch.setitem(sys.modules, "swinzoo.retarget", fake)
+    result = evaluate(str(folder), tmp_path / "val", workers=0, write=False, progress=False)
+    assert (result.images, result.top1_correct, result.top5_correct) == (N_IMAGES, TOP1, TOP5)
+    monkeypatch.setitem(sys.modules, "swinzoo.retarget", None)  # an install without the map
+    _fails(folder, "--data", tmp_path / "val", needles=["21841", "22k->1k"], untouched=[folder])
