@@ -22,7 +22,7 @@ import torch
 from conftest import random_model, timm_twin
 from hostile import assert_clean_failure, leftovers, run_cli, tree_digest
 from PIL import Image
-from test_publish import make_folder, small_config
+from test_publish import make_folder, small_config, verification_record
 
 from swinzoo.evaluate import EvaluateError, evaluate, imagenet_synsets
 from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModeling
@@ -137,6 +137,7 @@ def setup(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("evaluate")
     model = biased_model(1000, ACTIVE)
     folder = model_folder(base / "model", model)
+    (base / "verification.json").write_text(json.dumps(verification_record(), indent=2))  # for publish
     paths = generate_images(base / "flat")
     top5 = reference_top5(model, paths)
     labels = labels_by_hand(top5, ACTIVE)
@@ -391,3 +392,18 @@ def test_a_22k_head_without_a_map_uses_swinzoos_official_one(
     assert (result.images, result.top1_correct, result.top5_correct) == (N_IMAGES, TOP1, TOP5)
     monkeypatch.setitem(sys.modules, "swinzoo.retarget", None)  # an install without the map
     _fails(folder, "--data", tmp_path / "val", needles=["21841", "22k->1k"], untouched=[folder])
+
+
+def test_a_hub_repo_is_evaluated_and_its_cache_is_left_alone(setup: dict, tmp_path: Path) -> None:
+    from hubserver import HubServer, hub_env
+
+    from swinzoo.publish import publish
+
+    folder = model_folder(tmp_path / "tiny", setup["model"])
+    (folder / "verification.json").write_text((setup["base"] / "verification.json").read_text())
+    with HubServer() as server, hub_env(server, tmp_path / "hf-cache", token="hf_evaluate_test"):
+        publish(folder, "alice/tiny")
+        result = evaluate("alice/tiny", setup["data"], workers=0, progress=False)
+    assert (result.images, result.top1_correct, result.top5_correct) == (N_IMAGES, TOP1, TOP5)
+    assert result.model.startswith("alice/tiny@main") and result.written is None
+    assert not list((tmp_path / "hf-cache").rglob("evaluation.json"))
