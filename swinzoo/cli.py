@@ -405,3 +405,62 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
         click.echo(f"{result.image}:")
         for p in result.predictions:
             click.echo(f"  {p.probability:8.4f}  {p.label}")
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+@main.command("evaluate")
+@click.argument("model_spec", metavar="NAME|DIR|REPO")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(),
+    help="ImageNet-1k images: one folder per WordNet id, or a flat folder with --ground-truth.",
+)
+@click.option(
+    "--ground-truth", type=click.Path(dir_okay=False), help="Labels of a flat --data folder: lines 'FILE INDEX'."
+)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per batch.")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="DataLoader workers.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N images, spread evenly over the data.")
+@click.option("--skip-corrupt", is_flag=True, help="Count images that cannot be decoded as skipped, not an error.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def evaluate_command(model_spec, data, ground_truth, batch_size, workers, limit, skip_corrupt, as_json, quiet) -> None:
+    """Measure top-1 / top-5 of a classifier on ImageNet-1k validation images, with its own eval transform.
+
+    Runs as it is, or under `torchrun --nproc-per-node N` (each image counted once; rank 0 reports). A local
+    folder (or converted/NAME) gets evaluation.json. 22k-head models are read through the 22k->1k class map.
+    """
+    from .evaluate import evaluate
+
+    result = _run(
+        evaluate,
+        model_spec,
+        data,
+        ground_truth=ground_truth,
+        batch_size=batch_size,
+        workers=workers,
+        limit=limit,
+        skip_corrupt=skip_corrupt,
+        progress=not quiet,
+    )
+    if result.rank != 0:
+        return
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "written": str(result.written) if result.written else None}))
+        return
+    for path in result.skipped:
+        click.echo(f"skipped (corrupt): {path}", err=True)
+    click.echo(
+        f"{result.model}: top-1 {100 * result.top1:.2f}% ({result.top1_correct}/{result.images}), "
+        f"top-5 {100 * result.top5:.2f}% ({result.top5_correct}/{result.images}) on {result.images} images"
+        + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
+    )
+    click.echo(
+        f"  {result.head}; {result.world_size} process(es) on {result.device}; {result.seconds:.1f}s, "
+        f"{result.images_per_second:.1f} images/s" + (f"; wrote {result.written}" if result.written else "")
+    )
+
+
+if __name__ == "__main__":  # `python -m swinzoo.cli ...`, as `torchrun -m swinzoo.cli` runs it
+    run()
