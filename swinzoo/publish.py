@@ -48,6 +48,7 @@ from .card import (
 )
 from .config import CONFIG_NAME, SwinConfig
 from .errors import SwinzooError, one_line
+from .folder import EVALUATION_NAME
 from .io import WEIGHTS_NAME
 
 KEEP_REMOTE = frozenset({".gitattributes"})
@@ -380,6 +381,21 @@ def export_swinzoo(folder: Path) -> list[UploadFile]:
     return [UploadFile(n, folder / n) for n in names if (folder / n).is_file()]
 
 
+def _evaluation(folder: Path) -> list[UploadFile]:
+    """``evaluation.json`` (measured accuracy) travels when it was measured on exactly these weights."""
+    path = folder / EVALUATION_NAME
+    if not path.is_file():
+        return []
+    record = read_json(path, required=False) or {}
+    weights = folder / WEIGHTS_NAME
+    if record.get("weights_sha256") != UploadFile(WEIGHTS_NAME, weights).sha256:
+        raise PublishError(
+            f"{path} was measured on other weights (weights_sha256 differs from {weights}): run `swinzoo evaluate "
+            f"{folder} --data PATH` again, or delete it"
+        )
+    return [UploadFile(EVALUATION_NAME, path)]
+
+
 def build_files(folder: Path, fmt: str, workdir: Path, repo_id: str) -> list[UploadFile]:
     """Every file of the commit for ``fmt``, the model card included (rendered now, with the repo id)."""
     if fmt == "swinzoo":
@@ -393,6 +409,7 @@ def build_files(folder: Path, fmt: str, workdir: Path, repo_id: str) -> list[Upl
     if fmt != "swinzoo":
         # the conversion and verification records travel in every format: they are the provenance.
         files += [UploadFile(n, folder / n) for n in (CONVERSION_NAME, VERIFICATION_NAME) if (folder / n).is_file()]
+    files += _evaluation(folder)
     card = build_card(folder, fmt=fmt, repo_id=repo_id)
     files.append(UploadFile(CARD_NAME, str(card).encode("utf-8")))
     return sorted(files, key=lambda f: f.path_in_repo)
