@@ -288,16 +288,40 @@ def _label_names(label_set: str) -> tuple[str, ...]:
     except ImportError:
         return tuple(f"LABEL_{i}" for i in range(size))
     info = ImageNetInfo(label_set)
-    synsets = list(info.label_names())
+    synsets = official_22k_synsets() if label_set == "imagenet-22k" else list(info.label_names())
     if len(synsets) != size:
         raise ManifestError(f"label_set {label_set!r}: timm's class list has {len(synsets)} names, expected {size}")
-    names = list(info.label_descriptions())
+    names = [info.label_name_to_description(s) for s in synsets]
     # Lemmas repeat (ImageNet-1K has two "crane" and two "maillot"); config labels must be unique, so each
     # repeated lemma carries its WordNet synset.
     counts: dict[str, int] = {}
     for name in names:
         counts[name] = counts.get(name, 0) + 1
     return tuple(f"{n} ({s})" if counts[n] > 1 else n for n, s in zip(names, synsets, strict=True))
+
+
+@cache
+def official_22k_synsets() -> list[str]:
+    """The WordNet ids of the official 21841-class heads, in head order.
+
+    Microsoft's ImageNet-22K labels are Google's ids (21843 sorted wnids, timm's ``imagenet21k_goog_synsets.txt``)
+    with the two classes that have no images given away: "map 21841->9205; 21842->15027" (the official
+    ``data/imagenet22k_dataset.py``). So row k is Google's wnid k, except rows 9205 and 15027, which hold Google's
+    last two. This is not timm's sorted fall11 list (``imagenet22k_synsets.txt``), which drops the two imageless
+    wnids and so runs one row behind from 9205 on: the official 22k->1k map (``swinzoo/assets``) only agrees with
+    this order.
+    """
+    from importlib import resources
+
+    import timm.data
+
+    text = (resources.files(timm.data) / "_info" / "imagenet21k_goog_synsets.txt").read_text()
+    google = text.split()
+    if len(google) != 21843:
+        raise ManifestError(f"timm's imagenet21k_goog_synsets.txt has {len(google)} wnids, expected 21843")
+    rows = google[:21841]
+    rows[9205], rows[15027] = google[21841], google[21842]
+    return rows
 
 
 def label_names(label_set: str) -> list[str]:
