@@ -368,8 +368,10 @@ def _timm_labels(config: SwinConfig, entry_name: str | None) -> dict[str, Any]:
     if label_set in ("imagenet-1k", "imagenet-22k"):
         from timm.data import ImageNetInfo
 
+        from .manifest import official_22k_synsets
+
         info = ImageNetInfo(label_set)
-        synsets = list(info.label_names())
+        synsets = official_22k_synsets() if label_set == "imagenet-22k" else list(info.label_names())
         if len(synsets) == config.num_labels:
             return {"label_names": synsets, "label_descriptions": dict(zip(synsets, names, strict=True))}
     return {"label_names": names}
