@@ -22,6 +22,7 @@ from conftest import (
     transformers_twin,
 )
 
+from swinzoo import fast_inference
 from swinzoo.modeling import (
     SwinBackbone,
     SwinForImageClassification,
@@ -484,14 +485,12 @@ def test_base_model_has_no_pooler_when_asked():
 @pytest.mark.parametrize("version", [1, 2])
 def test_cpu_inference_in_several_image_groups_equals_timm(version, monkeypatch):
     """Eval on CPU runs each block over groups of images; with one image per group the result must not change."""
-    from swinzoo.modeling import SwinBlock
-
     model = random_model(SwinForImageClassification, tiny_config(version), seed=21)
     reference = timm_twin(model)
     x = images(3, 64, 64)
     with torch.no_grad():
         whole = model(x).logits
-        monkeypatch.setattr(SwinBlock, "GROUP_TOKENS", 1)
+        monkeypatch.setattr(fast_inference, "GROUP_TOKENS", 1)
         grouped = model(x).logits
         expected = reference(x)
     assert max_diff(grouped, expected) <= TOL
