@@ -549,8 +549,6 @@ def _official_state(ctx: _Context) -> dict[str, torch.Tensor]:
 def _timm_not_applicable(config: SwinConfig) -> str | None:
     if config.use_absolute_embeddings:
         return "timm's Swin has no absolute position embeddings"
-    if config.extra.get("extra_norm_every_n_blocks"):
-        return "timm's Swin V2 has no extra LayerNorm every N blocks (SwinV2-H/G)"
     if config.hidden_act != "gelu" or config.layer_norm_eps != 1e-5:
         return "timm's Swin uses GELU and LayerNorm eps 1e-5"
     return None
@@ -759,10 +757,6 @@ def _reference_transformers(ctx: _Context) -> ReferenceResult:
     result.library_version = transformers.__version__
     from .converters.transformers_layout import create_transformers_model
 
-    if ctx.config.extra.get("extra_norm_every_n_blocks"):
-        result.status = "n/a"
-        result.reason = "transformers' Swinv2 has no extra LayerNorm every N blocks (SwinV2-H/G)"
-        return result
     try:
         model = create_transformers_model(ctx.config, ctx.task)
     except ValueError as exc:  # e.g. Swin v1 with per-stage window clamps
