@@ -56,7 +56,9 @@ def applies(x: torch.Tensor, training: bool, head_mask: torch.Tensor | None, out
 
 # --------------------------------------------------------------------------------------------- gathers
 @lru_cache(maxsize=128)
-def window_order(height: int, width: int, window: int, shift: int, crop: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+def window_order(
+    height: int, width: int, window: int, shift: int, crop: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token indices for one-gather window partition and reverse of a (height, width) grid, row-major.
 
     ``order[i]`` is the grid token that lands at position i of the concatenated windows of the grid rolled by
