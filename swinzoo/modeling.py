@@ -404,7 +404,7 @@ class SwinBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.inference_path == "fast" and fast_inference.applies(x, self.training, head_mask, output_attentions):
             return fast_inference.swin_block(self, x), None
-        b, h, w, _ = x.shape
+        _, h, w, _ = x.shape
         window, shift = self.window, self.shift_at(h, w)
         shortcut = x
         if not self.post_norm:
