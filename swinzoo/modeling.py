@@ -313,6 +313,16 @@ class WindowAttention(nn.Module):
         """v2's (heads, 1, 1) factor on the cosine similarities, capped at 100."""
         return torch.clamp(self.logit_scale, max=math.log(1.0 / 0.01)).exp()
 
+    def _cosine_qkv(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``F.normalize(q) * temperature``, ``F.normalize(k)`` and v, each (B * nW, heads, N, d), from the packed
+        (B * nW, N, 3, heads, d) projections: q and k in one pass, the temperature folded into 1/|q|."""
+        temperature = self.temperature().view(1, 1, 1, -1, 1)
+        qk = qkv[:, :, :2]
+        factor = torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(1e-12).reciprocal()  # F.normalize's eps
+        factor = factor * torch.cat([temperature, torch.ones_like(temperature)], dim=2)
+        q, k = (qk * factor).permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, qkv[:, :, 2].transpose(1, 2)
+
     def qkv_bias(self) -> torch.Tensor | None:
         if self.version == 1 or self.q_bias is None:
             return self.qkv.bias
@@ -331,12 +341,11 @@ class WindowAttention(nn.Module):
         bw, n, c = windows.shape
         heads = self.num_heads
         qkv = F.linear(windows, self.qkv.weight, self.qkv_bias()).view(bw, n, 3, heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B * nW, heads, N, d) each
         if self.version == 1:  # scaled dot product
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B * nW, heads, N, d) each
             scale = self.head_dim**-0.5
         else:  # cosine similarity times a per-head temperature
-            q = F.normalize(q, dim=-1) * self.temperature()
-            k = F.normalize(k, dim=-1)
+            q, k, v = self._cosine_qkv(qkv)
             scale = 1.0
         bias = bias.to(q.dtype)
         nw = bias.shape[0] if bias.ndim == 4 else 1  # windows per image that need their own mask
