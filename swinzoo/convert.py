@@ -89,7 +89,7 @@ def _source_stem(source: str | os.PathLike | None) -> str:
 
 def synthetic_config(entry: ZooEntry) -> SwinConfig:
     """The architecture a synthetic file for ``entry`` is generated with."""
-    return entry.config(extra_norm_every_n_blocks=0) if entry.architecture.extra_norm_every_n_blocks else entry.config()
+    return entry.config()
 
 
 def resolve_source(

@@ -92,7 +92,6 @@ class Architecture:
     num_heads: tuple[int, ...]
     window_size: int
     pretrained_window_sizes: tuple[int, ...] = (0, 0, 0, 0)
-    extra_norm_every_n_blocks: int = 0
     derive_from_checkpoint: tuple[str, ...] = ()
 
     @property
@@ -168,8 +167,6 @@ class ZooEntry:
             "window_size": a.window_size,
             "pretrained_window_sizes": list(a.pretrained_window_sizes),
         }
-        if a.extra_norm_every_n_blocks:
-            kwargs["extra_norm_every_n_blocks"] = a.extra_norm_every_n_blocks
         if self.simmim is not None:
             kwargs.update(
                 encoder_stride=self.simmim.encoder_stride,
@@ -197,7 +194,6 @@ class ZooEntry:
             num_heads=a.num_heads,
             window_size=a.window_size,
             num_classes=self.num_classes,
-            extra_norm_every_n_blocks=a.extra_norm_every_n_blocks,
             simmim_encoder_stride=self.simmim.encoder_stride if self.simmim else None,
         )
 
@@ -233,7 +229,6 @@ def count_parameters(
     in_chans: int = 3,
     mlp_ratio: float = 4.0,
     num_classes: int = 0,
-    extra_norm_every_n_blocks: int = 0,
     simmim_encoder_stride: int | None = None,
 ) -> int:
     """Parameters of a Swin (v1) / Swin V2 with its head, counted from the architecture's formulas.
@@ -263,8 +258,7 @@ def count_parameters(
             block += 3 * dim + (2 * win - 1) ** 2 * heads
         else:
             block += 2 * dim + heads + 3 * CPB_HIDDEN + CPB_HIDDEN * heads
-        extra_norms = depth // extra_norm_every_n_blocks if extra_norm_every_n_blocks else 0
-        n += depth * block + extra_norms * 2 * dim
+        n += depth * block
     num_features = embed_dim * 2 ** (len(depths) - 1)
     n += 2 * num_features  # final norm
     if num_classes:

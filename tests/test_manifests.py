@@ -449,7 +449,6 @@ def test_simmim_swinv2_backbone_sizes_match_the_reported_sizes(zoo):
             depths=a.depths,
             num_heads=a.num_heads,
             window_size=a.window_size,
-            extra_norm_every_n_blocks=a.extra_norm_every_n_blocks,
         )
         assert abs(backbone - n) < 0.5e6, (size, backbone)
     giant = zoo["simmim-swinv2-giant-1k-500k"]

@@ -49,7 +49,6 @@ def _shrink(base: manifest.ZooEntry, name: str, depths=(2, 2, 2, 2), pretrained=
         depths=depths,
         num_heads=heads,
         pretrained_window_sizes=pretrained or (0,) * len(depths),
-        extra_norm_every_n_blocks=0,
         derive_from_checkpoint=(),
     )
     changes = {}

@@ -27,8 +27,6 @@ class TransformersReference(LibraryReference):
     def not_applicable(self, ctx: Context) -> str | None:
         from ...converters.transformers_layout import transformers_config
 
-        if ctx.config.extra.get("extra_norm_every_n_blocks"):
-            return "transformers' Swinv2 has no extra LayerNorm every N blocks (SwinV2-H/G)"
         try:
             transformers_config(ctx.config)
         except ValueError as exc:  # e.g. Swin v1 with per-stage window clamps
