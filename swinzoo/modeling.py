@@ -15,6 +15,7 @@ off per model with ``model.set_inference_path("reference")``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -85,7 +86,26 @@ class BackboneOutput(ModelOutput):
 
 
 # --------------------------------------------------------------------------------------------- windows
-@lru_cache(maxsize=64)
+def _cached_tensors(maxsize: int):
+    """``lru_cache`` for functions that build constant tensors, built outside inference mode.
+
+    A tensor first built under ``torch.inference_mode()`` (predict, an export check) is an inference tensor, and
+    autograd refuses to save one for backward: a later training step through the same cache entry would fail.
+    """
+
+    def wrap(fn):
+        @lru_cache(maxsize=maxsize)
+        @functools.wraps(fn)
+        def cached(*args):
+            with torch.inference_mode(False), torch.no_grad():
+                return fn(*args)
+
+        return cached
+
+    return wrap
+
+
+@_cached_tensors(maxsize=64)
 def relative_position_index(window: int) -> torch.Tensor:
     """(N, N) index into the (2w-1)^2 table of relative offsets between the N = w*w tokens of a window."""
     cpu = torch.device("cpu")  # explicit: these are cached and must never be created on a meta device
@@ -95,7 +115,7 @@ def relative_position_index(window: int) -> torch.Tensor:
     return rel[0] * (2 * window - 1) + rel[1]
 
 
-@lru_cache(maxsize=64)
+@_cached_tensors(maxsize=64)
 def log_spaced_coords(window: int, pretrained_window: int) -> torch.Tensor:
     """V2's ((2w-1)^2, 2) relative coordinates, scaled to [-8, 8] by the pretraining window, then log-spaced."""
     offsets = torch.arange(-(window - 1), window, dtype=torch.float32, device="cpu")
@@ -136,7 +156,7 @@ def _shift_mask(height: int, width: int, window: int, shift: int, device: torch.
     return torch.zeros(differ.shape, device=device).masked_fill(differ, MASK_VALUE)
 
 
-@lru_cache(maxsize=128)
+@_cached_tensors(maxsize=128)
 def _cached_shift_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
     # Built on the CPU (explicitly: never on a meta device), copied once per device: no per-call transfer.
     return _shift_mask(height, width, window, shift, torch.device("cpu")).to(device)

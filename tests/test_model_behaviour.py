@@ -594,3 +594,22 @@ def test_unknown_inference_path_is_rejected_by_name():
     with pytest.raises(ValueError, match="inference path 'turbo'.*fast, reference"):
         model.set_inference_path("turbo")
     assert model.set_inference_path("reference").inference_path == "reference"
+
+
+def test_training_after_an_inference_mode_forward_works():
+    """The cached index / coordinate / mask tensors must not be inference tensors: predict or an export check
+    runs under torch.inference_mode() first, and training through the same cache entries follows."""
+    from swinzoo.modeling import log_spaced_coords, relative_position_index, shifted_window_mask
+
+    for fn in (relative_position_index, log_spaced_coords):
+        fn.cache_clear()
+    config = tiny_config(2, window_size=5, image_size=40)  # sizes no other test builds: fresh cache entries
+    with torch.inference_mode():
+        model = SwinForImageClassification(config).eval()
+        model(torch.randn(1, 3, 40, 40))
+        mask = shifted_window_mask(10, 10, 5, 2, torch.device("cpu"))
+    assert not mask.is_inference() and not relative_position_index(5).is_inference()
+    model = SwinForImageClassification(config).train()
+    loss = model(torch.randn(2, 3, 40, 40), labels=torch.tensor([0, 1])).loss
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
