@@ -230,10 +230,11 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
     """config.json + model.safetensors for transformers, checked by loading them with transformers."""
     from safetensors.torch import save_file
 
-    from .converters.engine import convert_state_dict, shapes_of
+    from .converters.engine import convert_state_dict
     from .converters.transformers_layout import (
         create_transformers_model,
         detect_style,
+        foreign_shapes,
         transformers_config,
         transformers_rules,
     )
@@ -253,7 +254,7 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
             reference = create_transformers_model(config, task)
     except ValueError as exc:
         raise PublishError(f"{folder}: no transformers format: {exc}") from exc
-    installed = shapes_of(reference)
+    installed = foreign_shapes(reference)
     style = detect_style(installed)
     target = _shapes_in_style(
         installed, transformers_rules(config, task, style=style), transformers_rules(config, task, style="legacy")

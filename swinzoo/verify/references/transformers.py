@@ -34,7 +34,7 @@ class TransformersReference(LibraryReference):
         return None
 
     def check(self, ctx: Context, result: ReferenceResult) -> ReferenceResult:
-        from ...converters.transformers_layout import create_transformers_model, detect_style
+        from ...converters.transformers_layout import create_transformers_model, detect_style, load_transformers_state
 
         model = create_transformers_model(ctx.config, ctx.task)
         model.eval()
@@ -44,7 +44,7 @@ class TransformersReference(LibraryReference):
             ctx.task == "masked-image-modeling",
             detect_style(model.state_dict()),
         )
-        model.load_state_dict(mapped, strict=True)
+        load_transformers_state(model, mapped)
         del mapped
         ref = weakref.ref(model)
         try:
