@@ -106,6 +106,7 @@ CONVERSION_FIELDS: dict[str, tuple[type, ...]] = {
     "dropped": (dict, type(None)),
     "notes": (list, type(None)),
     "synthetic": (bool, type(None)),
+    "seed": (int, type(None)),
     "source_pinned": (bool, type(None)),
 }
 VERIFICATION_FIELDS: dict[str, tuple[type, ...]] = {
@@ -301,6 +302,46 @@ def verification_problems(folder: str | os.PathLike, verification: Mapping[str, 
             f"({again})"
         )
     return problems
+
+
+SYNTHETIC_TITLE = "RANDOM WEIGHTS (synthetic, for testing the pipeline only)"
+
+
+def read_conversion(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """``conversion.json`` of ``folder`` with its fields type-checked, or None if absent."""
+    return read_json(Path(folder) / CONVERSION_NAME, required=False, fields=CONVERSION_FIELDS)
+
+
+def is_synthetic(folder: str | os.PathLike) -> bool:
+    """Does ``folder``'s conversion.json say its weights are random (``convert --synthetic``)? A missing or
+    unreadable record says nothing, so False: the caller reporting on weights reads the record for itself."""
+    try:
+        return (read_conversion(folder) or {}).get("synthetic") is True
+    except CardError:
+        return False
+
+
+def simmim_loss_text(config: Mapping[str, Any], fmt: str) -> str:
+    """What the SimMIM loss of these weights is trained on, and (for the transformers layout, and any user who
+    reaches for it) what transformers' masked-image-modelling loss computes instead."""
+    if config.get("mim_norm_target") is True:
+        k = config.get("mim_norm_target_patch_size", 47)
+        text = (
+            f"The reconstruction loss uses normalised targets: each pixel of the target minus the mean, divided by "
+            f"the standard deviation, of the {k}x{k} window around it (`mim_norm_target=True`, "
+            f"`mim_norm_target_patch_size={k}`), as every official SimMIM V2 config trains, averaged as an L1 over "
+            "the masked pixels. transformers' masked-image-modelling loss (`Swinv2ForMaskedImageModeling`, "
+            "`SwinForMaskedImageModeling`) computes a plain L1 on the raw pixels instead, so its `loss` is not the "
+            "official one for these weights (the reconstruction itself is the same)."
+        )
+    else:
+        text = (
+            "The reconstruction loss is an L1 on the raw (normalised-image) pixels of the masked patches, as the "
+            "official config of this checkpoint trains; transformers' masked-image-modelling loss computes the same."
+        )
+    if fmt == "transformers" and config.get("mim_norm_target") is True:
+        text += " To train with the official loss, compute it from `outputs.reconstruction` with normalised targets."
+    return text
 
 
 def _entry(name: str | None):
@@ -628,26 +669,27 @@ def build_card(
         tags.append(fmt)
     if synthetic:
         tags.append("synthetic-weights")
-    tags.append("verified" if verified else "not-verified")
-    results = eval_results(entry)
+    if not synthetic:  # random weights: the pipeline may be verified, the model is not the published one
+        tags.append("verified" if verified else "not-verified")
+    results = [] if synthetic else eval_results(entry)
     data = ModelCardData(
         license="mit",
         library_name=fmt,
         pipeline_tag=_PIPELINE_TAGS.get(task, "image-feature-extraction"),
         tags=tags,
         datasets=_datasets(entry, task) or None,
-        base_model=base_model_of(entry),
+        base_model=None if synthetic else base_model_of(entry),
         metrics=["accuracy"] if results else None,
         model_name=name if results else None,
         eval_results=results or None,
     )
 
     repo = repo_id or str(shown)
-    lines = [f"# {name}", ""]
+    lines = [f"# {name}" + (f": {SYNTHETIC_TITLE}" if synthetic else ""), ""]
     if synthetic:
         lines += [
             "> **SYNTHETIC WEIGHTS**: random tensors in the official checkpoint layout, made to test the "
-            "pipeline. This is not the published model and predicts nothing useful.",
+            "pipeline. This is not the published model and predicts nothing useful; no accuracy applies to it.",
             "",
         ]
     lines += [
@@ -680,7 +722,9 @@ def build_card(
     for note in conversion.get("notes") or []:
         lines.append(f"- note: {note}")
     lines += ["", "## Verification", "", verification_section(verification, str(shown), problems)]
-    if results or (entry is not None and entry.metrics is not None):
+    if simmim and task == "masked-image-modeling":
+        lines += ["## SimMIM loss", "", simmim_loss_text(config, fmt), ""]
+    if results or (not synthetic and entry is not None and entry.metrics is not None):
         lines += ["## Accuracy (reported, not re-measured)", ""]
         if results:
             for r in results:

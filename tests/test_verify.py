@@ -138,9 +138,9 @@ def test_synthetic_checkpoint_of_every_layout_passes_against_timm_and_transforme
 
 
 def test_cli_prints_the_table_and_json_and_exits_0_on_pass(zoo, cache):
-    code, out, err = cli("tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--json", "-")
+    code, out, err = cli("tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--json")
     assert code == 0, err
-    data = json.loads(out)  # with --json -, stdout holds only the JSON; the table goes to stderr
+    data = json.loads(out)  # with --json, stdout holds only the JSON; the table goes to stderr
     assert data["passed"] is True and data["counts"] == {"pass": 1}
     (entry,) = data["entries"]
     assert [r["reference"] for r in entry["references"]] == ["timm", "transformers"]
@@ -215,7 +215,7 @@ def test_folder_with_one_tensor_perturbed_by_1e_2_fails(folder, cache, tmp_path)
     _rewrite_weights(folder, perturb)
     results = tmp_path / "results.json"
     code, _, err = cli(
-        "tiny-swin", "--synthetic", "--cache-dir", str(cache), "--converted", str(folder), "--json", str(results)
+        "tiny-swin", "--synthetic", "--cache-dir", str(cache), "--converted", str(folder), "--json-file", str(results)
     )
     assert code == 1 and "verification FAILED for: tiny-swin" in err
     (entry,) = json.loads(results.read_text())["entries"]
@@ -272,7 +272,7 @@ def test_converter_swapping_q_and_k_fails(zoo, cache, monkeypatch, tmp_path, nam
         return [rule, *original(prefix, simmim)]
 
     monkeypatch.setattr(official, "official_rules", broken)
-    code, _, err = cli(name, "--synthetic", "--cache-dir", str(cache), "--json", str(tmp_path / "r.json"))
+    code, _, err = cli(name, "--synthetic", "--cache-dir", str(cache), "--json-file", str(tmp_path / "r.json"))
     assert code == 1 and f"verification FAILED for: {name}" in err
     (entry,) = json.loads((tmp_path / "r.json").read_text())["entries"]
     assert entry["status"] == "fail"
@@ -291,7 +291,7 @@ def test_converter_swapping_two_blocks_norms_fails(zoo, cache, monkeypatch, tmp_
 
     monkeypatch.setattr(official, "official_rules", broken)
     name, results = "tiny-simmim-swinv2-pretrain", tmp_path / "results.json"
-    code, _, err = cli(name, "--synthetic", "--cache-dir", str(cache), "--json", str(results))
+    code, _, err = cli(name, "--synthetic", "--cache-dir", str(cache), "--json-file", str(results))
     assert code == 1 and f"verification FAILED for: {name}" in err
     (entry,) = json.loads(results.read_text())["entries"]
     assert entry["status"] == "fail"
