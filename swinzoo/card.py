@@ -622,8 +622,13 @@ def _citations(entry, config: Mapping[str, Any], simmim: bool) -> list[str]:
 # --------------------------------------------------------------------------------------------- card
 def display_path(folder: Path) -> Path:
     """The folder a reader will see: convert writes the card inside ``.NAME.<random>.partial`` (see
-    io.atomic_directory), which is renamed to ``NAME`` when complete."""
+    folder.atomic_output, ``.NAME.<pid>.<random>.partial``), which is renamed to ``NAME`` when complete."""
+    import re
+
     name = folder.name
+    current = re.fullmatch(r"\.(.+)\.\d+\.[^.]+\.partial", name)  # folder.atomic_output: .NAME.<pid>.<random>
+    if current:
+        return folder.with_name(current.group(1))
     if name.startswith(".") and name.endswith(".partial") and name.count(".") >= 3:
         return folder.with_name(name[1:].rsplit(".", 2)[0])
     return folder

@@ -22,13 +22,24 @@ from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModel
 IN21K = "imagenet-21k"  # ImageNet-22K's id on the Hub
 
 
-def classifier_folder(path: Path, entry: str = "", **kwargs) -> Path:
-    return make_folder(path, random_model(SwinForImageClassification, small_config()), entry=entry, **kwargs)
+def _as_converted_from(folder: Path, synthetic: bool) -> Path:
+    """make_folder records a synthetic source; a card of real weights needs a record of a real download."""
+    if not synthetic:
+        path = folder / "conversion.json"
+        record = json.loads(path.read_text())
+        record.update(source="https://github.com/SwinTransformer/storage/releases/download/v1.0.0/x.pth", synthetic=False)
+        path.write_text(json.dumps(record))
+    return folder
 
 
-def mim_folder(path: Path, entry: str, version: int = 1, **kwargs) -> Path:
+def classifier_folder(path: Path, entry: str = "", *, synthetic: bool = False, **kwargs) -> Path:
+    folder = make_folder(path, random_model(SwinForImageClassification, small_config()), entry=entry, **kwargs)
+    return _as_converted_from(folder, synthetic)
+
+
+def mim_folder(path: Path, entry: str, version: int = 1, *, synthetic: bool = False, **kwargs) -> Path:
     model = random_model(SwinForMaskedImageModeling, small_config(version, num_labels=1, encoder_stride=16))
-    return make_folder(path, model, entry=entry, **kwargs)
+    return _as_converted_from(make_folder(path, model, entry=entry, **kwargs), synthetic)
 
 
 def card_of(folder: Path) -> ModelCard:
@@ -151,8 +162,58 @@ def test_extra_and_unknown_fields_in_verification_json_are_tolerated(tmp_path: P
 
 
 def test_synthetic_weights_are_flagged(tmp_path: Path) -> None:
-    card = card_of(classifier_folder(tmp_path / "t"))  # make_folder records synthetic = true
+    card = card_of(classifier_folder(tmp_path / "t", synthetic=True))  # make_folder records synthetic = true
     assert "SYNTHETIC WEIGHTS" in card.text and "synthetic-weights" in card.data.tags
+
+
+@pytest.mark.parametrize("fmt", ["swinzoo", "transformers", "timm"])
+def test_synthetic_card_claims_no_base_model_accuracy_or_verification_and_says_random_first(
+    tmp_path: Path, fmt: str
+) -> None:
+    # an entry that has a Hub copy (base_model) and reported accuracy, verified (the pipeline passed)
+    folder = classifier_folder(tmp_path / "t", entry="swin-tiny-patch4-window7-224", synthetic=True)
+    card = ModelCard(str(build_card(folder, fmt=fmt)))
+    assert card.data.base_model is None
+    assert card.data.eval_results is None and card.data.get("model-index") is None
+    assert "verified" not in card.data.tags and "synthetic-weights" in card.data.tags
+    assert "81.2" not in card.text  # the authors' Swin-T top-1 belongs to the real weights
+    first = card.text.lstrip().splitlines()[0]
+    assert first.startswith("# swin-tiny-patch4-window7-224") and "RANDOM WEIGHTS" in first
+    assert "synthetic, for testing the pipeline only" in first
+
+
+def test_real_conversion_of_the_same_entry_keeps_base_model_accuracy_and_verified(tmp_path: Path) -> None:
+    """The control of the test above: only the synthetic record removes them."""
+    card = card_of(classifier_folder(tmp_path / "t", entry="swin-tiny-patch4-window7-224"))
+    assert card.data.base_model and card.data.eval_results and "verified" in card.data.tags
+    assert "RANDOM" not in card.text.lstrip().splitlines()[0]
+
+
+@pytest.mark.parametrize("fmt", ["swinzoo", "transformers"])
+def test_simmim_v2_card_states_normalised_targets_and_what_transformers_loss_computes(
+    tmp_path: Path, fmt: str
+) -> None:
+    folder = mim_folder(tmp_path / "m", entry="simmim-swinv2-small-1k-125k", version=2)
+    config = json.loads((folder / "config.json").read_text())
+    # as `swinzoo convert` writes this entry (manifest norm_target = true, norm_target_patch_size = 47)
+    (folder / "config.json").write_text(json.dumps({**config, "mim_norm_target": True, "mim_norm_target_patch_size": 47}))
+    text = build_card(folder, fmt=fmt, verification=None).text
+    assert "## SimMIM loss" in text
+    assert "normalised targets" in text and "47x47 window" in text and "mim_norm_target=True" in text
+    assert "transformers' masked-image-modelling loss" in text and "plain L1 on the raw pixels" in text
+
+
+def test_simmim_v1_card_says_raw_pixel_targets_agree_with_transformers(tmp_path: Path) -> None:
+    text = card_of(mim_folder(tmp_path / "m", entry="simmim-swin-base-window6-192-100ep")).text
+    assert "## SimMIM loss" in text and "raw" in text and "normalised targets" not in text
+
+
+def test_is_synthetic_reads_the_folders_record(tmp_path: Path) -> None:
+    from swinzoo.card import is_synthetic
+
+    assert is_synthetic(classifier_folder(tmp_path / "s", synthetic=True)) is True
+    assert is_synthetic(classifier_folder(tmp_path / "r")) is False
+    assert is_synthetic(tmp_path / "nothing-here") is False
 
 
 def test_card_without_an_entry_has_no_model_index_and_uses_the_folder_name(tmp_path: Path) -> None:
