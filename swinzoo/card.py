@@ -620,9 +620,19 @@ def _citations(entry, config: Mapping[str, Any], simmim: bool) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- card
+def _tags(fmt: str, task: str, family: str, *, simmim: bool, synthetic: bool, verified: bool) -> list[str]:
+    """Hub tags; random weights are never tagged verified (verify checks the pipeline, not a published model)."""
+    tags = ["swinzoo", "image-classification" if task == "image-classification" else "vision"]
+    tags += ["swin-transformer" if family == "swin" else "swinv2"]
+    tags += ["simmim"] if simmim else []
+    tags += [fmt] if fmt != "swinzoo" else []
+    tags += ["synthetic-weights"] if synthetic else []
+    return [*tags, "verified" if verified and not synthetic else "not-verified"]
+
+
 def display_path(folder: Path) -> Path:
-    """The folder a reader will see: convert writes the card inside ``.NAME.<random>.partial`` (see
-    folder.atomic_output, ``.NAME.<pid>.<random>.partial``), which is renamed to ``NAME`` when complete."""
+    """The folder a reader will see: convert writes the card inside ``.NAME.<pid>.<random>.partial`` (see
+    folder.atomic_output; older swinzoo wrote ``.NAME.<random>.partial``), renamed to ``NAME`` when complete."""
     import re
 
     name = folder.name
@@ -666,22 +676,12 @@ def build_card(
     problems = verification_problems(folder, verification) if verification_passed(verification) else []
     verified = verification_passed(verification) and not problems
 
-    tags = ["swinzoo", "image-classification" if task == "image-classification" else "vision"]
-    tags += ["swin-transformer" if _family(config, entry) == "swin" else "swinv2"]
-    if simmim:
-        tags.append("simmim")
-    if fmt != "swinzoo":
-        tags.append(fmt)
-    if synthetic:
-        tags.append("synthetic-weights")
-    if not synthetic:  # random weights: the pipeline may be verified, the model is not the published one
-        tags.append("verified" if verified else "not-verified")
-    results = [] if synthetic else eval_results(entry)
+    results = [] if synthetic else eval_results(entry)  # the authors' accuracy is not that of random weights
     data = ModelCardData(
         license="mit",
         library_name=fmt,
         pipeline_tag=_PIPELINE_TAGS.get(task, "image-feature-extraction"),
-        tags=tags,
+        tags=_tags(fmt, task, _family(config, entry), simmim=simmim, synthetic=synthetic, verified=verified),
         datasets=_datasets(entry, task) or None,
         base_model=None if synthetic else base_model_of(entry),
         metrics=["accuracy"] if results else None,

@@ -370,7 +370,9 @@ def test_json_file_is_rewritten_after_each_entry(zoo, cache, tmp_path, monkeypat
         seen.append([e["entry"] for e in json.loads(Path(path).read_text())["entries"]])
 
     monkeypatch.setattr(reporting, "_write_json_atomic", spy)
-    code, _, err = cli("tiny-swin", "tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--json-file", str(results))
+    code, _, err = cli(
+        "tiny-swin", "tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--json-file", str(results)
+    )
     assert code == 0, err
     assert seen[:2] == [["tiny-swin"], ["tiny-swin", "tiny-swinv2"]]
 
