@@ -296,6 +296,7 @@ def verify_command(
             cache_dir=cache_dir, progress=not quiet,
         )  # fmt: skip
         selected, synthetic, seed = [planned.entry], planned.synthetic, planned.seed
+        source = planned.source or source  # a --source folder: the file its record names
     else:
         selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
         if converted is not None and Path(converted).is_dir():

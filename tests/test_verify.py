@@ -332,17 +332,36 @@ def test_a_library_run_with_the_wrong_file_reports_fail_and_keeps_the_folders_ve
     assert ((folder / "verification.json").read_bytes(), (folder / "README.md").read_bytes()) == before
 
 
-def test_a_folder_converted_from_source_without_an_entry_says_why_in_one_line(zoo, cache, tmp_path):
+@pytest.mark.parametrize("name", ["tiny-swinv2", "tiny-simmim-swinv2-pretrain"])
+def test_a_folder_converted_from_source_alone_is_verified_from_its_own_config(zoo, cache, tmp_path, name):
+    source = resolve_source(manifest.get_entry(name), synthetic=True, cache_dir=cache)
+    folder = tmp_path / "from-source"
+    convert(None, source=source.path, cache_dir=cache, out_dir=folder, image_size=64, progress=False)
+    assert json.loads((folder / "conversion.json").read_text())["entry"] == ""
+    # the record names the local file: `swinzoo verify --converted DIR` finds it
+    code, out, err = cli("--converted", str(folder), "--cache-dir", str(cache))
+    assert code == 0, out + err
+    data = json.loads((folder / "verification.json").read_text())
+    assert data["passed"] is True and data["source_sha256"] == hashlib.sha256(source.path.read_bytes()).hexdigest()
+    assert {r["reference"]: r["status"] for r in data["references"]} == {"timm": "pass", "transformers": "pass"}
+
+
+def test_a_source_folder_whose_file_is_gone_says_why_in_one_line(zoo, cache, tmp_path):
     from hostile import assert_clean_failure, run_cli, tree_digest
 
     source = resolve_source(manifest.get_entry("tiny-swin"), synthetic=True, cache_dir=cache)
+    copy = tmp_path / "copy.pth"
+    shutil.copy(source.path, copy)
     folder = tmp_path / "from-source"
-    convert(None, source=source.path, cache_dir=cache, out_dir=folder, progress=False)
+    convert(None, source=copy, cache_dir=cache, out_dir=folder, progress=False)
+    copy.unlink()
     before = tree_digest(folder)
     result = run_cli("verify", "--converted", folder, "--cache-dir", cache, "--quiet")
     message = assert_clean_failure(result, str(folder), "no zoo entry", "--source FILE")
     assert len(message.splitlines()) == 1 and tree_digest(folder) == before
-    # with the entry and the file it was made from, it is verified
+    # given the file again (or with the entry it belongs to), it is verified
+    code, _, err = cli("--source", str(source.path), "--converted", str(folder), "--cache-dir", str(cache))
+    assert code == 0, err
     code, _, err = cli("tiny-swin", "--source", str(source.path), "--converted", str(folder), "--cache-dir", str(cache))
     assert code == 0, err
     assert json.loads((folder / "verification.json").read_text())["passed"] is True
