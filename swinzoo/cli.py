@@ -312,6 +312,8 @@ def verify_command(
                         synthetic, seed = planned.synthetic, planned.seed
                     elif planned.synthetic and not synthetic:
                         raise click.UsageError(f"{folder} was converted from a synthetic checkpoint: add --synthetic")
+                    elif planned.synthetic and planned.seed != (seed or 0):
+                        raise click.UsageError(f"{folder} was made with --seed {planned.seed}: verify it on its own")
     if not selected:
         click.echo(f"shard {shard} holds no entries", err=True)
     reports = _run(
