@@ -243,7 +243,8 @@ def convert_command(
     "--converted",
     type=click.Path(file_okay=False),
     help="Check this converted folder (or a parent with one NAME/ folder per entry) instead of converting in "
-    "memory; writes verification.json into it.",
+    "memory; writes verification.json into it. Without NAME, the folder's conversion.json names the entry "
+    "(and whether its source was synthetic, and the seed).",
 )
 @click.option(
     "--reference",
@@ -253,10 +254,21 @@ def convert_command(
     help="Comma-separated references: timm, transformers, upstream (Hub weights; needs a network).",
 )
 @click.option("--images", "images_dir", type=click.Path(file_okay=False), help="Sample images [default: shipped].")
-@click.option("--json", "json_path", metavar="PATH", help="Write the results as JSON to PATH ('-' for stdout).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout (the table goes to stderr).")
+@click.option(
+    "--json-file",
+    "json_file",
+    type=click.Path(dir_okay=False),
+    help="Also write the results as JSON to this file, rewritten after each entry.",
+)
 @click.option("--shard", metavar="K/N", help="Only shard K of N (1-based), balanced by checkpoint size.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache [default: ~/.cache/swinzoo].")
-@click.option("--seed", default=0, show_default=True, help="Seed of --synthetic checkpoints and of SimMIM masks.")
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of --synthetic checkpoints and of SimMIM masks [default: the --converted folder's, else 0].",
+)
 @click.option(
     "--skip-manual",
     is_flag=True,
@@ -264,8 +276,8 @@ def convert_command(
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def verify_command(
-    names, all_entries, synthetic, source, converted, reference, images_dir, json_path, shard, cache_dir, seed,
-    skip_manual, quiet,
+    names, all_entries, synthetic, source, converted, reference, images_dir, as_json, json_file, shard, cache_dir,
+    seed, skip_manual, quiet,
 ) -> None:  # fmt: skip
     """Check converted weights against timm and transformers loading the same official file.
 
@@ -273,23 +285,50 @@ def verify_command(
     reconstruction and loss under a fixed seeded mask. Exit code 1 when any entry fails or cannot be checked.
     See docs/verification.md for the tolerance policy.
     """
+    from pathlib import Path
+
     from .verify import format_table, parse_references, select_entries, verify, write_json
+    from .verify.folder_checks import folder_for, plan_folder_run
 
     done = []
 
     def on_report(report) -> None:
-        # One line per entry as it finishes, and the JSON kept current: a long run killed midway keeps its results.
+        # One line per entry as it finishes, and the JSON file kept current: a run killed midway keeps its results.
         import sys
 
         from tqdm.auto import tqdm
 
         done.append(report)
         tqdm.write(f"{report.entry}: {report.status} ({report.seconds:.1f}s)", file=sys.stderr)  # under the bar
-        if json_path and json_path != "-":
-            _run(write_json, json_path, done)
+        if json_file:
+            _run(write_json, json_file, done)
 
     refs = _run(parse_references, reference)
-    selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
+    if converted is not None and not names and not all_entries and not shard:
+        # the folder names what it was made from: `swinzoo verify --converted DIR`, as the card advises
+        planned = _run(
+            plan_folder_run, Path(converted), None, synthetic=synthetic, source=source, seed=seed,
+            cache_dir=cache_dir, progress=not quiet,
+        )  # fmt: skip
+        selected, synthetic, seed = [planned.entry], planned.synthetic, planned.seed
+        source = planned.source or source  # a --source folder: the file its record names
+    else:
+        selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
+        if converted is not None and Path(converted).is_dir():
+            # refuse a NAME or a file the folder was not made from before anything is written into it
+            for name in selected:
+                folder = _run(folder_for, Path(converted), name, len(selected) > 1)
+                if folder.is_dir():
+                    planned = _run(
+                        plan_folder_run, folder, name, synthetic=synthetic, source=source, seed=seed,
+                        cache_dir=cache_dir, progress=not quiet,
+                    )  # fmt: skip
+                    if len(selected) == 1:
+                        synthetic, seed = planned.synthetic, planned.seed
+                    elif planned.synthetic and not synthetic:
+                        raise click.UsageError(f"{folder} was converted from a synthetic checkpoint: add --synthetic")
+                    elif planned.synthetic and planned.seed != (seed or 0):
+                        raise click.UsageError(f"{folder} was made with --seed {planned.seed}: verify it on its own")
     if not selected:
         click.echo(f"shard {shard} holds no entries", err=True)
     reports = _run(
@@ -301,14 +340,16 @@ def verify_command(
         references=refs,
         images_dir=images_dir,
         cache_dir=cache_dir,
-        seed=seed,
+        seed=0 if seed is None else seed,
         skip_manual=skip_manual,
         progress=not quiet,
         on_report=on_report,
     )
-    click.echo(format_table(reports), err=json_path == "-")  # stdout stays pure JSON with --json -
-    if json_path:
-        _run(write_json, json_path, reports)
+    click.echo(format_table(reports), err=as_json)  # stdout stays pure JSON with --json
+    if json_file:
+        _run(write_json, json_file, reports)
+    if as_json:
+        _run(write_json, "-", reports)
     failed = [r.entry for r in reports if not r.passed]
     if failed:
         click.echo(f"verification FAILED for: {', '.join(failed)}", err=True)
@@ -382,6 +423,28 @@ def publish_command(folder, repo_id, revision, tag, private, dry_run, fmt, force
 
 
 # --------------------------------------------------------------------------------------------- predict
+def _synthetic_model(spec: str, revision: str | None) -> bool:
+    """Does the conversion.json of what ``predict --model spec`` loaded say synthetic? Read from the folder, or
+    from the Hub cache the load just filled (no second request)."""
+    from pathlib import Path
+
+    from .card import CONVERSION_NAME, is_synthetic
+    from .manifest import load_manifests
+    from .predict import CONVERTED_DIR
+
+    if Path(spec).is_dir():
+        return is_synthetic(spec)
+    if spec in load_manifests():
+        return is_synthetic(CONVERTED_DIR / spec)
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(spec, CONVERSION_NAME, revision=revision)
+    except ValueError:  # not a repo id: the load already said what it is
+        return False
+    return isinstance(cached, str) and is_synthetic(Path(cached).parent)
+
+
 @main.command("predict")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--model", "model_spec", required=True, metavar="NAME|REPO|DIR", help="Zoo entry, Hub id or folder.")
@@ -396,6 +459,12 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
     from .predict import classify, load_classifier
 
     loaded = _run(load_classifier, model_spec, revision)
+    if _synthetic_model(model_spec, revision):
+        click.echo(
+            f"warning: {loaded.source} holds SYNTHETIC weights (random, for testing the pipeline only; its "
+            "conversion.json says synthetic): these predictions mean nothing",
+            err=True,
+        )
     results = _run(classify, loaded, list(images), top_k)
     if as_json:
         data = {"model": loaded.source, "results": [r.to_dict() for r in results]}

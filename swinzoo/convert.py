@@ -28,6 +28,15 @@ from .modeling import TASK_CLASSES, SwinPreTrainedModel
 from .retarget import RetargetRecord
 from .safeload import load_state_dict
 
+# Every official SimMIM V2 config (microsoft/Swin-Transformer configs/simmim/*swinv2*) trains with
+# NORM_TARGET.ENABLE True and PATCH_SIZE 47: a file with no manifest entry gets the same loss targets.
+OFFICIAL_V2_NORM_PATCH = 47
+SIMMIM_V2_TARGET_NOTE = (
+    f"SimMIM V2 loss targets: normalised over {OFFICIAL_V2_NORM_PATCH}x{OFFICIAL_V2_NORM_PATCH} windows "
+    f"(mim_norm_target=True, mim_norm_target_patch_size={OFFICIAL_V2_NORM_PATCH}), as every official SimMIM V2 "
+    "config trains; the file itself does not record them (no manifest entry)"
+)
+
 
 class ConvertError(SwinzooError, ValueError):
     """The source does not fit the entry or cannot be converted; the message says which field or key."""
@@ -245,6 +254,9 @@ def convert(
                 )
             if layout_task(layout) == layout_task(entry.layout):
                 layout = entry.layout
+        elif entry is None and layout == "simmim-swinv2-pretrain":
+            config = config.copy(mim_norm_target=True, mim_norm_target_patch_size=OFFICIAL_V2_NORM_PATCH)
+            notes.append(SIMMIM_V2_TARGET_NOTE)
     model, report = build_model(state, config, layout, what=str(src.path))
     notes.extend(alias_notes(report.renamed))
     retargeted = None
@@ -271,6 +283,7 @@ def convert(
                 **metadata,
                 "source_pinned": src.pinned,
                 "synthetic": src.synthetic,
+                **({"seed": seed} if src.synthetic else {}),
                 "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                 "mapped": report.renamed,
                 "dropped": report.dropped,

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .config import SwinConfig
-from .errors import SwinzooError
+from .errors import SwinzooError, one_line, redact
 from .folder import CONFIG_NAME, WEIGHTS_NAME, atomic_output
 from .modeling import TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 
@@ -122,6 +122,18 @@ def _resolve_files(
     return _download_from_hub(str(name_or_path), revision, cache_dir, only_config)
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a failed connection raises through huggingface_hub: its HTTP clients' errors (httpx2, and requests
+    where installed) and the OS's own."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
 def _download_from_hub(
     repo_id: str, revision: str | None, cache_dir: str | None, only_config: bool = False
 ) -> tuple[Path, Path]:
@@ -160,6 +172,9 @@ def _download_from_hub(
         except HfHubHTTPError as exc:
             status = getattr(exc.response, "status_code", "?")
             raise LoadError(f"{at}: the Hub answered {status} for {filename}") from exc
+        except _network_errors() as exc:  # the connection failed or dropped midway: one line naming the repo
+            why = redact(one_line(str(exc) or type(exc).__name__))
+            raise LoadError(f"{at}: cannot download {filename} from the Hub (network failure: {why})") from exc
         # The cache keeps each file under snapshots/<commit>/: pin the next download to that commit.
         commit = files[-1].parent.name
         if re.fullmatch(r"[0-9a-f]{40}", commit):

@@ -483,8 +483,8 @@ def test_convert_verify_publish_reload_a_real_entry_end_to_end(hub: HubServer, t
 
     result = publish(folder, f"alice/{name}", tag="v1")
     card = ModelCard.load(f"alice/{name}")
-    assert card.data.base_model == "microsoft/swinv2-tiny-patch4-window8-256"
-    assert card.data.eval_results[0].metric_value == 81.8  # SwinV2-T/8 ImageNet-1K top-1, MODELHUB.md
+    # synthetic weights: no Hub copy, no authors' accuracy (81.8 % belongs to the real SwinV2-T/8), no verified tag
+    assert card.data.base_model is None and card.data.eval_results is None and "verified" not in card.data.tags
     assert "| timm | " in card.text and "NOT VERIFIED" not in card.text
     local = swinzoo.from_pretrained(folder)
     remote = swinzoo.from_pretrained(f"alice/{name}", revision=result.commit)
