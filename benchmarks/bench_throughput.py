@@ -13,6 +13,7 @@ and (steadier when the load changes) the median over rounds of the ratio within 
     python benchmarks/bench_throughput.py --models swin-t --rounds 9 --json results.json
     python benchmarks/bench_throughput.py --device cuda         # bfloat16, batch 64 (also run by default
                                                                 # after CPU when CUDA is available)
+    python benchmarks/bench_throughput.py --reference-path      # + swinzoo without its CPU fast path
 
 This is a measurement, not a test: nothing here asserts a speed.
 """
@@ -20,6 +21,7 @@ This is a measurement, not a test: nothing here asserts a speed.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -66,8 +68,11 @@ class Result:
         return statistics.median(self.samples)
 
 
-def build(name: str, device: torch.device, dtype: torch.dtype, eager_too: bool) -> dict[str, torch.nn.Module]:
-    """swinzoo, timm and transformers models of one preset, all holding the same random weights."""
+def build(
+    name: str, device: torch.device, dtype: torch.dtype, eager_too: bool, reference_too: bool = False
+) -> dict[str, torch.nn.Module]:
+    """swinzoo, timm and transformers models of one preset, all holding the same random weights (and with
+    ``reference_too`` swinzoo once more on its reference path: what swinzoo.fast_inference buys)."""
     config = SwinConfig(**MODELS[name], **TINY)
     torch.manual_seed(0)
     swinzoo_model = SwinForImageClassification(config)
@@ -86,6 +91,8 @@ def build(name: str, device: torch.device, dtype: torch.dtype, eager_too: bool) 
     if eager_too and hf_default.config._attn_implementation != "eager":
         foreign["transformers-eager"] = (create_transformers_model(config), [])
     models: dict[str, torch.nn.Module] = {"swinzoo": swinzoo_model}
+    if reference_too:
+        models["swinzoo-reference"] = copy.deepcopy(swinzoo_model).set_inference_path("reference")
     for key, (model, rules) in foreign.items():
         target = shapes_of(model)
         if key.startswith("transformers"):
@@ -143,7 +150,7 @@ class Setting:
 
 def bench_model(name: str, setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
     device, dtype = setting.device, setting.dtype
-    models = build(name, device, dtype, eager_too=not args.no_eager)
+    models = build(name, device, dtype, eager_too=not args.no_eager, reference_too=args.reference_path)
     fns = {k: logits_fn(k, m) for k, m in models.items()}
     config = models["swinzoo"].config
     gen = torch.Generator().manual_seed(0)
@@ -208,6 +215,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "steadier on a shared machine, comparable only at --threads 1",
     )
     p.add_argument("--no-eager", action="store_true", help="skip transformers' eager attention variant")
+    p.add_argument(
+        "--reference-path",
+        action="store_true",
+        help="also time swinzoo with model.set_inference_path('reference') (no swinzoo.fast_inference)",
+    )
     p.add_argument("--json", nargs="?", const="-", metavar="PATH", help="write results as JSON (to stdout: -)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every round to stderr")
     args = p.parse_args(argv)

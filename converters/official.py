@@ -300,9 +300,11 @@ def infer_config(
             image_size = _bounded(side * patch, MAX_IMAGE_SIZE, "image size", mask_key, mask)
             notes.append(f"image size {image_size} (from the stage-{stage + 1} shift mask: {mask.shape[0]} windows)")
         else:
-            raise InferenceError("the checkpoint stores no shift mask to read the image size from: pass --image-size")
+            raise InferenceError(
+                "the checkpoint stores no shift mask to read the image size from: pass --source-image-size"
+            )
     else:
-        _bounded(image_size, MAX_IMAGE_SIZE, "image size", "--image-size")
+        _bounded(image_size, MAX_IMAGE_SIZE, "image size", "--source-image-size")
         notes.append(f"image size {image_size} (given)")
 
     head = _tensor(state, "head.weight", 2) if "head.weight" in state else None

@@ -11,7 +11,7 @@ import torch
 
 from swinzoo.config import SwinConfig
 
-from .engine import IDENTITY, Fused, Rename, Rule, Transform
+from .engine import IDENTITY, Fused, Ignored, Rename, Rule, Transform, shapes_of
 
 CLASS_ROW = Transform(
     "positions (1, N, C) <-> (1, 1 + N, C) with a class-token row transformers does not use for patches",
@@ -80,12 +80,30 @@ def transformers_rules(config: SwinConfig, task: str = "image-classification", s
                 Rename(blk + "attn.cpb_mlp.{rest}", att + "continuous_position_bias_mlp.{rest}"),
             ]
     rules += [
+        # transformers 4.x keeps this as a persistent buffer (5.x does not); the model builds it from its config
+        Ignored(f"{pre}encoder.layers.{{i}}.blocks.{{j}}.attention.self.relative_position_index", BUILT_REASON),
         Rename(f"{src}stages.{{i}}.merge.{{rest}}", f"{pre}encoder.layers.{{i}}.downsample.{{rest}}"),
         Rename(f"{src}norm.{{rest}}", f"{pre}layernorm.{{rest}}"),
         Rename("head.{rest}", "classifier.{rest}"),
         Rename("decoder.conv.{rest}", "decoder.0.{rest}"),
     ]
     return rules
+
+
+# Buffers some transformers versions keep in the state dict although the model computes them from its config.
+BUILT_BY_MODEL = ("relative_position_index",)
+BUILT_REASON = "a buffer transformers computes from the config (persistent in 4.x)"
+
+
+def foreign_shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
+    """The tensors a transformers model takes from a state dict: its own computed buffers left out."""
+    return {k: v for k, v in shapes_of(model).items() if not k.endswith(BUILT_BY_MODEL)}
+
+
+def load_transformers_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """``model.load_state_dict(state, strict=True)``, the buffers the model computes itself taken from it."""
+    own = {k: v for k, v in model.state_dict().items() if k.endswith(BUILT_BY_MODEL) and k not in state}
+    model.load_state_dict({**state, **own}, strict=True)
 
 
 def transformers_config(config: SwinConfig):

@@ -106,6 +106,7 @@ CONVERSION_FIELDS: dict[str, tuple[type, ...]] = {
     "dropped": (dict, type(None)),
     "notes": (list, type(None)),
     "synthetic": (bool, type(None)),
+    "seed": (int, type(None)),
     "source_pinned": (bool, type(None)),
 }
 VERIFICATION_FIELDS: dict[str, tuple[type, ...]] = {
@@ -301,6 +302,46 @@ def verification_problems(folder: str | os.PathLike, verification: Mapping[str, 
             f"({again})"
         )
     return problems
+
+
+SYNTHETIC_TITLE = "RANDOM WEIGHTS (synthetic, for testing the pipeline only)"
+
+
+def read_conversion(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """``conversion.json`` of ``folder`` with its fields type-checked, or None if absent."""
+    return read_json(Path(folder) / CONVERSION_NAME, required=False, fields=CONVERSION_FIELDS)
+
+
+def is_synthetic(folder: str | os.PathLike) -> bool:
+    """Does ``folder``'s conversion.json say its weights are random (``convert --synthetic``)? A missing or
+    unreadable record says nothing, so False: the caller reporting on weights reads the record for itself."""
+    try:
+        return (read_conversion(folder) or {}).get("synthetic") is True
+    except CardError:
+        return False
+
+
+def simmim_loss_text(config: Mapping[str, Any], fmt: str) -> str:
+    """What the SimMIM loss of these weights is trained on, and (for the transformers layout, and any user who
+    reaches for it) what transformers' masked-image-modelling loss computes instead."""
+    if config.get("mim_norm_target") is True:
+        k = config.get("mim_norm_target_patch_size", 47)
+        text = (
+            f"The reconstruction loss uses normalised targets: each pixel of the target minus the mean, divided by "
+            f"the standard deviation, of the {k}x{k} window around it (`mim_norm_target=True`, "
+            f"`mim_norm_target_patch_size={k}`), as every official SimMIM V2 config trains, averaged as an L1 over "
+            "the masked pixels. transformers' masked-image-modelling loss (`Swinv2ForMaskedImageModeling`, "
+            "`SwinForMaskedImageModeling`) computes a plain L1 on the raw pixels instead, so its `loss` is not the "
+            "official one for these weights (the reconstruction itself is the same)."
+        )
+    else:
+        text = (
+            "The reconstruction loss is an L1 on the raw (normalised-image) pixels of the masked patches, as the "
+            "official config of this checkpoint trains; transformers' masked-image-modelling loss computes the same."
+        )
+    if fmt == "transformers" and config.get("mim_norm_target") is True:
+        text += " To train with the official loss, compute it from `outputs.reconstruction` with normalised targets."
+    return text
 
 
 def _entry(name: str | None):
@@ -579,10 +620,25 @@ def _citations(entry, config: Mapping[str, Any], simmim: bool) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- card
+def _tags(fmt: str, task: str, family: str, *, simmim: bool, synthetic: bool, verified: bool) -> list[str]:
+    """Hub tags; random weights are never tagged verified (verify checks the pipeline, not a published model)."""
+    tags = ["swinzoo", "image-classification" if task == "image-classification" else "vision"]
+    tags += ["swin-transformer" if family == "swin" else "swinv2"]
+    tags += ["simmim"] if simmim else []
+    tags += [fmt] if fmt != "swinzoo" else []
+    tags += ["synthetic-weights"] if synthetic else []
+    return [*tags, "verified" if verified and not synthetic else "not-verified"]
+
+
 def display_path(folder: Path) -> Path:
-    """The folder a reader will see: convert writes the card inside ``.NAME.<random>.partial`` (see
-    io.atomic_directory), which is renamed to ``NAME`` when complete."""
+    """The folder a reader will see: convert writes the card inside ``.NAME.<pid>.<random>.partial`` (see
+    folder.atomic_output; older swinzoo wrote ``.NAME.<random>.partial``), renamed to ``NAME`` when complete."""
+    import re
+
     name = folder.name
+    current = re.fullmatch(r"\.(.+)\.\d+\.[^.]+\.partial", name)  # folder.atomic_output: .NAME.<pid>.<random>
+    if current:
+        return folder.with_name(current.group(1))
     if name.startswith(".") and name.endswith(".partial") and name.count(".") >= 3:
         return folder.with_name(name[1:].rsplit(".", 2)[0])
     return folder
@@ -620,34 +676,25 @@ def build_card(
     problems = verification_problems(folder, verification) if verification_passed(verification) else []
     verified = verification_passed(verification) and not problems
 
-    tags = ["swinzoo", "image-classification" if task == "image-classification" else "vision"]
-    tags += ["swin-transformer" if _family(config, entry) == "swin" else "swinv2"]
-    if simmim:
-        tags.append("simmim")
-    if fmt != "swinzoo":
-        tags.append(fmt)
-    if synthetic:
-        tags.append("synthetic-weights")
-    tags.append("verified" if verified else "not-verified")
-    results = eval_results(entry)
+    results = [] if synthetic else eval_results(entry)  # the authors' accuracy is not that of random weights
     data = ModelCardData(
         license="mit",
         library_name=fmt,
         pipeline_tag=_PIPELINE_TAGS.get(task, "image-feature-extraction"),
-        tags=tags,
+        tags=_tags(fmt, task, _family(config, entry), simmim=simmim, synthetic=synthetic, verified=verified),
         datasets=_datasets(entry, task) or None,
-        base_model=base_model_of(entry),
+        base_model=None if synthetic else base_model_of(entry),
         metrics=["accuracy"] if results else None,
         model_name=name if results else None,
         eval_results=results or None,
     )
 
     repo = repo_id or str(shown)
-    lines = [f"# {name}", ""]
+    lines = [f"# {name}" + (f": {SYNTHETIC_TITLE}" if synthetic else ""), ""]
     if synthetic:
         lines += [
             "> **SYNTHETIC WEIGHTS**: random tensors in the official checkpoint layout, made to test the "
-            "pipeline. This is not the published model and predicts nothing useful.",
+            "pipeline. This is not the published model and predicts nothing useful; no accuracy applies to it.",
             "",
         ]
     lines += [
@@ -680,7 +727,9 @@ def build_card(
     for note in conversion.get("notes") or []:
         lines.append(f"- note: {note}")
     lines += ["", "## Verification", "", verification_section(verification, str(shown), problems)]
-    if results or (entry is not None and entry.metrics is not None):
+    if simmim and task == "masked-image-modeling":
+        lines += ["## SimMIM loss", "", simmim_loss_text(config, fmt), ""]
+    if results or (not synthetic and entry is not None and entry.metrics is not None):
         lines += ["## Accuracy (reported, not re-measured)", ""]
         if results:
             for r in results:

@@ -172,14 +172,26 @@ def run() -> None:
 @click.option(
     "--image-size",
     type=click.IntRange(min=1),
-    help="Image size, when it cannot be read from the file (no stored masks).",
+    help="Retarget: the image size to move the weights to (tables resized as the official fine-tuning does).",
+)
+@click.option("--window-size", type=click.IntRange(min=1), help="Retarget: the window size to move the weights to.")
+@click.option(
+    "--num-labels",
+    type=click.IntRange(min=1),
+    help="Retarget: a head of this many classes (21841 -> 1000 through the official 22k->1k map; else zero).",
+)
+@click.option(
+    "--source-image-size",
+    type=click.IntRange(min=1),
+    help="The size the file was trained at, when its stored buffers do not tell (--source without masks).",
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache [default: ~/.cache/swinzoo].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def convert_command(
-    name, source, synthetic, seed, out_dir, overwrite, dtype, image_size, cache_dir, as_json, quiet
-) -> None:
+    name, source, synthetic, seed, out_dir, overwrite, dtype, image_size, window_size, num_labels, source_image_size,
+    cache_dir, as_json, quiet,
+) -> None:  # fmt: skip
     """Convert official checkpoint NAME (see `swinzoo list`), or --source FILE, into a swinzoo folder.
 
     Writes model.safetensors, config.json, conversion.json and a README.md model card, atomically.
@@ -199,7 +211,10 @@ def convert_command(
         out_dir=out_dir,
         overwrite=overwrite,
         dtype=dtype,
+        source_image_size=source_image_size,
         image_size=image_size,
+        window_size=window_size,
+        num_labels=num_labels,
         cache_dir=Path(cache_dir) if cache_dir else None,
         progress=not quiet,
     )
@@ -228,7 +243,8 @@ def convert_command(
     "--converted",
     type=click.Path(file_okay=False),
     help="Check this converted folder (or a parent with one NAME/ folder per entry) instead of converting in "
-    "memory; writes verification.json into it.",
+    "memory; writes verification.json into it. Without NAME, the folder's conversion.json names the entry "
+    "(and whether its source was synthetic, and the seed).",
 )
 @click.option(
     "--reference",
@@ -238,10 +254,21 @@ def convert_command(
     help="Comma-separated references: timm, transformers, upstream (Hub weights; needs a network).",
 )
 @click.option("--images", "images_dir", type=click.Path(file_okay=False), help="Sample images [default: shipped].")
-@click.option("--json", "json_path", metavar="PATH", help="Write the results as JSON to PATH ('-' for stdout).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout (the table goes to stderr).")
+@click.option(
+    "--json-file",
+    "json_file",
+    type=click.Path(dir_okay=False),
+    help="Also write the results as JSON to this file, rewritten after each entry.",
+)
 @click.option("--shard", metavar="K/N", help="Only shard K of N (1-based), balanced by checkpoint size.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache [default: ~/.cache/swinzoo].")
-@click.option("--seed", default=0, show_default=True, help="Seed of --synthetic checkpoints and of SimMIM masks.")
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of --synthetic checkpoints and of SimMIM masks [default: the --converted folder's, else 0].",
+)
 @click.option(
     "--skip-manual",
     is_flag=True,
@@ -249,8 +276,8 @@ def convert_command(
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def verify_command(
-    names, all_entries, synthetic, source, converted, reference, images_dir, json_path, shard, cache_dir, seed,
-    skip_manual, quiet,
+    names, all_entries, synthetic, source, converted, reference, images_dir, as_json, json_file, shard, cache_dir,
+    seed, skip_manual, quiet,
 ) -> None:  # fmt: skip
     """Check converted weights against timm and transformers loading the same official file.
 
@@ -258,23 +285,50 @@ def verify_command(
     reconstruction and loss under a fixed seeded mask. Exit code 1 when any entry fails or cannot be checked.
     See docs/verification.md for the tolerance policy.
     """
+    from pathlib import Path
+
     from .verify import format_table, parse_references, select_entries, verify, write_json
+    from .verify.folder_checks import folder_for, plan_folder_run
 
     done = []
 
     def on_report(report) -> None:
-        # One line per entry as it finishes, and the JSON kept current: a long run killed midway keeps its results.
+        # One line per entry as it finishes, and the JSON file kept current: a run killed midway keeps its results.
         import sys
 
         from tqdm.auto import tqdm
 
         done.append(report)
         tqdm.write(f"{report.entry}: {report.status} ({report.seconds:.1f}s)", file=sys.stderr)  # under the bar
-        if json_path and json_path != "-":
-            _run(write_json, json_path, done)
+        if json_file:
+            _run(write_json, json_file, done)
 
     refs = _run(parse_references, reference)
-    selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
+    if converted is not None and not names and not all_entries and not shard:
+        # the folder names what it was made from: `swinzoo verify --converted DIR`, as the card advises
+        planned = _run(
+            plan_folder_run, Path(converted), None, synthetic=synthetic, source=source, seed=seed,
+            cache_dir=cache_dir, progress=not quiet,
+        )  # fmt: skip
+        selected, synthetic, seed = [planned.entry], planned.synthetic, planned.seed
+        source = planned.source or source  # a --source folder: the file its record names
+    else:
+        selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
+        if converted is not None and Path(converted).is_dir():
+            # refuse a NAME or a file the folder was not made from before anything is written into it
+            for name in selected:
+                folder = _run(folder_for, Path(converted), name, len(selected) > 1)
+                if folder.is_dir():
+                    planned = _run(
+                        plan_folder_run, folder, name, synthetic=synthetic, source=source, seed=seed,
+                        cache_dir=cache_dir, progress=not quiet,
+                    )  # fmt: skip
+                    if len(selected) == 1:
+                        synthetic, seed = planned.synthetic, planned.seed
+                    elif planned.synthetic and not synthetic:
+                        raise click.UsageError(f"{folder} was converted from a synthetic checkpoint: add --synthetic")
+                    elif planned.synthetic and planned.seed != (seed or 0):
+                        raise click.UsageError(f"{folder} was made with --seed {planned.seed}: verify it on its own")
     if not selected:
         click.echo(f"shard {shard} holds no entries", err=True)
     reports = _run(
@@ -286,14 +340,16 @@ def verify_command(
         references=refs,
         images_dir=images_dir,
         cache_dir=cache_dir,
-        seed=seed,
+        seed=0 if seed is None else seed,
         skip_manual=skip_manual,
         progress=not quiet,
         on_report=on_report,
     )
-    click.echo(format_table(reports), err=json_path == "-")  # stdout stays pure JSON with --json -
-    if json_path:
-        _run(write_json, json_path, reports)
+    click.echo(format_table(reports), err=as_json)  # stdout stays pure JSON with --json
+    if json_file:
+        _run(write_json, json_file, reports)
+    if as_json:
+        _run(write_json, "-", reports)
     failed = [r.entry for r in reports if not r.passed]
     if failed:
         click.echo(f"verification FAILED for: {', '.join(failed)}", err=True)
@@ -367,6 +423,28 @@ def publish_command(folder, repo_id, revision, tag, private, dry_run, fmt, force
 
 
 # --------------------------------------------------------------------------------------------- predict
+def _synthetic_model(spec: str, revision: str | None) -> bool:
+    """Does the conversion.json of what ``predict --model spec`` loaded say synthetic? Read from the folder, or
+    from the Hub cache the load just filled (no second request)."""
+    from pathlib import Path
+
+    from .card import CONVERSION_NAME, is_synthetic
+    from .manifest import load_manifests
+    from .predict import CONVERTED_DIR
+
+    if Path(spec).is_dir():
+        return is_synthetic(spec)
+    if spec in load_manifests():
+        return is_synthetic(CONVERTED_DIR / spec)
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(spec, CONVERSION_NAME, revision=revision)
+    except ValueError:  # not a repo id: the load already said what it is
+        return False
+    return isinstance(cached, str) and is_synthetic(Path(cached).parent)
+
+
 @main.command("predict")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--model", "model_spec", required=True, metavar="NAME|REPO|DIR", help="Zoo entry, Hub id or folder.")
@@ -381,6 +459,12 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
     from .predict import classify, load_classifier
 
     loaded = _run(load_classifier, model_spec, revision)
+    if _synthetic_model(model_spec, revision):
+        click.echo(
+            f"warning: {loaded.source} holds SYNTHETIC weights (random, for testing the pipeline only; its "
+            "conversion.json says synthetic): these predictions mean nothing",
+            err=True,
+        )
     results = _run(classify, loaded, list(images), top_k)
     if as_json:
         data = {"model": loaded.source, "results": [r.to_dict() for r in results]}
@@ -390,3 +474,62 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
         click.echo(f"{result.image}:")
         for p in result.predictions:
             click.echo(f"  {p.probability:8.4f}  {p.label}")
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+@main.command("evaluate")
+@click.argument("model_spec", metavar="NAME|DIR|REPO")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(),
+    help="ImageNet-1k images: one folder per WordNet id, or a flat folder with --ground-truth.",
+)
+@click.option(
+    "--ground-truth", type=click.Path(dir_okay=False), help="Labels of a flat --data folder: lines 'FILE INDEX'."
+)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per batch.")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="DataLoader workers.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N images, spread evenly over the data.")
+@click.option("--skip-corrupt", is_flag=True, help="Count images that cannot be decoded as skipped, not an error.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def evaluate_command(model_spec, data, ground_truth, batch_size, workers, limit, skip_corrupt, as_json, quiet) -> None:
+    """Measure top-1 / top-5 of a classifier on ImageNet-1k validation images, with its own eval transform.
+
+    Runs as it is, or under `torchrun --nproc-per-node N` (each image counted once; rank 0 reports). A local
+    folder (or converted/NAME) gets evaluation.json. 22k-head models are read through the 22k->1k class map.
+    """
+    from .evaluate import evaluate
+
+    result = _run(
+        evaluate,
+        model_spec,
+        data,
+        ground_truth=ground_truth,
+        batch_size=batch_size,
+        workers=workers,
+        limit=limit,
+        skip_corrupt=skip_corrupt,
+        progress=not quiet,
+    )
+    if result.rank != 0:
+        return
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "written": str(result.written) if result.written else None}))
+        return
+    for path in result.skipped:
+        click.echo(f"skipped (corrupt): {path}", err=True)
+    click.echo(
+        f"{result.model}: top-1 {100 * result.top1:.2f}% ({result.top1_correct}/{result.images}), "
+        f"top-5 {100 * result.top5:.2f}% ({result.top5_correct}/{result.images}) on {result.images} images"
+        + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
+    )
+    click.echo(
+        f"  {result.head}; {result.world_size} process(es) on {result.device}; {result.seconds:.1f}s, "
+        f"{result.images_per_second:.1f} images/s" + (f"; wrote {result.written}" if result.written else "")
+    )
+
+
+if __name__ == "__main__":  # `python -m swinzoo.cli ...`, as `torchrun -m swinzoo.cli` runs it
+    run()

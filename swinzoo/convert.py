@@ -18,14 +18,24 @@ import torch
 from . import __version__
 from .config import SwinConfig
 from .converters.engine import ConversionReport, convert_state_dict, shapes_of
-from .converters.official import infer_config, layout_task, rules_for_layout
+from .converters.official import alias_notes, infer_config, layout_task, rules_for_layout
 from .errors import SwinzooError
 from .fetch import ManualDownloadRequired, checkpoint_size_cap, default_cache_dir, describe_source, fetch
 from .folder import CONVERSION_NAME, atomic_output, atomic_write_text, check_output
 from .io import parse_dtype, write_model_files
 from .manifest import ZooEntry, get_entry
 from .modeling import TASK_CLASSES, SwinPreTrainedModel
+from .retarget import RetargetRecord
 from .safeload import load_state_dict
+
+# Every official SimMIM V2 config (microsoft/Swin-Transformer configs/simmim/*swinv2*) trains with
+# NORM_TARGET.ENABLE True and PATCH_SIZE 47: a file with no manifest entry gets the same loss targets.
+OFFICIAL_V2_NORM_PATCH = 47
+SIMMIM_V2_TARGET_NOTE = (
+    f"SimMIM V2 loss targets: normalised over {OFFICIAL_V2_NORM_PATCH}x{OFFICIAL_V2_NORM_PATCH} windows "
+    f"(mim_norm_target=True, mim_norm_target_patch_size={OFFICIAL_V2_NORM_PATCH}), as every official SimMIM V2 "
+    "config trains; the file itself does not record them (no manifest entry)"
+)
 
 
 class ConvertError(SwinzooError, ValueError):
@@ -52,6 +62,7 @@ class ConvertResult:
     notes: list[str] = field(default_factory=list)
     entry: ZooEntry | None = None
     seconds: float = 0.0
+    retarget: RetargetRecord | None = None
 
     def summary(self) -> dict:
         return {
@@ -67,6 +78,7 @@ class ConvertResult:
             "buffers_checked": len(self.report.checked),
             "dropped": len(self.report.dropped),
             "notes": self.notes,
+            "retarget": self.retarget.to_dict() if self.retarget else None,
             "seconds": round(self.seconds, 2),
         }
 
@@ -86,7 +98,7 @@ def _source_stem(source: str | os.PathLike | None) -> str:
 
 def synthetic_config(entry: ZooEntry) -> SwinConfig:
     """The architecture a synthetic file for ``entry`` is generated with."""
-    return entry.config(extra_norm_every_n_blocks=0) if entry.architecture.extra_norm_every_n_blocks else entry.config()
+    return entry.config()
 
 
 def resolve_source(
@@ -135,6 +147,32 @@ def _check_against_entry(entry: ZooEntry, want: SwinConfig, inferred: SwinConfig
             )
 
 
+def retarget_model(
+    model: SwinPreTrainedModel,
+    config: SwinConfig,
+    layout: str,
+    *,
+    image_size: int | None = None,
+    window_size: int | None = None,
+    num_labels: int | None = None,
+) -> tuple[SwinPreTrainedModel, SwinConfig, RetargetRecord]:
+    """The converted model moved to a new geometry and head (see :func:`swinzoo.retarget.retarget`)."""
+    from .retarget import retarget
+
+    state, new_config, record = retarget(
+        model.state_dict(),
+        config,
+        layout_task(layout),
+        image_size=image_size,
+        window_size=window_size,
+        num_labels=num_labels,
+    )
+    with torch.device("meta"):
+        moved = TASK_CLASSES[record.target_task](new_config)
+    moved.load_state_dict(state, strict=True, assign=True)
+    return moved.eval(), new_config, record
+
+
 def build_model(
     state: dict[str, torch.Tensor],
     config: SwinConfig,
@@ -161,7 +199,10 @@ def convert(
     seed: int = 0,
     out_dir: str | os.PathLike | None = None,
     dtype: str | None = None,
+    source_image_size: int | None = None,
     image_size: int | None = None,
+    window_size: int | None = None,
+    num_labels: int | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
     write: bool = True,
@@ -169,16 +210,20 @@ def convert(
 ) -> ConvertResult:
     """Convert a zoo entry (or any official-layout file) into a swinzoo folder; see ``swinzoo convert --help``.
 
-    ``entry`` is a :class:`ZooEntry` (a name is looked up once, here). ``overwrite`` lets a previous swinzoo
-    output at ``out_dir`` be replaced (its other files are kept); any other non-empty folder is refused before
-    anything is downloaded.
+    ``entry`` is a :class:`ZooEntry` (a name is looked up once, here). ``image_size``, ``window_size`` and
+    ``num_labels`` move the weights to a new geometry and head as the official fine-tuning loaders do
+    (:mod:`swinzoo.retarget`); ``source_image_size`` is the size the file was trained at, for a file whose
+    stored buffers do not tell. ``overwrite`` lets a previous swinzoo output at ``out_dir`` be replaced (its
+    other files are kept); any other non-empty folder is refused before anything is downloaded.
     """
     started = time.perf_counter()
     if isinstance(entry, str):
         entry = get_entry(entry)
     want = entry.config() if entry is not None else None  # built once: labels, SimMIM settings, checks
-    if image_size is not None and image_size < 1:
-        raise ConvertError(f"--image-size: must be a positive number of pixels (got {image_size})")
+    for flag, value in (("--source-image-size", source_image_size), ("--image-size", image_size),
+                        ("--window-size", window_size), ("--num-labels", num_labels)):  # fmt: skip
+        if value is not None and value < 1:
+            raise ConvertError(f"{flag}: must be a positive number (got {value})")
     target = None
     if write:
         default = entry.name if entry else _source_stem(source)
@@ -190,7 +235,7 @@ def convert(
     if entry is not None and source is None and not derive:
         config, layout = (synthetic_config(entry) if synthetic else want), entry.layout
     else:
-        size = image_size or (entry.architecture.image_size if entry else None)
+        size = source_image_size or (entry.architecture.image_size if entry else None)
         try:
             inferred = infer_config(state, image_size=size)
         except ValueError as exc:
@@ -209,10 +254,19 @@ def convert(
                 )
             if layout_task(layout) == layout_task(entry.layout):
                 layout = entry.layout
+        elif entry is None and layout == "simmim-swinv2-pretrain":
+            config = config.copy(mim_norm_target=True, mim_norm_target_patch_size=OFFICIAL_V2_NORM_PATCH)
+            notes.append(SIMMIM_V2_TARGET_NOTE)
     model, report = build_model(state, config, layout, what=str(src.path))
+    notes.extend(alias_notes(report.renamed))
+    retargeted = None
+    if any(v is not None for v in (image_size, window_size, num_labels)):
+        model, config, retargeted = retarget_model(
+            model, config, layout, image_size=image_size, window_size=window_size, num_labels=num_labels
+        )
     if dtype is not None:
         model = model.to(parse_dtype(dtype))
-    result = ConvertResult(None, model, config, layout, src, report, notes, entry)
+    result = ConvertResult(None, model, config, layout, src, report, notes, entry, retarget=retargeted)
     if target is not None:
         with atomic_output(target, overwrite=overwrite) as tmp:
             metadata = {
@@ -229,6 +283,7 @@ def convert(
                 **metadata,
                 "source_pinned": src.pinned,
                 "synthetic": src.synthetic,
+                **({"seed": seed} if src.synthetic else {}),
                 "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                 "mapped": report.renamed,
                 "dropped": report.dropped,
@@ -236,7 +291,12 @@ def convert(
                 "notes": notes,
             }
             if entry is not None:  # predict and the card read the entry's eval transform from here
-                conversion["preprocessing"] = dataclasses.asdict(entry.preprocessing)
+                pp = dataclasses.asdict(entry.preprocessing)
+                if retargeted is not None:  # the same kind of transform (crop or squash) at the new size
+                    pp["input_size"] = config.image_hw[0]
+                conversion["preprocessing"] = pp
+            if retargeted is not None:
+                conversion["retarget"] = retargeted.to_dict()
             atomic_write_text(tmp / CONVERSION_NAME, json.dumps(conversion, indent=2) + "\n")
             from .card import write_card
 

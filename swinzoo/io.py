@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .config import SwinConfig
-from .errors import SwinzooError
+from .errors import SwinzooError, one_line, redact
 from .folder import CONFIG_NAME, WEIGHTS_NAME, atomic_output
 from .modeling import TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 
@@ -122,6 +122,18 @@ def _resolve_files(
     return _download_from_hub(str(name_or_path), revision, cache_dir, only_config)
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a failed connection raises through huggingface_hub: its HTTP clients' errors (httpx2, and requests
+    where installed) and the OS's own."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
 def _download_from_hub(
     repo_id: str, revision: str | None, cache_dir: str | None, only_config: bool = False
 ) -> tuple[Path, Path]:
@@ -160,6 +172,9 @@ def _download_from_hub(
         except HfHubHTTPError as exc:
             status = getattr(exc.response, "status_code", "?")
             raise LoadError(f"{at}: the Hub answered {status} for {filename}") from exc
+        except _network_errors() as exc:  # the connection failed or dropped midway: one line naming the repo
+            why = redact(one_line(str(exc) or type(exc).__name__))
+            raise LoadError(f"{at}: cannot download {filename} from the Hub (network failure: {why})") from exc
         # The cache keeps each file under snapshots/<commit>/: pin the next download to that commit.
         commit = files[-1].parent.name
         if re.fullmatch(r"[0-9a-f]{40}", commit):
@@ -336,6 +351,8 @@ def from_pretrained(
     ignore_mismatched_sizes: bool = False,
     out_features: list[str] | None = None,
     out_indices: list[int] | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    window_size: int | None = None,
     **kwargs: Any,
 ) -> SwinPreTrainedModel:
     """Load a swinzoo, transformers or timm folder or Hub repo (``org/name`` at ``revision``) into the right class.
@@ -343,7 +360,9 @@ def from_pretrained(
     The keywords are transformers': ``dtype`` (or ``torch_dtype``; "auto" or None keeps the stored dtype),
     ``device``, ``num_labels``/``id2label`` with ``ignore_mismatched_sizes=True`` for a new head,
     ``out_features``/``out_indices`` (either one; the other follows) and runtime config fields such as
-    ``drop_path_rate``. Any other keyword is an error naming it. Strict: every parameter must be present with
+    ``drop_path_rate``. ``image_size`` / ``window_size`` move the weights to a new geometry as the official
+    fine-tuning loaders do (:mod:`swinzoo.retarget`; ``model.retarget_record`` says how). Any other keyword is
+    an error naming it. Strict: every parameter must be present with
     the shape the config implies. Works offline from the Hugging Face cache (``HF_HUB_OFFLINE=1``).
     """
     if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
@@ -352,7 +371,7 @@ def from_pretrained(
     config_file, weights_file = _resolve_files(name_or_path, revision, cache_dir)
     saved_config, saved_task, fmt = read_config(config_file)
     raw = saved_config.to_dict()
-    _config_changes(raw, kwargs)
+    changes = _config_changes(raw, kwargs)
     if out_features is not None or out_indices is not None:
         raw.update(out_features=out_features, out_indices=out_indices)
     same_count = id2label is None and num_labels is not None and num_labels == saved_config.num_labels
@@ -378,8 +397,20 @@ def from_pretrained(
     if fmt != "swinzoo":
         state = _foreign_to_swinzoo(state, saved_config, saved_task, fmt, weights_file)
     _check_weights(state, weights_file)
+    record = None
+    if image_size is not None or window_size is not None:
+        if new_head and not ignore_mismatched_sizes:
+            raise LoadError(f"{name_or_path}: a new head (num_labels/id2label) needs ignore_mismatched_sizes=True")
+        source = saved_config.copy(**changes)  # the stored head and geometry, runtime fields as asked
+        state, config, record, saved_task = _retarget(
+            state, source, saved_task, image_size, window_size, config.num_labels if new_head else None, id2label
+        )
+        if out_features is not None or out_indices is not None:
+            config = config.copy(out_features=out_features, out_indices=out_indices)
+        if wanted_task == "masked-image-modeling" and saved_task != wanted_task:
+            raise LoadError(f"{name_or_path}: a retargeted SimMIM pretrain is a classifier, not a SimMIM model")
     state = _adapt_keys(state, saved_task, wanted_task)
-    if new_head and wanted_task == "image-classification" and "head.weight" in state:
+    if new_head and record is None and wanted_task == "image-classification" and "head.weight" in state:
         state = _new_head(state, config, ignore_mismatched_sizes, name_or_path)
     model = _assemble(cls, config, state, wanted_task, f"{name_or_path}", weights_file)
     dtype = parse_dtype("auto" if dtype is None else dtype)
@@ -388,11 +419,32 @@ def from_pretrained(
     if device is not None:
         model = model.to(device)
     model.loaded_format = fmt  # which layout the weights came in: swinzoo, transformers or timm
+    model.retarget_record = record  # how the weights were moved to this geometry, if they were
     from .processing import ImageProcessor
 
     # The checkpoint's own eval transform, as transformers users get from AutoImageProcessor.
     model.image_processor = ImageProcessor.for_model(model, folder=config_file.parent)
     return model
+
+
+def _retarget(
+    state: dict[str, torch.Tensor],
+    config: SwinConfig,
+    task: str,
+    image_size: int | tuple[int, int] | None,
+    window_size: int | None,
+    num_labels: int | None,
+    id2label: dict[int, str] | None,
+):
+    """The loaded state moved to a new geometry (and head) by :func:`swinzoo.retarget.retarget`."""
+    from .retarget import retarget
+
+    state, config, record = retarget(
+        state, config, task, image_size=image_size, window_size=window_size, num_labels=num_labels
+    )
+    if id2label is not None:
+        config = config.copy(id2label=id2label)
+    return state, config, record, record.target_task
 
 
 def _new_head(

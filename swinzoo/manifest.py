@@ -92,7 +92,6 @@ class Architecture:
     num_heads: tuple[int, ...]
     window_size: int
     pretrained_window_sizes: tuple[int, ...] = (0, 0, 0, 0)
-    extra_norm_every_n_blocks: int = 0
     derive_from_checkpoint: tuple[str, ...] = ()
 
     @property
@@ -168,8 +167,6 @@ class ZooEntry:
             "window_size": a.window_size,
             "pretrained_window_sizes": list(a.pretrained_window_sizes),
         }
-        if a.extra_norm_every_n_blocks:
-            kwargs["extra_norm_every_n_blocks"] = a.extra_norm_every_n_blocks
         if self.simmim is not None:
             kwargs.update(
                 encoder_stride=self.simmim.encoder_stride,
@@ -197,7 +194,6 @@ class ZooEntry:
             num_heads=a.num_heads,
             window_size=a.window_size,
             num_classes=self.num_classes,
-            extra_norm_every_n_blocks=a.extra_norm_every_n_blocks,
             simmim_encoder_stride=self.simmim.encoder_stride if self.simmim else None,
         )
 
@@ -233,7 +229,6 @@ def count_parameters(
     in_chans: int = 3,
     mlp_ratio: float = 4.0,
     num_classes: int = 0,
-    extra_norm_every_n_blocks: int = 0,
     simmim_encoder_stride: int | None = None,
 ) -> int:
     """Parameters of a Swin (v1) / Swin V2 with its head, counted from the architecture's formulas.
@@ -263,8 +258,7 @@ def count_parameters(
             block += 3 * dim + (2 * win - 1) ** 2 * heads
         else:
             block += 2 * dim + heads + 3 * CPB_HIDDEN + CPB_HIDDEN * heads
-        extra_norms = depth // extra_norm_every_n_blocks if extra_norm_every_n_blocks else 0
-        n += depth * block + extra_norms * 2 * dim
+        n += depth * block
     num_features = embed_dim * 2 ** (len(depths) - 1)
     n += 2 * num_features  # final norm
     if num_classes:
@@ -288,16 +282,40 @@ def _label_names(label_set: str) -> tuple[str, ...]:
     except ImportError:
         return tuple(f"LABEL_{i}" for i in range(size))
     info = ImageNetInfo(label_set)
-    synsets = list(info.label_names())
+    synsets = official_22k_synsets() if label_set == "imagenet-22k" else list(info.label_names())
     if len(synsets) != size:
         raise ManifestError(f"label_set {label_set!r}: timm's class list has {len(synsets)} names, expected {size}")
-    names = list(info.label_descriptions())
+    names = [info.label_name_to_description(s) for s in synsets]
     # Lemmas repeat (ImageNet-1K has two "crane" and two "maillot"); config labels must be unique, so each
     # repeated lemma carries its WordNet synset.
     counts: dict[str, int] = {}
     for name in names:
         counts[name] = counts.get(name, 0) + 1
     return tuple(f"{n} ({s})" if counts[n] > 1 else n for n, s in zip(names, synsets, strict=True))
+
+
+@cache
+def official_22k_synsets() -> list[str]:
+    """The WordNet ids of the official 21841-class heads, in head order.
+
+    Microsoft's ImageNet-22K labels are Google's ids (21843 sorted wnids, timm's ``imagenet21k_goog_synsets.txt``)
+    with the two classes that have no images given away: "map 21841->9205; 21842->15027" (the official
+    ``data/imagenet22k_dataset.py``). So row k is Google's wnid k, except rows 9205 and 15027, which hold Google's
+    last two. This is not timm's sorted fall11 list (``imagenet22k_synsets.txt``), which drops the two imageless
+    wnids and so runs one row behind from 9205 on: the official 22k->1k map (``swinzoo/assets``) only agrees with
+    this order.
+    """
+    from importlib import resources
+
+    import timm.data
+
+    text = (resources.files(timm.data) / "_info" / "imagenet21k_goog_synsets.txt").read_text()
+    google = text.split()
+    if len(google) != 21843:
+        raise ManifestError(f"timm's imagenet21k_goog_synsets.txt has {len(google)} wnids, expected 21843")
+    rows = google[:21841]
+    rows[9205], rows[15027] = google[21841], google[21842]
+    return rows
 
 
 def label_names(label_set: str) -> list[str]:
@@ -423,7 +441,16 @@ def _stage_sizes(image_size: int, patch_size: int, stages: int) -> list[int]:
 
 def validate_entry(entry: ZooEntry) -> None:
     """Check one entry's internal consistency; raise ManifestError naming file, entry and field."""
-    a, s, p = entry.architecture, entry.source, entry.preprocessing
+    _validate_identity(entry)
+    _validate_architecture(entry)
+    _validate_head(entry)
+    _validate_source(entry)
+    _validate_preprocessing(entry)
+    _validate_metrics(entry)
+
+
+def _validate_identity(entry: ZooEntry) -> None:
+    """Name, family, kind and the layout they imply."""
     if not _NAME_RE.match(entry.name):
         _fail(entry, "name", "must be lower-case letters, digits and single dashes")
     if entry.family not in FAMILIES:
@@ -438,7 +465,10 @@ def validate_entry(entry: ZooEntry) -> None:
             f"{entry.layout!r}, but a {entry.family} {entry.kind} entry is {expected_layout!r}",
         )
 
-    # architecture
+
+def _validate_architecture(entry: ZooEntry) -> None:
+    """Architecture fields against each other, the name and SwinConfig's own checks."""
+    a = entry.architecture
     want_version = 1 if entry.family == "swin" else 2
     if a.version != want_version:
         _fail(
@@ -487,7 +517,10 @@ def validate_entry(entry: ZooEntry) -> None:
     except ConfigError as exc:
         _fail(entry, "architecture", str(exc))
 
-    # head
+
+def _validate_head(entry: ZooEntry) -> None:
+    """Label set, class count and the SimMIM settings a pretrain needs."""
+    a = entry.architecture
     if entry.label_set not in LABEL_SETS:
         _fail(entry, "label_set", f"{entry.label_set!r} is not one of {sorted(LABEL_SETS)}")
     if entry.num_classes != LABEL_SETS[entry.label_set]:
@@ -506,7 +539,10 @@ def validate_entry(entry: ZooEntry) -> None:
         if entry.simmim.mask_patch_size % a.patch_size:
             _fail(entry, "simmim.mask_patch_size", f"must be a multiple of patch_size {a.patch_size}")
 
-    # source
+
+def _validate_source(entry: ZooEntry) -> None:
+    """Download fields: bare file name, https URLs, hashes and pins."""
+    s = entry.source
     if not s.filename or "/" in s.filename or "\\" in s.filename:
         _fail(entry, "source.filename", f"{s.filename!r} must be a bare file name")
     for url in s.urls:
@@ -528,7 +564,10 @@ def validate_entry(entry: ZooEntry) -> None:
     if s.size_bytes is not None and s.size_bytes <= 0:
         _fail(entry, "source.size_bytes", f"{s.size_bytes} must be positive")
 
-    # preprocessing
+
+def _validate_preprocessing(entry: ZooEntry) -> None:
+    """The eval transform: the official ones only (data/build.py)."""
+    a, p = entry.architecture, entry.preprocessing
     if p.input_size != a.image_size:
         _fail(
             entry,
@@ -548,7 +587,9 @@ def validate_entry(entry: ZooEntry) -> None:
         )
     # crop_pct, crop_mode, interpolation, mean and std are checked by Preprocessing itself when it is parsed.
 
-    # metrics
+
+def _validate_metrics(entry: ZooEntry) -> None:
+    """Reported figures are percentages, and only where a classifier exists."""
     m = entry.metrics
     if m is not None:
         for name in ("top1", "imagenet_v2_top1"):

@@ -3,17 +3,19 @@
 Internally every stage works on a (B, H, W, C) token grid. v1 and v2 differ only in:
 
 * ``WindowAttention``: scaled dot product + learned relative-position table (v1) versus cosine attention with a
-  clamped per-head logit scale and a log-spaced continuous position bias MLP (v2);
+  clamped per-head temperature (``logit_scale``) and a log-spaced continuous position bias MLP (v2);
 * ``SwinBlock``: pre-norm (v1) versus res-post-norm (v2);
 * ``PatchMerging``: norm-then-reduce (v1) versus reduce-then-norm (v2).
 
-Everything that depends only on shapes (shift masks, relative position indices, v2's log-spaced coordinate
-table) is computed once; the position bias derived from parameters is cached in eval mode and recomputed
-when the parameters change.
+What depends only on shapes (shift masks, relative position indices, v2's log-spaced coordinate table) is
+computed once. This file is the reference code path; eval on the CPU without gradients runs the same maths
+through :mod:`swinzoo.fast_inference` (gathers, image groups, in-place tails, a cached position bias), switched
+off per model with ``model.set_inference_path("reference")``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -25,8 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fast_inference
 from .config import SwinConfig
+from .fast_inference import is_tracing
 
+INFERENCE_PATHS = ("fast", "reference")
 MASK_VALUE = -100.0  # what the official code adds to attention logits across shifted-window seams
 
 
@@ -80,19 +85,27 @@ class BackboneOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-# --------------------------------------------------------------------------------------------- shape-only helpers
-def _tracing() -> bool:
-    """True under torch.compile / torch.export / torch.jit.trace, where Python-side caches must not be
-    consulted and Python loops over the batch must not be unrolled into the graph."""
-    if torch.jit.is_tracing():
-        return True
-    compiler = getattr(torch, "compiler", None)
-    if compiler is None:
-        return False
-    return compiler.is_compiling() or bool(getattr(compiler, "is_exporting", lambda: False)())
+# --------------------------------------------------------------------------------------------- windows
+def _cached_tensors(maxsize: int):
+    """``lru_cache`` for functions that build constant tensors, built outside inference mode.
+
+    A tensor first built under ``torch.inference_mode()`` (predict, an export check) is an inference tensor, and
+    autograd refuses to save one for backward: a later training step through the same cache entry would fail.
+    """
+
+    def wrap(fn):
+        @lru_cache(maxsize=maxsize)
+        @functools.wraps(fn)
+        def cached(*args):
+            with torch.inference_mode(False), torch.no_grad():
+                return fn(*args)
+
+        return cached
+
+    return wrap
 
 
-@lru_cache(maxsize=64)
+@_cached_tensors(maxsize=64)
 def relative_position_index(window: int) -> torch.Tensor:
     """(N, N) index into the (2w-1)^2 table of relative offsets between the N = w*w tokens of a window."""
     cpu = torch.device("cpu")  # explicit: these are cached and must never be created on a meta device
@@ -102,7 +115,7 @@ def relative_position_index(window: int) -> torch.Tensor:
     return rel[0] * (2 * window - 1) + rel[1]
 
 
-@lru_cache(maxsize=64)
+@_cached_tensors(maxsize=64)
 def log_spaced_coords(window: int, pretrained_window: int) -> torch.Tensor:
     """V2's ((2w-1)^2, 2) relative coordinates, scaled to [-8, 8] by the pretraining window, then log-spaced."""
     offsets = torch.arange(-(window - 1), window, dtype=torch.float32, device="cpu")
@@ -113,32 +126,6 @@ def log_spaced_coords(window: int, pretrained_window: int) -> torch.Tensor:
     table = table * 8
     table = torch.sign(table) * torch.log2(table.abs() + 1.0) / math.log2(8)
     return table.reshape(-1, 2)
-
-
-def _shift_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
-    regions = torch.zeros(height, width, device=device)
-    bands = ((0, -window), (-window, -shift), (-shift, None))
-    label = 0
-    for hs in bands:
-        for ws in bands:
-            regions[slice(*hs), slice(*ws)] = label
-            label += 1
-    labels = window_partition(regions[None, :, :, None], window).squeeze(-1)  # (nW, N)
-    differ = labels[:, None, :] != labels[:, :, None]
-    return torch.zeros(differ.shape, device=device).masked_fill(differ, MASK_VALUE)
-
-
-@lru_cache(maxsize=128)
-def _cached_shift_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
-    # Built on the CPU (explicitly: never on a meta device), copied once per device: no per-call transfer.
-    return _shift_mask(height, width, window, shift, torch.device("cpu")).to(device)
-
-
-def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
-    """(nW, N, N) additive mask that stops attention between tokens that the cyclic shift made neighbours."""
-    if _tracing():  # computed in the graph (constant-folded there), not fetched from a Python-side cache
-        return _shift_mask(height, width, window, shift, device)
-    return _cached_shift_mask(height, width, window, shift, torch.device(device))
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -155,24 +142,31 @@ def window_reverse(windows: torch.Tensor, window: int, height: int, width: int) 
     return x.reshape(-1, height, width, c)
 
 
-@lru_cache(maxsize=128)
-def _window_order(
-    height: int, width: int, window: int, shift: int, crop: tuple[int, int], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token indices for one-gather window partition and reverse of a (height, width) grid.
+def _shift_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    """Label the nine regions the cyclic shift brings together; tokens of different regions must not attend."""
+    regions = torch.zeros(height, width, device=device)
+    bands = ((0, -window), (-window, -shift), (-shift, None))
+    label = 0
+    for hs in bands:
+        for ws in bands:
+            regions[slice(*hs), slice(*ws)] = label
+            label += 1
+    labels = window_partition(regions[None, :, :, None], window).squeeze(-1)  # (nW, N)
+    differ = labels[:, None, :] != labels[:, :, None]
+    return torch.zeros(differ.shape, device=device).masked_fill(differ, MASK_VALUE)
 
-    ``order[i]`` is the grid token (row-major) that lands at position i of the concatenated, cyclically shifted
-    windows: what ``window_partition(roll(x, -shift))`` computes in two copies, one ``index_select`` does in one.
-    ``back`` undoes it, rolls back and keeps only the top-left ``crop`` = (h, w) tokens (dropping the padding).
-    """
-    grid = torch.arange(height * width, device="cpu").view(1, height, width, 1)
-    if shift:
-        grid = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
-    order = window_partition(grid, window).flatten()
-    back = torch.empty_like(order)
-    back[order] = torch.arange(order.numel())
-    back = back.view(height, width)[: crop[0], : crop[1]].flatten()
-    return order.to(device), back.to(device)
+
+@_cached_tensors(maxsize=128)
+def _cached_shift_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    # Built on the CPU (explicitly: never on a meta device), copied once per device: no per-call transfer.
+    return _shift_mask(height, width, window, shift, torch.device("cpu")).to(device)
+
+
+def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    """(nW, N, N) additive mask that stops attention between tokens that the cyclic shift made neighbours."""
+    if is_tracing():  # computed in the graph (constant-folded there), not fetched from a Python-side cache
+        return _shift_mask(height, width, window, shift, device)
+    return _cached_shift_mask(height, width, window, shift, torch.device(device))
 
 
 # --------------------------------------------------------------------------------------------- small modules
@@ -213,17 +207,6 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
-def _activate_(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``act(x)`` written into ``x`` where the activation has an in-place kernel (saves a large allocation)."""
-    if isinstance(act, nn.GELU):
-        return torch.ops.aten.gelu_(x, approximate=act.approximate)
-    if isinstance(act, nn.ReLU):
-        return torch.relu_(x)
-    if isinstance(act, nn.SiLU):
-        return F.silu(x, inplace=True)
-    return act(x)
-
-
 class Mlp(nn.Module):
     """fc1 -> activation -> fc2, the per-token feed-forward of every block."""
 
@@ -235,10 +218,7 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or self.training:
-            return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-        # Inference: nothing keeps the pre-activation, so the activation overwrites it (one 4x-wide tensor less).
-        return self.fc2(_activate_(self.act, self.fc1(x)))
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 # --------------------------------------------------------------------------------------------- the paper's modules
@@ -325,9 +305,8 @@ class WindowAttention(nn.Module):
         self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(config.hidden_dropout_prob)
-        self._bias_cache: dict[Any, tuple[Any, ...]] = {}
 
-    # ------------------------------------------------------------------ position bias
+    # ------------------------------------------------------------------ the bias and the temperature
     def position_bias(self) -> torch.Tensor:
         """(heads, N, N) relative position bias, computed from the parameters."""
         n = self.window * self.window
@@ -337,100 +316,74 @@ class WindowAttention(nn.Module):
             table = 16 * torch.sigmoid(self.cpb_mlp(self.relative_coords_table))
         return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
 
-    def _bias_params(self) -> tuple[torch.Tensor, ...]:
+    def position_bias_parameters(self) -> tuple[torch.Tensor, ...]:
+        """The parameters :meth:`position_bias` depends on (what a cache of it must be keyed on)."""
         if self.version == 1:
             return (self.relative_position_bias_table,)
         return tuple(self.cpb_mlp.parameters())
 
     def attention_bias(self, mask: torch.Tensor | None) -> torch.Tensor:
-        """Position bias plus shift mask, shaped (nW, heads, N, N) or (heads, N, N).
-
-        Cached for CPU inference (eval mode, no gradient). A hit needs the very same mask object and bias
-        parameters equal in value to a snapshot taken when the entry was made: edits that bypass the autograd
-        version counter (``p.data.add_``, ``p.data = ...``, ``vector_to_parameters``) are caught too. The check
-        reads a few thousand numbers; on accelerators it would synchronise the device, so there the bias is
-        recomputed (a handful of small kernels) instead.
-        """
-        params = self._bias_params()
-        cacheable = (
-            not self.training and not torch.is_grad_enabled() and not _tracing() and params[0].device.type == "cpu"
-        )
-        key = None if mask is None else tuple(mask.shape)
-        if cacheable:
-            hit = self._bias_cache.get(key)
-            if hit is not None:
-                cached_mask, snapshot, bias = hit
-                same = all(p.dtype == s.dtype and torch.equal(p, s) for p, s in zip(params, snapshot, strict=True))
-                if cached_mask is mask and same:
-                    return bias
+        """Position bias plus shift mask: (heads, N, N), or (nW, heads, N, N) with a (nW, N, N) mask."""
         bias = self.position_bias()
-        if mask is not None:
-            bias = bias.unsqueeze(0) + mask.unsqueeze(1).to(bias.dtype)
-        if cacheable:
-            if len(self._bias_cache) > 8:
-                self._bias_cache.clear()
-            # The entry holds the mask itself, so its id cannot be recycled while the entry lives.
-            self._bias_cache[key] = (mask, tuple(p.detach().clone() for p in params), bias)
-        return bias
+        if mask is None:
+            return bias
+        return bias.unsqueeze(0) + mask.unsqueeze(1).to(bias.dtype)
 
-    def train(self, mode: bool = True) -> WindowAttention:
-        self._bias_cache.clear()
-        return super().train(mode)
+    def temperature(self) -> torch.Tensor:
+        """v2's (heads, 1, 1) factor on the cosine similarities, capped at 100."""
+        return torch.clamp(self.logit_scale, max=math.log(1.0 / 0.01)).exp()
+
+    def _cosine_qkv(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``F.normalize(q) * temperature``, ``F.normalize(k)`` and v, each (B * nW, heads, N, d), from the packed
+        (B * nW, N, 3, heads, d) projections: q and k in one pass, the temperature folded into 1/|q|."""
+        temperature = self.temperature().view(1, 1, 1, -1, 1)
+        qk = qkv[:, :, :2]
+        factor = torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(1e-12).reciprocal()  # F.normalize's eps
+        factor = factor * torch.cat([temperature, torch.ones_like(temperature)], dim=2)
+        q, k = (qk * factor).permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, qkv[:, :, 2].transpose(1, 2)
+
+    def qkv_bias(self) -> torch.Tensor | None:
+        if self.version == 1 or self.q_bias is None:
+            return self.qkv.bias
+        return torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
 
     # ------------------------------------------------------------------ forward
     def forward(
         self,
         windows: torch.Tensor,
-        batch: int,
-        mask: torch.Tensor | None = None,
+        bias: torch.Tensor,
         head_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """windows: (batch * nW, N, C). Returns the attended windows and, if asked, the attention probabilities."""
+        """windows: (B * nW, N, C); bias: from :meth:`attention_bias`. Returns the attended windows and, if asked,
+        the attention probabilities (B * nW, heads, N, N)."""
         bw, n, c = windows.shape
-        nw = bw // batch
         heads = self.num_heads
-        if self.version == 1:
-            qkv = self.qkv(windows)
-        else:
-            qkv_bias = None
-            if self.q_bias is not None:
-                qkv_bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
-            qkv = F.linear(windows, self.qkv.weight, qkv_bias)
-        qkv = qkv.view(bw, n, 3, heads, self.head_dim)
-        if self.version == 1:
+        qkv = F.linear(windows, self.qkv.weight, self.qkv_bias()).view(bw, n, 3, heads, self.head_dim)
+        if self.version == 1:  # scaled dot product
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B * nW, heads, N, d) each
             scale = self.head_dim**-0.5
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        else:
-            # Cosine attention: q and k normalised in one pass, with the per-head temperature folded into q's
-            # factor (F.normalize's max(|x|, 1e-12)), so no pass over the logits is needed.
-            logit_scale = torch.clamp(self.logit_scale, max=math.log(1.0 / 0.01)).exp().view(1, 1, 1, heads, 1)
-            qk = qkv[:, :, :2]
-            factor = torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(1e-12).reciprocal()
-            factor = factor * torch.cat([logit_scale, torch.ones_like(logit_scale)], dim=2)
-            q, k = (qk * factor).permute(2, 0, 3, 1, 4).unbind(0)
-            v = qkv[:, :, 2].transpose(1, 2)
+        else:  # cosine similarity times a per-head temperature
+            q, k, v = self._cosine_qkv(qkv)
             scale = 1.0
-        # q, k, v: (batch * nW, heads, N, d) strided views, 4-D so SDPA can take its fused CPU/CUDA kernels.
-        bias = self.attention_bias(mask).to(q.dtype)  # (heads, N, N) or (nW, heads, N, N)
+        bias = bias.to(q.dtype)
+        nw = bias.shape[0] if bias.ndim == 4 else 1  # windows per image that need their own mask
         dropout = self.attn_dropout if self.training else 0.0
         probs = None
         if output_attentions or head_mask is not None:
-            logits = ((q * scale) @ k.transpose(-2, -1)).view(batch, nw, heads, n, n) + bias
-            probs = logits.softmax(dim=-1)
-            probs = F.dropout(probs, dropout, self.training)
+            logits = ((q * scale) @ k.transpose(-2, -1)).view(bw // nw, nw, heads, n, n) + bias
+            probs = F.dropout(logits.softmax(dim=-1), dropout, self.training)
             if head_mask is not None:
                 probs = probs * head_mask.view(1, 1, -1, 1, 1).to(probs.dtype)
             probs = probs.view(bw, heads, n, n)
             out = probs @ v
         else:
-            if bias.ndim == 3:
-                attn_mask = bias.unsqueeze(0)  # every window: broadcast
-            else:  # one mask per window position, repeated for each image (SDPA's fused kernels want 4-D)
-                attn_mask = bias.unsqueeze(0).expand(batch, -1, -1, -1, -1).reshape(bw, heads, n, n)
+            # The fused kernels take a 4-D mask: the per-window mask is repeated for every image.
+            attn_mask = bias.unsqueeze(0) if bias.ndim == 3 else bias.repeat(bw // nw, 1, 1, 1)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=scale)
         out = out.transpose(1, 2)
-        if _tracing():
+        if is_tracing():
             # The traced strides of SDPA's output are those of the kernel picked at trace time; decompositions
             # (torch.export -> ONNX) may pick another, so the graph must not record a stride-dependent view.
             out = out.clone(memory_format=torch.contiguous_format)
@@ -439,7 +392,14 @@ class WindowAttention(nn.Module):
 
 
 class SwinBlock(nn.Module):
-    """(Shifted-)window attention + MLP with residuals; pre-norm in v1, res-post-norm in v2."""
+    """(Shifted-)window attention + MLP with residuals; pre-norm in v1, res-post-norm in v2.
+
+    The forward below is the paper's: roll, partition into windows, attend, reverse, roll back. Eval on the CPU
+    without gradients runs the same maths through :mod:`swinzoo.fast_inference` unless the model was switched to
+    the reference path (``model.set_inference_path("reference")``).
+    """
+
+    inference_path = "fast"  # "fast" or "reference"; set for every block by SwinPreTrainedModel.set_inference_path
 
     def __init__(
         self,
@@ -461,72 +421,41 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.mlp = Mlp(dim, int(dim * config.mlp_ratio), config.hidden_act, config.hidden_dropout_prob)
 
-    # Inference on CPU runs the whole block over groups of images holding about this many tokens: every
-    # intermediate (qkv, attention, the 4x-wide MLP activations) then stays cache-sized and reuses heap
-    # memory, where whole-batch tensors would be freshly allocated, page-faulted and streamed through RAM.
-    GROUP_TOKENS = 4096
+    def shift_at(self, height: int, width: int) -> int:
+        """A grid no larger than the window needs no shift (the official clamp, applied to the actual input)."""
+        return self.shift if min(height, width) > self.window else 0
+
+    def shift_mask(self, height: int, width: int, shift: int, device: torch.device) -> torch.Tensor | None:
+        return shifted_window_mask(height, width, self.window, shift, device) if shift else None
 
     def forward(
         self, x: torch.Tensor, head_mask: torch.Tensor | None = None, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        b, h, w, c = x.shape
-        window = self.window
-        # A grid no larger than the window needs no shift (the official clamp, applied to the actual input).
-        shift = self.shift if min(h, w) > window else 0
+        if self.inference_path == "fast" and fast_inference.applies(x, self.training, head_mask, output_attentions):
+            return fast_inference.swin_block(self, x), None
+        _, h, w, _ = x.shape
+        window, shift = self.window, self.shift_at(h, w)
         shortcut = x
         if not self.post_norm:
             x = self.norm1(x)
         pad_h, pad_w = -h % window, -w % window
-        if pad_h or pad_w:
+        if pad_h or pad_w:  # bottom and right, to window multiples
             x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
         hp, wp = h + pad_h, w + pad_w
-        mask = shifted_window_mask(hp, wp, window, shift, x.device) if shift else None
-        if _tracing():
-            # Plain tensor ops (roll, views) for compile/export: no Python-side cache, any (symbolic) size.
-            if shift:
-                x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-            attended, probs = self.attn(window_partition(x, window), b, mask, head_mask, output_attentions)
-            x = window_reverse(attended, window, hp, wp)
-            if shift:
-                x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
-            x = x[:, :h, :w, :]
-            return self._tail(shortcut, x), probs
-        # Roll + partition as one gather of token rows, and reverse + roll back + crop as another.
-        order, back = _window_order(hp, wp, window, shift, (h, w), x.device)
-        x = x.reshape(b, hp * wp, c)
-        inference = not (torch.is_grad_enabled() or self.training or output_attentions or head_mask is not None)
-        if not inference or x.device.type != "cpu":
-            windows = x.index_select(1, order).view(-1, window * window, c)
-            attended, probs = self.attn(windows, b, mask, head_mask, output_attentions)
-            x = attended.view(b, hp * wp, c).index_select(1, back).view(b, h, w, c)
-            return self._tail(shortcut, x), probs
-        group = max(1, self.GROUP_TOKENS // (hp * wp))
-        shortcut = shortcut.reshape(b, h * w, c)
-        out = shortcut.new_empty(b, h * w, c)
-        for start in range(0, b, group):
-            stop = min(start + group, b)
-            windows = x[start:stop].index_select(1, order).view(-1, window * window, c)
-            attended, _ = self.attn(windows, stop - start, mask)
-            attended = attended.view(stop - start, hp * wp, c).index_select(1, back)
-            self._tail(shortcut[start:stop], attended, out=out[start:stop])
-        return out.view(b, h, w, c), None
-
-    def _tail(self, shortcut: torch.Tensor, attended: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Residuals, norms and MLP after attention: pre-norm (v1) or res-post-norm (v2).
-
-        With ``out`` (inference only) the result is written there and ``attended`` is overwritten.
-        """
-        if out is None:
-            if self.post_norm:
-                x = shortcut + self.drop_path(self.norm1(attended))
-                return x + self.drop_path(self.norm2(self.mlp(x)))
-            x = shortcut + self.drop_path(attended)
-            return x + self.drop_path(self.mlp(self.norm2(x)))
-        if self.post_norm:
-            x = self.norm1(attended).add_(shortcut)
-            return torch.add(x, self.norm2(self.mlp(x)), out=out)
-        x = attended.add_(shortcut)
-        return torch.add(x, self.mlp(self.norm2(x)), out=out)
+        if shift:
+            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+        bias = self.attn.attention_bias(self.shift_mask(hp, wp, shift, x.device))
+        attended, probs = self.attn(window_partition(x, window), bias, head_mask, output_attentions)
+        x = window_reverse(attended, window, hp, wp)
+        if shift:
+            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+        x = x[:, :h, :w, :]
+        if self.post_norm:  # v2: x + norm(attention(x)), then x + norm(mlp(x))
+            x = shortcut + self.drop_path(self.norm1(x))
+            return x + self.drop_path(self.norm2(self.mlp(x))), probs
+        # v1: x + attention(norm(x)), then x + mlp(norm(x))
+        x = shortcut + self.drop_path(x)
+        return x + self.drop_path(self.mlp(self.norm2(x))), probs
 
 
 class PatchMerging(nn.Module):
@@ -599,6 +528,26 @@ class SwinPreTrainedModel(nn.Module):
 
     def init_weights(self) -> None:
         self.apply(self._init_module)
+
+    def set_inference_path(self, path: str) -> SwinPreTrainedModel:
+        """``"fast"`` (the default): eval on the CPU without gradients runs :mod:`swinzoo.fast_inference`;
+        ``"reference"``: every forward runs the readable code of this module. Both compute the same function."""
+        if path not in INFERENCE_PATHS:
+            raise ValueError(f"inference path {path!r}: expected one of {', '.join(INFERENCE_PATHS)}")
+        for module in self.modules():
+            if isinstance(module, SwinBlock):
+                module.inference_path = path
+        return self
+
+    @property
+    def inference_path(self) -> str:
+        paths = {m.inference_path for m in self.modules() if isinstance(m, SwinBlock)}
+        return paths.pop() if len(paths) == 1 else "mixed"
+
+    def train(self, mode: bool = True) -> SwinPreTrainedModel:
+        if mode:  # training never reads the eval bias cache: let its memory go
+            fast_inference.forget(self)
+        return super().train(mode)
 
     def _init_module(self, module: nn.Module) -> None:
         std = self.config.initializer_range

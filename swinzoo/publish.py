@@ -48,6 +48,7 @@ from .card import (
 )
 from .config import CONFIG_NAME, SwinConfig
 from .errors import SwinzooError, one_line
+from .folder import EVALUATION_NAME
 from .io import WEIGHTS_NAME
 
 KEEP_REMOTE = frozenset({".gitattributes"})
@@ -229,10 +230,11 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
     """config.json + model.safetensors for transformers, checked by loading them with transformers."""
     from safetensors.torch import save_file
 
-    from .converters.engine import convert_state_dict, shapes_of
+    from .converters.engine import convert_state_dict
     from .converters.transformers_layout import (
         create_transformers_model,
         detect_style,
+        foreign_shapes,
         transformers_config,
         transformers_rules,
     )
@@ -252,7 +254,7 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
             reference = create_transformers_model(config, task)
     except ValueError as exc:
         raise PublishError(f"{folder}: no transformers format: {exc}") from exc
-    installed = shapes_of(reference)
+    installed = foreign_shapes(reference)
     style = detect_style(installed)
     target = _shapes_in_style(
         installed, transformers_rules(config, task, style=style), transformers_rules(config, task, style="legacy")
@@ -367,8 +369,10 @@ def _timm_labels(config: SwinConfig, entry_name: str | None) -> dict[str, Any]:
     if label_set in ("imagenet-1k", "imagenet-22k"):
         from timm.data import ImageNetInfo
 
+        from .manifest import official_22k_synsets
+
         info = ImageNetInfo(label_set)
-        synsets = list(info.label_names())
+        synsets = official_22k_synsets() if label_set == "imagenet-22k" else list(info.label_names())
         if len(synsets) == config.num_labels:
             return {"label_names": synsets, "label_descriptions": dict(zip(synsets, names, strict=True))}
     return {"label_names": names}
@@ -378,6 +382,21 @@ def export_swinzoo(folder: Path) -> list[UploadFile]:
     """The folder as converted (weights, config, conversion record and verification record)."""
     names = [WEIGHTS_NAME, CONFIG_NAME, CONVERSION_NAME, VERIFICATION_NAME]
     return [UploadFile(n, folder / n) for n in names if (folder / n).is_file()]
+
+
+def _evaluation(folder: Path) -> list[UploadFile]:
+    """``evaluation.json`` (measured accuracy) travels when it was measured on exactly these weights."""
+    path = folder / EVALUATION_NAME
+    if not path.is_file():
+        return []
+    record = read_json(path, required=False) or {}
+    weights = folder / WEIGHTS_NAME
+    if record.get("weights_sha256") != UploadFile(WEIGHTS_NAME, weights).sha256:
+        raise PublishError(
+            f"{path} was measured on other weights (weights_sha256 differs from {weights}): run `swinzoo evaluate "
+            f"{folder} --data PATH` again, or delete it"
+        )
+    return [UploadFile(EVALUATION_NAME, path)]
 
 
 def build_files(folder: Path, fmt: str, workdir: Path, repo_id: str) -> list[UploadFile]:
@@ -393,6 +412,7 @@ def build_files(folder: Path, fmt: str, workdir: Path, repo_id: str) -> list[Upl
     if fmt != "swinzoo":
         # the conversion and verification records travel in every format: they are the provenance.
         files += [UploadFile(n, folder / n) for n in (CONVERSION_NAME, VERIFICATION_NAME) if (folder / n).is_file()]
+    files += _evaluation(folder)
     card = build_card(folder, fmt=fmt, repo_id=repo_id)
     files.append(UploadFile(CARD_NAME, str(card).encode("utf-8")))
     return sorted(files, key=lambda f: f.path_in_repo)

@@ -15,6 +15,8 @@ from swinzoo.converters.timm_layout import create_timm_model, timm_rules
 from swinzoo.converters.transformers_layout import (
     create_transformers_model,
     detect_style,
+    foreign_shapes,
+    load_transformers_state,
     transformers_rules,
 )
 from swinzoo.modeling import SwinPreTrainedModel
@@ -73,10 +75,10 @@ def timm_twin(model: SwinPreTrainedModel) -> torch.nn.Module:
 def transformers_twin(model: SwinPreTrainedModel, task: str = "image-classification") -> torch.nn.Module:
     """transformers' model of the same architecture holding exactly ``model``'s weights."""
     reference = create_transformers_model(model.config, task).eval()
-    target = shapes_of(reference)
+    target = foreign_shapes(reference)  # transformers 4.x keeps computed buffers in its state dict
     rules = transformers_rules(model.config, task, style=detect_style(target))
     state, _ = convert_state_dict(model.state_dict(), rules, target, to_swinzoo=False)
-    reference.load_state_dict(state, strict=True)
+    load_transformers_state(reference, state)
     return reference
 
 
@@ -96,7 +98,7 @@ def transformers_backbone_twin(model: SwinPreTrainedModel) -> torch.nn.Module:
     hf_config.out_features = list(config.out_features)
     cls = transformers.SwinBackbone if config.version == 1 else transformers.Swinv2Backbone
     reference = cls(hf_config).eval()
-    target = shapes_of(reference)
+    target = foreign_shapes(reference)
     rules = transformers_rules(config, "base", style=detect_style(target))
     source = {k.removeprefix("swin."): v for k, v in model.state_dict().items() if k.startswith("swin.")}
     if config.version == 1:
@@ -105,7 +107,7 @@ def transformers_backbone_twin(model: SwinPreTrainedModel) -> torch.nn.Module:
     else:
         source = {k: v for k, v in source.items() if not k.startswith("norm.")}
     state, _ = convert_state_dict(source, rules, target, to_swinzoo=False)
-    reference.load_state_dict(state, strict=True)
+    load_transformers_state(reference, state)
     return reference
 
 

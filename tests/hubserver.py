@@ -1107,7 +1107,7 @@ def hub_env(
     patches: list[tuple[Any, str, Any]] = [
         (constants, "ENDPOINT", server.url),
         (constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"),
-        (constants, "HF_URL_HOSTS", frozenset(constants.HF_URL_HOSTS | {"127.0.0.1"})),
+        (constants, "HF_URL_HOSTS", frozenset(getattr(constants, "HF_URL_HOSTS", frozenset()) | {"127.0.0.1"})),
         (constants, "HF_HOME", str(home)),
         (constants, "HF_HUB_CACHE", str(cache)),
         (constants, "HUGGINGFACE_HUB_CACHE", str(cache)),

@@ -22,13 +22,26 @@ from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModel
 IN21K = "imagenet-21k"  # ImageNet-22K's id on the Hub
 
 
-def classifier_folder(path: Path, entry: str = "", **kwargs) -> Path:
-    return make_folder(path, random_model(SwinForImageClassification, small_config()), entry=entry, **kwargs)
+def _as_converted_from(folder: Path, synthetic: bool) -> Path:
+    """make_folder records a synthetic source; a card of real weights needs a record of a real download."""
+    if not synthetic:
+        path = folder / "conversion.json"
+        record = json.loads(path.read_text())
+        record.update(
+            source="https://github.com/SwinTransformer/storage/releases/download/v1.0.0/x.pth", synthetic=False
+        )
+        path.write_text(json.dumps(record))
+    return folder
 
 
-def mim_folder(path: Path, entry: str, version: int = 1, **kwargs) -> Path:
+def classifier_folder(path: Path, entry: str = "", *, synthetic: bool = False, **kwargs) -> Path:
+    folder = make_folder(path, random_model(SwinForImageClassification, small_config()), entry=entry, **kwargs)
+    return _as_converted_from(folder, synthetic)
+
+
+def mim_folder(path: Path, entry: str, version: int = 1, *, synthetic: bool = False, **kwargs) -> Path:
     model = random_model(SwinForMaskedImageModeling, small_config(version, num_labels=1, encoder_stride=16))
-    return make_folder(path, model, entry=entry, **kwargs)
+    return _as_converted_from(make_folder(path, model, entry=entry, **kwargs), synthetic)
 
 
 def card_of(folder: Path) -> ModelCard:
@@ -151,8 +164,58 @@ def test_extra_and_unknown_fields_in_verification_json_are_tolerated(tmp_path: P
 
 
 def test_synthetic_weights_are_flagged(tmp_path: Path) -> None:
-    card = card_of(classifier_folder(tmp_path / "t"))  # make_folder records synthetic = true
+    card = card_of(classifier_folder(tmp_path / "t", synthetic=True))  # make_folder records synthetic = true
     assert "SYNTHETIC WEIGHTS" in card.text and "synthetic-weights" in card.data.tags
+
+
+@pytest.mark.parametrize("fmt", ["swinzoo", "transformers", "timm"])
+def test_synthetic_card_claims_no_base_model_accuracy_or_verification_and_says_random_first(
+    tmp_path: Path, fmt: str
+) -> None:
+    # an entry that has a Hub copy (base_model) and reported accuracy, verified (the pipeline passed)
+    folder = classifier_folder(tmp_path / "t", entry="swin-tiny-patch4-window7-224", synthetic=True)
+    card = ModelCard(str(build_card(folder, fmt=fmt)))
+    assert card.data.base_model is None
+    assert card.data.eval_results is None and card.data.get("model-index") is None
+    assert "verified" not in card.data.tags and "synthetic-weights" in card.data.tags
+    assert "81.2" not in card.text  # the authors' Swin-T top-1 belongs to the real weights
+    first = card.text.lstrip().splitlines()[0]
+    assert first.startswith("# swin-tiny-patch4-window7-224") and "RANDOM WEIGHTS" in first
+    assert "synthetic, for testing the pipeline only" in first
+
+
+def test_real_conversion_of_the_same_entry_keeps_base_model_accuracy_and_verified(tmp_path: Path) -> None:
+    """The control of the test above: only the synthetic record removes them."""
+    card = card_of(classifier_folder(tmp_path / "t", entry="swin-tiny-patch4-window7-224"))
+    assert card.data.base_model and card.data.eval_results and "verified" in card.data.tags
+    assert "RANDOM" not in card.text.lstrip().splitlines()[0]
+
+
+@pytest.mark.parametrize("fmt", ["swinzoo", "transformers"])
+def test_simmim_v2_card_states_normalised_targets_and_what_transformers_loss_computes(tmp_path: Path, fmt: str) -> None:
+    folder = mim_folder(tmp_path / "m", entry="simmim-swinv2-small-1k-125k", version=2)
+    config = json.loads((folder / "config.json").read_text())
+    # as `swinzoo convert` writes this entry (manifest norm_target = true, norm_target_patch_size = 47)
+    (folder / "config.json").write_text(
+        json.dumps({**config, "mim_norm_target": True, "mim_norm_target_patch_size": 47})
+    )
+    text = build_card(folder, fmt=fmt, verification=None).text
+    assert "## SimMIM loss" in text
+    assert "normalised targets" in text and "47x47 window" in text and "mim_norm_target=True" in text
+    assert "transformers' masked-image-modelling loss" in text and "plain L1 on the raw pixels" in text
+
+
+def test_simmim_v1_card_says_raw_pixel_targets_agree_with_transformers(tmp_path: Path) -> None:
+    text = card_of(mim_folder(tmp_path / "m", entry="simmim-swin-base-window6-192-100ep")).text
+    assert "## SimMIM loss" in text and "raw" in text and "normalised targets" not in text
+
+
+def test_is_synthetic_reads_the_folders_record(tmp_path: Path) -> None:
+    from swinzoo.card import is_synthetic
+
+    assert is_synthetic(classifier_folder(tmp_path / "s", synthetic=True)) is True
+    assert is_synthetic(classifier_folder(tmp_path / "r")) is False
+    assert is_synthetic(tmp_path / "nothing-here") is False
 
 
 def test_card_without_an_entry_has_no_model_index_and_uses_the_folder_name(tmp_path: Path) -> None:
@@ -234,3 +297,44 @@ def test_bad_utf8_in_a_record_is_a_card_error(tmp_path: Path) -> None:
     (folder / "conversion.json").write_bytes(b'{"source": "\xff"}')
     with pytest.raises(CardError, match="conversion.json: not UTF-8"):
         build_card(folder)
+
+
+def test_inferred_simmim_v2_file_gets_the_official_normalised_targets_and_says_so(tmp_path: Path) -> None:
+    import torch
+
+    import swinzoo
+    from swinzoo.config import SwinConfig
+    from swinzoo.convert import convert
+    from swinzoo.synthetic import write_official_checkpoint
+    from swinzoo.verify import masked_l1_loss, simmim_mask
+
+    config = SwinConfig(version=2, image_size=64, embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4],
+                        window_size=4, num_labels=1, encoder_stride=32)  # fmt: skip
+    ckpt = write_official_checkpoint(tmp_path / "c.pth", config, "simmim-swinv2-pretrain")
+    out = tmp_path / "out"
+    result = convert(source=ckpt, out_dir=out, image_size=64, progress=False)  # no entry: architecture inferred
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["mim_norm_target"] is True and saved["mim_norm_target_patch_size"] == 47
+    notes = json.loads((out / "conversion.json").read_text())["notes"]
+    assert any("normalised over 47x47 windows" in n and "official SimMIM V2" in n for n in notes)
+    assert any("normalised over 47x47" in n for n in result.notes)
+    card = (out / "README.md").read_text()
+    assert "47x47 window" in card and "plain L1 on the raw pixels" in card
+    # the loss it computes is SimMIM V2's, on 47x47-normalised targets (verify's independent implementation)
+    model = swinzoo.from_pretrained(out).eval()
+    pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    mask = simmim_mask(2, 64, 4, 32, 0.6, seed=0)
+    with torch.no_grad():
+        output = model(pixels, bool_masked_pos=mask)
+    expected = masked_l1_loss(pixels, output.reconstruction, mask, 4, 47)
+    raw = masked_l1_loss(pixels, output.reconstruction, mask, 4, None)
+    assert torch.allclose(output.loss, expected, atol=1e-6) and not torch.allclose(output.loss, raw, atol=1e-3)
+
+
+def test_partial_folder_names_with_the_process_id_show_the_final_folder(tmp_path: Path) -> None:
+    from swinzoo.card import display_path
+
+    # folder.atomic_output's temporary: .NAME.<pid>.<random>.partial
+    assert display_path(tmp_path / ".swin-x.4844.ab12cd_3.partial") == tmp_path / "swin-x"
+    assert display_path(tmp_path / ".swin.v2.77.zz.partial") == tmp_path / "swin.v2"
+    assert display_path(tmp_path / "plain") == tmp_path / "plain"

@@ -2,8 +2,9 @@
 
 Every compiled or exported model is compared with eager swinzoo (what a user switches from) and with timm
 holding the same weights (an independent implementation). Traced graphs do not run the code eager inference
-runs: they use roll + view instead of the cached window gathers, compute the shift mask in the graph, skip the
-eval bias cache and the batch grouping (``_tracing()`` in swinzoo.modeling), so agreement is not circular.
+runs: they take the reference path (roll + view, the shift mask computed in the graph) where eager CPU inference
+takes swinzoo.fast_inference's (cached window gathers, the eval bias cache, image groups; ``is_tracing()`` there
+decides), so agreement is not circular.
 
 Inputs are fixed-size (64x64 for the tiny configs): Swin's padding and shift clamps depend on the input size,
 so an export specialises to it; only the batch dimension is exported as dynamic.
@@ -15,7 +16,8 @@ import pytest
 import torch
 from conftest import TOL, max_diff, random_model, timm_twin, tiny_config
 
-from swinzoo.modeling import SwinBlock, SwinForImageClassification
+from swinzoo import fast_inference
+from swinzoo.modeling import SwinForImageClassification
 
 pytestmark = pytest.mark.usefixtures("small_model_threads")
 
@@ -114,7 +116,7 @@ def test_exported_program_with_dynamic_batch_equals_eager_and_timm(version):
 def test_jit_trace_under_no_grad_runs_other_batch_sizes(version, monkeypatch):
     """Traced in inference mode, where eager CPU inference loops over groups of images in Python (here one image
     per group, as at stage 1 of a 224 model): a trace that unrolled that loop would only fit its example batch."""
-    monkeypatch.setattr(SwinBlock, "GROUP_TOKENS", 1)
+    monkeypatch.setattr(fast_inference, "GROUP_TOKENS", 1)
     model = model_of(version, seed=34)
     with torch.no_grad():
         traced = torch.jit.trace(Logits(model), (images(2, seed=6),), check_trace=False)

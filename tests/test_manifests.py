@@ -321,6 +321,22 @@ def test_imagenet_label_names_have_the_head_sizes_and_known_classes():
     assert label_names("none") == []
 
 
+def test_22k_head_rows_named_by_the_official_22k_to_1k_map_are_those_1k_classes():
+    """The shipped 22k->1k map (checked row for row against the official data/map22kto1k.txt) names, for each
+    ImageNet-1k class, the 22k head row that holds it: the 22k labels must put that same class there."""
+    from importlib import resources
+
+    synsets_22k = mf.official_22k_synsets()
+    rows = (resources.files("swinzoo.assets") / "imagenet22k_to_1k.txt").read_text().splitlines()
+    mismatched = []
+    for line in rows:
+        row, wnid, _ = line.split("\t")
+        if wnid != "n04399382" and synsets_22k[int(row)] != wnid:  # teddy bear: in no 22k list (row 5564 stands in)
+            mismatched.append((row, wnid, synsets_22k[int(row)]))
+    assert mismatched == []
+    assert label_names("imagenet-22k")[9205] != label_names("imagenet-22k")[9204]
+
+
 def test_label_names_fall_back_to_generic_names_without_timm(monkeypatch):
     mf._label_names.cache_clear()
     monkeypatch.setitem(sys.modules, "timm.data", None)  # `from timm.data import ...` now raises ImportError
@@ -433,7 +449,6 @@ def test_simmim_swinv2_backbone_sizes_match_the_reported_sizes(zoo):
             depths=a.depths,
             num_heads=a.num_heads,
             window_size=a.window_size,
-            extra_norm_every_n_blocks=a.extra_norm_every_n_blocks,
         )
         assert abs(backbone - n) < 0.5e6, (size, backbone)
     giant = zoo["simmim-swinv2-giant-1k-500k"]

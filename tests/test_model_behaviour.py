@@ -22,11 +22,14 @@ from conftest import (
     transformers_twin,
 )
 
+from swinzoo import fast_inference
 from swinzoo.modeling import (
     SwinBackbone,
     SwinForImageClassification,
+    SwinForMaskedImageModeling,
     SwinModel,
     WindowAttention,
+    window_partition,
 )
 
 pytestmark = pytest.mark.usefixtures("small_model_threads")
@@ -484,15 +487,129 @@ def test_base_model_has_no_pooler_when_asked():
 @pytest.mark.parametrize("version", [1, 2])
 def test_cpu_inference_in_several_image_groups_equals_timm(version, monkeypatch):
     """Eval on CPU runs each block over groups of images; with one image per group the result must not change."""
-    from swinzoo.modeling import SwinBlock
-
     model = random_model(SwinForImageClassification, tiny_config(version), seed=21)
     reference = timm_twin(model)
     x = images(3, 64, 64)
     with torch.no_grad():
         whole = model(x).logits
-        monkeypatch.setattr(SwinBlock, "GROUP_TOKENS", 1)
+        monkeypatch.setattr(fast_inference, "GROUP_TOKENS", 1)
         grouped = model(x).logits
         expected = reference(x)
     assert max_diff(grouped, expected) <= TOL
     assert max_diff(grouped, whole) <= 1e-5
+
+
+# --------------------------------------------------------------------------------------------- inference paths
+@pytest.fixture
+def fast_block_calls(monkeypatch):
+    """Counts the blocks that ran swinzoo.fast_inference.swin_block (the switch's effect)."""
+    calls = []
+    original = fast_inference.swin_block
+
+    def counting(block, x):
+        calls.append(block)
+        return original(block, x)
+
+    monkeypatch.setattr(fast_inference, "swin_block", counting)
+    return calls
+
+
+def both_paths(model, *args, **kwargs):
+    """The model's output on the fast path (the default) and on the reference path, in that order."""
+    with torch.no_grad():
+        fast = model(*args, **kwargs)
+        model.set_inference_path("reference")
+        try:
+            reference = model(*args, **kwargs)
+        finally:
+            model.set_inference_path("fast")
+    return fast, reference
+
+
+@pytest.mark.parametrize("groups", ["whole-batch", "one-image-per-group"])
+@pytest.mark.parametrize("size", [(64, 64), (37, 53), (70, 31)])
+@pytest.mark.parametrize("version", [1, 2])
+def test_fast_and_reference_inference_paths_agree(version, size, groups, fast_block_calls, monkeypatch):
+    """Random weights, shifted stages (64: grids 16 and 8 shifted with window 4), odd sizes (padding to window
+    multiples, odd merging), one or several image groups: logits and every hidden state within 1e-5."""
+    if groups == "one-image-per-group":
+        monkeypatch.setattr(fast_inference, "GROUP_TOKENS", 1)
+    model = random_model(SwinForImageClassification, tiny_config(version), seed=26)
+    assert model.inference_path == "fast"
+    assert any(block.shift_at(*grid) for block, grid in zip(*blocks_and_grids(model, size), strict=True))
+    fast, reference = both_paths(model, images(3, *size, seed=2), output_hidden_states=True)
+    assert len(fast_block_calls) == sum(model.config.depths)  # the fast path ran once per block, then never
+    assert max_diff(fast.logits, reference.logits) <= 1e-5
+    for i, (a, b) in enumerate(zip(fast.reshaped_hidden_states, reference.reshaped_hidden_states, strict=True)):
+        assert max_diff(a, b) <= 1e-5, f"hidden state {i}"
+
+
+def blocks_and_grids(model, size: tuple[int, int]) -> tuple[list, list[tuple[int, int]]]:
+    """Every block of the model and the token grid it runs on at input ``size``."""
+    blocks, grids = [], []
+    for stage, grid in zip(model.swin.stages, ceil_grids(*size), strict=True):
+        blocks += list(stage.blocks)
+        grids += [grid] * len(stage.blocks)
+    return blocks, grids
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_fast_and_reference_paths_agree_with_masked_patches(version, fast_block_calls):
+    """SimMIM's mask token at an odd size: reconstruction and loss the same on both paths."""
+    config = tiny_config(version, image_size=64)
+    model = random_model(SwinForMaskedImageModeling, config, seed=27)
+    x = images(2, 60, 52, seed=3)
+    mask = torch.rand(2, 15 * 13, generator=torch.Generator().manual_seed(4)) < 0.6
+    fast, reference = both_paths(model, x, bool_masked_pos=mask)
+    assert len(fast_block_calls) == sum(config.depths)
+    assert max_diff(fast.reconstruction, reference.reconstruction) <= 1e-5
+    assert abs(fast.loss.item() - reference.loss.item()) <= 1e-5
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_head_mask_and_attentions_take_the_reference_path_on_either_setting(version, fast_block_calls):
+    """What the fast path skips (probabilities, head masks) sends every block to the reference path."""
+    model = random_model(SwinForImageClassification, tiny_config(version), seed=28)
+    head_mask = [None, torch.tensor([1.0, 0.0]), None, torch.tensor([0.5, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0])]
+    fast, reference = both_paths(model, images(2, 37, 53, seed=4), head_mask=head_mask, output_attentions=True)
+    assert fast_block_calls == []
+    assert torch.equal(fast.logits, reference.logits)
+    for a, b in zip(fast.attentions, reference.attentions, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("height", "width", "window", "shift"), [(8, 12, 4, 2), (14, 21, 7, 3), (8, 8, 4, 0)])
+def test_window_gather_indices_equal_roll_then_partition(height, width, window, shift):
+    """fast_inference.window_order states roll + partition as index arithmetic; the reference path computes it
+    with torch.roll and window_partition. ``back`` undoes it and crops the padding."""
+    grid = torch.arange(height * width).view(1, height, width, 1)
+    rolled = torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2))
+    order, back = fast_inference.window_order(height, width, window, shift, (height - 1, width - 2))
+    assert torch.equal(order, window_partition(rolled, window).flatten())
+    assert torch.equal(order[back], grid[0, : height - 1, : width - 2, 0].flatten())
+
+
+def test_unknown_inference_path_is_rejected_by_name():
+    model = SwinModel(tiny_config(1))
+    with pytest.raises(ValueError, match="inference path 'turbo'.*fast, reference"):
+        model.set_inference_path("turbo")
+    assert model.set_inference_path("reference").inference_path == "reference"
+
+
+def test_training_after_an_inference_mode_forward_works():
+    """The cached index / coordinate / mask tensors must not be inference tensors: predict or an export check
+    runs under torch.inference_mode() first, and training through the same cache entries follows."""
+    from swinzoo.modeling import log_spaced_coords, relative_position_index, shifted_window_mask
+
+    for fn in (relative_position_index, log_spaced_coords):
+        fn.cache_clear()
+    config = tiny_config(2, window_size=5, image_size=40)  # sizes no other test builds: fresh cache entries
+    with torch.inference_mode():
+        model = SwinForImageClassification(config).eval()
+        model(torch.randn(1, 3, 40, 40))
+        mask = shifted_window_mask(10, 10, 5, 2, torch.device("cpu"))
+    assert not mask.is_inference() and not relative_position_index(5).is_inference()
+    model = SwinForImageClassification(config).train()
+    loss = model(torch.randn(2, 3, 40, 40), labels=torch.tensor([0, 1])).loss
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

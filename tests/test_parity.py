@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from conftest import TOL, max_diff, randomized, tiny_config, transformers_twin
 
+from swinzoo import fast_inference
 from swinzoo.config import SwinConfig
 from swinzoo.converters.engine import convert_state_dict, shapes_of
 from swinzoo.converters.timm_layout import create_timm_model, timm_rules
@@ -106,7 +107,7 @@ REAL_CASES = (
 )
 
 
-def build(case: Case, seed: int = 0):
+def build(case: Case, seed: int = 0, inference_path: str = "fast"):
     """timm's model with random weights, and swinzoo's (and transformers') model holding the same weights."""
     config = config_of(case)
     timm_model = create_timm_model(config).eval()
@@ -114,6 +115,7 @@ def build(case: Case, seed: int = 0):
     ours = SwinForImageClassification(config).eval()
     state, _ = convert_state_dict(timm_model.state_dict(), timm_rules(config), shapes_of(ours), to_swinzoo=True)
     ours.load_state_dict(state, strict=True)
+    ours.set_inference_path(inference_path)
     hf = transformers_twin(ours) if case.transformers else None
     return config, timm_model, ours, hf
 
@@ -123,9 +125,9 @@ def image_batch(config: SwinConfig, size: tuple[int, int] | None = None, seed: i
     return torch.randn(2, config.num_channels, *(size or config.image_hw), generator=g)
 
 
-def compare_everything(case: Case) -> dict[str, float]:
+def compare_everything(case: Case, inference_path: str = "fast") -> dict[str, float]:
     """Every output swinzoo shares with timm and transformers, as name -> max |diff|."""
-    config, timm_model, ours, hf = build(case)
+    config, timm_model, ours, hf = build(case, inference_path=inference_path)
     x = image_batch(config)
     diffs: dict[str, float] = {}
     with torch.no_grad():
@@ -172,6 +174,22 @@ def assert_close(diffs: dict[str, float], tol: float = TOL) -> None:
 def test_small_presets_equal_timm_and_transformers(case):
     diffs = compare_everything(case)
     assert any(k.startswith("transformers") for k in diffs) == case.transformers
+    assert_close(diffs)
+
+
+@pytest.mark.parametrize("name", ["v1-w4-128", "v2-w8-128-pretrained-windows"])
+def test_reference_path_alone_equals_timm_and_transformers(name, monkeypatch):
+    """model.set_inference_path("reference"): the readable roll -> partition -> attend -> reverse block of
+    swinzoo.modeling, with the CPU fast path made to fail if anything still reached it. Both cases have shifted
+    stages (v1: grids 32, 16, 8 with window 4; v2: grids 32, 16 with window 8)."""
+
+    def unreachable(block, x):
+        raise AssertionError("swinzoo.fast_inference.swin_block ran with the reference path selected")
+
+    monkeypatch.setattr(fast_inference, "swin_block", unreachable)
+    diffs = compare_everything(next(c for c in SMALL_CASES if c.name == name), inference_path="reference")
+    assert any(k.startswith("transformers hidden_states") for k in diffs)
+    assert any(k.startswith("timm stage") for k in diffs)
     assert_close(diffs)
 
 

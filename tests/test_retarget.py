@@ -478,3 +478,66 @@ def test_official_swinv2_rpe_mlp_keys_are_the_older_name_of_cpb_mlp():
     target = {k: v.shape for k, v in layout.items() if not k.endswith(("_index", "attn_mask", "coords_table"))}
     official, _ = convert_state_dict(model.state_dict(), official_rules(), target, to_swinzoo=False)
     assert any(".cpb_mlp." in k for k in official) and not any(".rpe_mlp." in k for k in official)
+
+
+# --------------------------------------------------------------------------------------------- convert / load
+def test_convert_cli_retargets_and_records_it_and_equals_timm_at_the_new_geometry(tmp_path):
+    """`swinzoo convert --source F --image-size --window-size --num-labels`: the folder holds the retargeted model,
+    conversion.json says from which geometry to which and how, and timm at the new geometry (given weights moved
+    by the reference module) computes the same logits."""
+    from click.testing import CliRunner
+
+    import swinzoo
+    from swinzoo.cli import main
+    from swinzoo.synthetic import write_official_checkpoint
+
+    source = tiny_config(1, window_size=4, image_size=64, num_labels=7)
+    ckpt = write_official_checkpoint(tmp_path / "src.pth", source, "official-swin", seed=3)
+    out = tmp_path / "moved"
+    args = ["--image-size", "96", "--window-size", "6", "--num-labels", "5"]
+    result = CliRunner().invoke(main, ["convert", "--source", str(ckpt), "--out", str(out), "--quiet", *args])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "conversion.json").read_text())["retarget"]
+    assert record["from"]["image_size"] in (64, [64, 64]) and record["to"]["window_size"] == 6
+    assert record["methods"]["relative_position_bias_table"].startswith("bicubic")
+    assert record["methods"]["head"].startswith("zero") and record["to"]["num_labels"] == 5
+    moved = swinzoo.from_pretrained(out)
+    assert (moved.config.image_hw, moved.config.window_size, moved.config.num_labels) == ((96, 96), 6, 5)
+    assert not moved.head.weight.any()
+
+    original = swinzoo.convert.convert(source=ckpt, write=False, progress=False).model
+    expected_config = moved.config
+    theirs = load(SwinForImageClassification, expected_config,
+                  reference_state(original.state_dict(), original.config, expected_config, "bicubic"))  # fmt: skip
+    diffs = compare(moved, theirs, transformers=False)
+    assert max(diffs.values()) < TOL, diffs
+
+
+def test_convert_refuses_bad_retarget_values_naming_them(tmp_path):
+    from click.testing import CliRunner
+
+    from swinzoo.cli import main
+    from swinzoo.synthetic import write_official_checkpoint
+
+    ckpt = write_official_checkpoint(
+        tmp_path / "src.pth", tiny_config(1, window_size=4, image_size=64), "official-swin"
+    )
+    for args, named in ((["--image-size", "66"], "multiple of the patch size"), (["--window-size", "0"], "window")):
+        result = CliRunner().invoke(main, ["convert", "--source", str(ckpt), "--out", str(tmp_path / "o"), *args])
+        assert result.exit_code != 0 and named in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "o").exists()
+
+
+def test_from_pretrained_retargets_at_load_time_like_convert(tmp_path):
+    import swinzoo
+    from swinzoo.io import save_pretrained
+
+    source = random_model(SwinForImageClassification, tiny_config(2, window_size=4, image_size=64, num_labels=7))
+    folder = save_pretrained(source, tmp_path / "src")
+    moved = swinzoo.from_pretrained(folder, image_size=96, window_size=6, num_labels=3, ignore_mismatched_sizes=True)
+    state, config, record = retarget(source.state_dict(), source.config, "image-classification",
+                                     image_size=96, window_size=6, num_labels=3)  # fmt: skip
+    assert moved.config == config and moved.retarget_record.to_dict() == record.to_dict()
+    assert all(torch.equal(moved.state_dict()[k], v) for k, v in state.items())
+    with pytest.raises(swinzoo.LoadError, match="ignore_mismatched_sizes"):
+        swinzoo.from_pretrained(folder, image_size=96, num_labels=3)

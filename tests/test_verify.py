@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,6 @@ def _shrink(base: manifest.ZooEntry, name: str, depths=(2, 2, 2, 2), pretrained=
         depths=depths,
         num_heads=heads,
         pretrained_window_sizes=pretrained or (0,) * len(depths),
-        extra_norm_every_n_blocks=0,
         derive_from_checkpoint=(),
     )
     changes = {}
@@ -138,9 +138,9 @@ def test_synthetic_checkpoint_of_every_layout_passes_against_timm_and_transforme
 
 
 def test_cli_prints_the_table_and_json_and_exits_0_on_pass(zoo, cache):
-    code, out, err = cli("tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--json", "-")
+    code, out, err = cli("tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--json")
     assert code == 0, err
-    data = json.loads(out)  # with --json -, stdout holds only the JSON; the table goes to stderr
+    data = json.loads(out)  # with --json, stdout holds only the JSON; the table goes to stderr
     assert data["passed"] is True and data["counts"] == {"pass": 1}
     (entry,) = data["entries"]
     assert [r["reference"] for r in entry["references"]] == ["timm", "transformers"]
@@ -215,7 +215,7 @@ def test_folder_with_one_tensor_perturbed_by_1e_2_fails(folder, cache, tmp_path)
     _rewrite_weights(folder, perturb)
     results = tmp_path / "results.json"
     code, _, err = cli(
-        "tiny-swin", "--synthetic", "--cache-dir", str(cache), "--converted", str(folder), "--json", str(results)
+        "tiny-swin", "--synthetic", "--cache-dir", str(cache), "--converted", str(folder), "--json-file", str(results)
     )
     assert code == 1 and "verification FAILED for: tiny-swin" in err
     (entry,) = json.loads(results.read_text())["entries"]
@@ -254,6 +254,158 @@ def test_folder_verified_against_a_different_source_file_fails(folder, cache, zo
     assert all(r.status == "fail" for r in report.references)
 
 
+# --------------------------------------------------------------------------------------------- the folder's records
+def _verified_folder(zoo, cache, tmp_path, seed: int = 0) -> Path:
+    out = tmp_path / "tiny-swinv2"
+    convert("tiny-swinv2", synthetic=True, seed=seed, cache_dir=cache, out_dir=out, progress=False)
+    code, out_text, err = cli("--converted", str(out), "--cache-dir", str(cache))
+    assert code == 0, out_text + err
+    return out
+
+
+def test_converted_folder_alone_names_its_entry_synthetic_source_and_seed(zoo, cache, tmp_path):
+    # seed 3: verify must read it from the folder (its default, 0, would generate another file and fail)
+    folder = _verified_folder(zoo, cache, tmp_path, seed=3)
+    data = json.loads((folder / "verification.json").read_text())
+    assert data["entry"] == "tiny-swinv2" and data["passed"] is True
+    source = resolve_source(manifest.get_entry("tiny-swinv2"), synthetic=True, seed=3, cache_dir=cache)
+    assert data["source_sha256"] == hashlib.sha256(Path(source.path).read_bytes()).hexdigest()
+    assert "VERIFICATION FAILED" not in (folder / "README.md").read_text()
+
+
+def test_the_cards_advice_verify_converted_dir_works_as_written(zoo, cache, tmp_path):
+    out = tmp_path / "fresh"
+    convert("tiny-swin", synthetic=True, cache_dir=cache, out_dir=out, progress=False)
+    advice = re.search(r"`(swinzoo verify --converted \S+)`", (out / "README.md").read_text())
+    assert advice is not None
+    args = advice.group(1).split()[2:]
+    code, _, err = cli(*args, "--cache-dir", str(cache))
+    assert code == 0, err
+    assert "NOT VERIFIED" not in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["tiny-swin"], ["'tiny-swinv2'", "not 'tiny-swin'"]),  # another entry's NAME
+        (["tiny-swinv2", "--synthetic", "--seed", "5"], ["seed 0", "--seed 5"]),  # another synthetic file
+        (["--synthetic", "--seed", "5"], ["seed 0", "--seed 5"]),
+    ],
+)
+def test_a_name_or_seed_the_folder_was_not_made_from_is_refused_before_writing(zoo, cache, tmp_path, args, needles):
+    from hostile import assert_clean_failure, run_cli, tree_digest
+
+    folder = _verified_folder(zoo, cache, tmp_path)
+    before = tree_digest(folder)
+    result = run_cli("verify", *args, "--converted", folder, "--cache-dir", cache, "--quiet")
+    assert_clean_failure(result, str(folder), *needles)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert tree_digest(folder) == before  # the good verification.json and card are untouched
+
+
+def test_a_source_file_with_another_sha256_is_refused_before_writing(zoo, cache, tmp_path):
+    from hostile import assert_clean_failure, run_cli, tree_digest
+
+    from swinzoo.synthetic import write_official_checkpoint
+
+    folder = _verified_folder(zoo, cache, tmp_path)
+    other = tmp_path / "other.pth"
+    write_official_checkpoint(other, zoo["tiny-swinv2"].config(), "official-swinv2", seed=7)
+    other_sha = hashlib.sha256(other.read_bytes()).hexdigest()
+    before = tree_digest(folder)
+    for name in ([], ["tiny-swinv2"]):
+        result = run_cli("verify", *name, "--source", other, "--converted", folder, "--cache-dir", cache, "--quiet")
+        assert_clean_failure(result, str(folder), other_sha, "not converted from this file")
+        assert tree_digest(folder) == before
+
+
+def test_a_library_run_with_the_wrong_file_reports_fail_and_keeps_the_folders_verdict(zoo, cache, tmp_path):
+    from swinzoo.synthetic import write_official_checkpoint
+
+    folder = _verified_folder(zoo, cache, tmp_path)
+    before = (folder / "verification.json").read_bytes(), (folder / "README.md").read_bytes()
+    other = tmp_path / "other.pth"
+    write_official_checkpoint(other, zoo["tiny-swinv2"].config(), "official-swinv2", seed=7)
+    report = V.verify_entry("tiny-swinv2", source=other, cache_dir=cache, converted=folder)
+    assert report.status == "fail" and any("not converted from this file" in p for p in report.problems)
+    assert ((folder / "verification.json").read_bytes(), (folder / "README.md").read_bytes()) == before
+
+
+@pytest.mark.parametrize("name", ["tiny-swinv2", "tiny-simmim-swinv2-pretrain"])
+def test_a_folder_converted_from_source_alone_is_verified_from_its_own_config(zoo, cache, tmp_path, name):
+    source = resolve_source(manifest.get_entry(name), synthetic=True, cache_dir=cache)
+    folder = tmp_path / "from-source"
+    convert(None, source=source.path, cache_dir=cache, out_dir=folder, image_size=64, progress=False)
+    assert json.loads((folder / "conversion.json").read_text())["entry"] == ""
+    # the record names the local file: `swinzoo verify --converted DIR` finds it
+    code, out, err = cli("--converted", str(folder), "--cache-dir", str(cache))
+    assert code == 0, out + err
+    data = json.loads((folder / "verification.json").read_text())
+    assert data["passed"] is True and data["source_sha256"] == hashlib.sha256(source.path.read_bytes()).hexdigest()
+    assert {r["reference"]: r["status"] for r in data["references"]} == {"timm": "pass", "transformers": "pass"}
+
+
+def test_a_source_folder_whose_file_is_gone_says_why_in_one_line(zoo, cache, tmp_path):
+    from hostile import assert_clean_failure, run_cli, tree_digest
+
+    source = resolve_source(manifest.get_entry("tiny-swin"), synthetic=True, cache_dir=cache)
+    copy = tmp_path / "copy.pth"
+    shutil.copy(source.path, copy)
+    folder = tmp_path / "from-source"
+    convert(None, source=copy, cache_dir=cache, out_dir=folder, progress=False)
+    copy.unlink()
+    before = tree_digest(folder)
+    result = run_cli("verify", "--converted", folder, "--cache-dir", cache, "--quiet")
+    message = assert_clean_failure(result, str(folder), "no zoo entry", "--source FILE")
+    assert len(message.splitlines()) == 1 and tree_digest(folder) == before
+    # given the file again (or with the entry it belongs to), it is verified
+    code, _, err = cli("--source", str(source.path), "--converted", str(folder), "--cache-dir", str(cache))
+    assert code == 0, err
+    code, _, err = cli("tiny-swin", "--source", str(source.path), "--converted", str(folder), "--cache-dir", str(cache))
+    assert code == 0, err
+    assert json.loads((folder / "verification.json").read_text())["passed"] is True
+
+
+def test_json_is_a_flag_and_json_file_is_kept_current(zoo, cache, tmp_path):
+    results = tmp_path / "results.json"
+    code, out, err = cli("tiny-swin", "tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--json",
+                         "--json-file", str(results))  # fmt: skip
+    assert code == 0, err
+    printed, written = json.loads(out), json.loads(results.read_text())
+    assert [e["entry"] for e in printed["entries"]] == ["tiny-swin", "tiny-swinv2"]
+    assert written["entries"] == printed["entries"] and written["counts"] == {"pass": 2}
+
+
+def test_json_file_is_rewritten_after_each_entry(zoo, cache, tmp_path, monkeypatch):
+    import swinzoo.verify.reporting as reporting
+
+    results = tmp_path / "results.json"
+    seen = []
+    original = reporting._write_json_atomic
+
+    def spy(path, data):
+        original(path, data)
+        seen.append([e["entry"] for e in json.loads(Path(path).read_text())["entries"]])
+
+    monkeypatch.setattr(reporting, "_write_json_atomic", spy)
+    code, _, err = cli(
+        "tiny-swin", "tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--json-file", str(results)
+    )
+    assert code == 0, err
+    assert seen[:2] == [["tiny-swin"], ["tiny-swin", "tiny-swinv2"]]
+
+
+def test_progress_lines_name_the_synthetic_file_and_each_reference_on_a_terminal(zoo, cache, monkeypatch, capsys):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, progress=True)
+    err = capsys.readouterr().err
+    assert "tiny-swin: synthetic checkpoint" in err
+    assert "tiny-swin: timm reference" in err and "tiny-swin: transformers reference" in err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, progress=True)
+    assert "reference" not in capsys.readouterr().err  # not a terminal: no progress
+
+
 # --------------------------------------------------------------------------------------------- broken converter
 def _swap_q_k(t: torch.Tensor) -> torch.Tensor:
     q, k, v = t.chunk(3, dim=0)
@@ -272,7 +424,7 @@ def test_converter_swapping_q_and_k_fails(zoo, cache, monkeypatch, tmp_path, nam
         return [rule, *original(prefix, simmim)]
 
     monkeypatch.setattr(official, "official_rules", broken)
-    code, _, err = cli(name, "--synthetic", "--cache-dir", str(cache), "--json", str(tmp_path / "r.json"))
+    code, _, err = cli(name, "--synthetic", "--cache-dir", str(cache), "--json-file", str(tmp_path / "r.json"))
     assert code == 1 and f"verification FAILED for: {name}" in err
     (entry,) = json.loads((tmp_path / "r.json").read_text())["entries"]
     assert entry["status"] == "fail"
@@ -291,7 +443,7 @@ def test_converter_swapping_two_blocks_norms_fails(zoo, cache, monkeypatch, tmp_
 
     monkeypatch.setattr(official, "official_rules", broken)
     name, results = "tiny-simmim-swinv2-pretrain", tmp_path / "results.json"
-    code, _, err = cli(name, "--synthetic", "--cache-dir", str(cache), "--json", str(results))
+    code, _, err = cli(name, "--synthetic", "--cache-dir", str(cache), "--json-file", str(results))
     assert code == 1 and f"verification FAILED for: {name}" in err
     (entry,) = json.loads(results.read_text())["entries"]
     assert entry["status"] == "fail"

@@ -5,6 +5,9 @@ file being verified, and its config must be the manifest's, since the references
 from __future__ import annotations
 
 import json
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SwinConfig
@@ -86,3 +89,187 @@ def folder_for(converted: Path, name: str, several: bool) -> Path:
             )
         return converted
     return converted / name
+
+
+# --------------------------------------------------------------------------------------------- the folder's records
+@dataclass(frozen=True)
+class FolderRun:
+    """What a ``--converted`` model folder says it was made from: the run that verifies it checks the same.
+
+    ``entry`` is a zoo name, or for a folder converted with ``--source`` alone an entry built from its records
+    (:func:`entry_from_folder`); ``source`` is then the file to verify it against."""
+
+    entry: str | ZooEntry
+    synthetic: bool
+    seed: int
+    source: str | None = None
+
+
+def entry_from_folder(folder: Path, record: dict) -> ZooEntry:
+    """An ad-hoc zoo entry for a folder converted from ``--source`` with no entry: the references are built from
+    ``config.json`` (its architecture, SimMIM stride and targets), the layout is the converter it records, and
+    SimMIM masks use the official settings (32-pixel squares, ratio 0.6). The checks of config.json against a
+    manifest do not apply: there is none, so the references' own loading of the source file is the check."""
+    from ..config import ConfigError
+    from ..converters.official import LAYOUTS, layout_task
+    from ..images import Preprocessing
+    from ..manifest import Architecture, SimMIM, Source
+
+    layout = record.get("converter")
+    if layout not in LAYOUTS:
+        raise VerifyError(f"--converted {folder}: {CONVERSION_NAME} names converter {layout!r}, not one of {LAYOUTS}")
+    try:
+        config = SwinConfig.from_json_file(folder / "config.json")
+    except (ConfigError, OSError, ValueError) as exc:
+        raise VerifyError(f"--converted {folder}: config.json cannot build the references ({exc})") from exc
+    pretrain = layout_task(layout) == "masked-image-modeling"
+    size = config.image_hw[0]
+    arch = Architecture(
+        version=config.version,
+        image_size=size,
+        patch_size=config.patch_size,
+        embed_dim=config.embed_dim,
+        depths=tuple(config.depths),
+        num_heads=tuple(config.num_heads),
+        window_size=config.window_size,
+        pretrained_window_sizes=tuple(config.pretrained_window_sizes),
+        extra_norm_every_n_blocks=int(config.extra.get("extra_norm_every_n_blocks") or 0),
+        derive_from_checkpoint=("image_size", "patch_size", "embed_dim", "depths", "num_heads", "window_size"),
+    )
+    simmim = (
+        SimMIM(config.encoder_stride, 32, 0.6, config.mim_norm_target, config.mim_norm_target_patch_size)
+        if pretrain
+        else None
+    )
+    return ZooEntry(
+        name=folder.name,
+        family="swin" if config.version == 1 else "swinv2",
+        kind="simmim-pretrain" if pretrain else "classification",
+        layout=layout,
+        num_classes=0,  # the head's size and labels are the folder's config.json, which the references use
+        label_set="none",
+        source=Source(filename=Path(str(record.get("source") or "source.pth")).name),
+        architecture=arch,
+        preprocessing=Preprocessing(input_size=size),
+        simmim=simmim,
+    )
+
+
+def _record(folder: Path) -> dict:
+    from ..card import CardError, read_conversion
+
+    try:
+        record = read_conversion(folder)
+    except CardError as exc:
+        raise VerifyError(f"--converted {folder}: {exc}") from exc
+    if record is None:
+        raise VerifyError(
+            f"--converted {folder}: no {CONVERSION_NAME} (a folder written by `swinzoo convert` records its entry "
+            "and source there)"
+        )
+    return record
+
+
+def recorded_seed(record: dict) -> int:
+    """The seed of a synthetic source: the ``seed`` field, else the one its description names, else 0."""
+    seed = record.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return seed
+    found = re.search(r"\(seed (-?\d+)\)", str(record.get("source") or ""))
+    return int(found.group(1)) if found else 0
+
+
+def plan_folder_run(
+    folder: Path,
+    name: str | None,
+    *,
+    synthetic: bool = False,
+    source: str | os.PathLike | None = None,
+    seed: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> FolderRun:
+    """The entry, synthetic flag and seed to verify ``folder`` with: what the command gives, the folder's
+    records for what it leaves out. Anything given that contradicts the records is refused (VerifyError) before
+    anything is written, so a wrong NAME or file cannot turn a good verification.json into a failure."""
+    from ..manifest import ManifestError, get_entry
+
+    record = _record(folder)
+    recorded = record.get("entry") or ""
+    if name is None and not recorded:
+        return _entryless_run(folder, record, source, cache_dir, progress)
+    if name is not None and recorded and name != recorded:
+        raise VerifyError(
+            f"--converted {folder}: {CONVERSION_NAME} says it was converted for entry {recorded!r}, not {name!r}: "
+            f"run `swinzoo verify --converted {folder}` (the folder names its entry)"
+        )
+    name = name or recorded
+    try:
+        entry = get_entry(name)
+    except ManifestError as exc:
+        raise VerifyError(f"--converted {folder}: {CONVERSION_NAME} names entry {name!r}: {exc}") from exc
+    was_synthetic = record.get("synthetic") is True
+    sha = record.get("source_sha256")
+    if synthetic and not was_synthetic:
+        raise VerifyError(
+            f"--converted {folder}: {CONVERSION_NAME} says it was converted from {record.get('source') or '?'}, "
+            "not from a --synthetic checkpoint: drop --synthetic"
+        )
+    if source is not None:
+        _check_source_sha(folder, source, sha, cache_dir, progress)
+        return FolderRun(entry.name, False, 0 if seed is None else seed)
+    if was_synthetic:
+        made_with = recorded_seed(record)
+        if seed is not None and seed != made_with:
+            raise VerifyError(
+                f"--converted {folder}: {CONVERSION_NAME} says its synthetic source was made with seed {made_with}, "
+                f"not --seed {seed}: drop --seed"
+            )
+        return FolderRun(entry.name, True, made_with)
+    pinned = entry.source.sha256
+    if pinned and sha and pinned.lower() != str(sha).lower():
+        raise VerifyError(
+            f"--converted {folder}: {CONVERSION_NAME} records source_sha256 {sha}, but {entry.name}'s pinned file "
+            f"has {pinned}: this folder was not converted from the entry's file (give it with --source)"
+        )
+    return FolderRun(entry.name, False, 0 if seed is None else seed)
+
+
+def _check_source_sha(folder: Path, source, sha, cache_dir, progress: bool) -> None:
+    from ..fetch import fetch
+
+    got = fetch(str(source), cache_dir=Path(cache_dir) if cache_dir else None, progress=progress).sha256
+    if got != sha:
+        raise VerifyError(
+            f"--converted {folder}: --source {source} has sha256 {got}, but {CONVERSION_NAME} records "
+            f"source_sha256 {sha}: this folder was not converted from this file"
+        )
+
+
+def _entryless_run(folder: Path, record: dict, source, cache_dir, progress: bool) -> FolderRun:
+    """A folder converted with ``--source`` alone: verified against that file (``--source``, or the local path
+    its record names), with an entry built from its own config."""
+    recorded_source = str(record.get("source") or "")
+    if source is None:
+        if not recorded_source or "://" in recorded_source or not Path(recorded_source).is_file():
+            raise VerifyError(
+                f"--converted {folder}: converted from --source {recorded_source or '?'} with no zoo entry, and that "
+                "file is not here to build the references from: give it again with --source FILE"
+            )
+        source = recorded_source
+    _check_source_sha(folder, source, record.get("source_sha256"), cache_dir, progress)
+    return FolderRun(entry_from_folder(folder, record), False, 0, str(source))
+
+
+def records_agree(folder: Path, entry: str, source_sha256: str | None) -> bool:
+    """May a verdict on (``entry``, ``source_sha256``) be written into ``folder``? Only when its records name this
+    entry (or none) and this source: a run given the wrong entry or file leaves the folder as it was."""
+    from ..card import CardError, read_conversion
+
+    try:
+        record = read_conversion(folder) or {}
+    except CardError:
+        return True  # unreadable records: the verdict says so (check_folder), and there is no good one to keep
+    if record.get("entry") and record["entry"] != entry:
+        return False
+    return source_sha256 is not None and record.get("source_sha256") in (None, source_sha256)

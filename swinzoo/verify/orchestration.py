@@ -20,7 +20,7 @@ from ..config import SwinConfig
 from ..manifest import ZooEntry
 from .context import Context, release, run_swinzoo
 from .errors import VerifyError
-from .folder_checks import check_folder, check_folder_config, folder_for
+from .folder_checks import check_folder, check_folder_config, folder_for, records_agree
 from .options import VerifyOptions
 from .references import REFERENCES, Reference
 from .references.base import error_result
@@ -61,6 +61,7 @@ def verify_entry(
         report.status = "error"
         return _done(report, started, folder)
     for name in options.references:
+        _status(options, f"{entry.name}: {name} reference")
         report.references += _run_reference(REFERENCES[name], ctx)
     del ctx
     _verdict(report)
@@ -79,6 +80,7 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
     retarget = read_record(folder) if folder is not None else None
     pixels, report.images = load_samples(sample_preprocessing(entry, retarget), o.images_dir)
     t0 = time.perf_counter()
+    _status(o, f"{entry.name}: " + ("synthetic checkpoint (generated once per seed)" if o.synthetic else "source file"))
     if folder is None:
         conversion = convert(
             entry,
@@ -133,6 +135,17 @@ def _mask(entry: ZooEntry, config: SwinConfig, count: int, seed: int, report: En
     return mask
 
 
+def _status(options: VerifyOptions, step: str) -> None:
+    """One line on stderr as a long step starts (a synthetic file, a download, a reference): progress only,
+    so only with ``progress`` and on a terminal."""
+    import sys
+
+    if options.progress and sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"  {step}...", file=sys.stderr)
+
+
 def _run_reference(ref: Reference, ctx: Context) -> list[ReferenceResult]:
     """``ref.run``; should a reference raise after all, its error is its result, not the end of the run."""
     try:
@@ -163,7 +176,7 @@ def _verdict(report: EntryReport) -> None:
 def _done(report: EntryReport, started: float, folder: Path | None) -> EntryReport:
     """Stamp the time; a converted folder gets its verification.json whatever the verdict."""
     report.seconds = time.perf_counter() - started
-    if folder is not None and folder.is_dir():
+    if folder is not None and folder.is_dir() and records_agree(folder, report.entry, report.source_sha256):
         write_verification(folder, report)
         from ..card import write_card
 
@@ -195,7 +208,7 @@ def verify(
         raise VerifyError(f"--converted {converted}: no such folder")
     chosen = [as_entry(e) for e in entries]
     reports = []
-    bar = tqdm(chosen, desc="verify", unit="entry", disable=not options.progress)
+    bar = tqdm(chosen, desc="verify", unit="entry", disable=None if options.progress else True)  # None: TTY only
     for entry in bar:
         bar.set_postfix_str(entry.name)
         if options.skip_manual and options.source is None and not options.synthetic and not entry.source.urls:

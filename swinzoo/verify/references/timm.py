@@ -24,8 +24,6 @@ from .base import LibraryReference, classification_comparisons, finish, mim_comp
 def _timm_not_applicable(config: SwinConfig) -> str | None:
     if config.use_absolute_embeddings:
         return "timm's Swin has no absolute position embeddings"
-    if config.extra.get("extra_norm_every_n_blocks"):
-        return "timm's Swin V2 has no extra LayerNorm every N blocks (SwinV2-H/G)"
     if config.hidden_act != "gelu" or config.layer_norm_eps != 1e-5:
         return "timm's Swin uses GELU and LayerNorm eps 1e-5"
     return None

@@ -27,8 +27,6 @@ class TransformersReference(LibraryReference):
     def not_applicable(self, ctx: Context) -> str | None:
         from ...converters.transformers_layout import transformers_config
 
-        if ctx.config.extra.get("extra_norm_every_n_blocks"):
-            return "transformers' Swinv2 has no extra LayerNorm every N blocks (SwinV2-H/G)"
         try:
             transformers_config(ctx.config)
         except ValueError as exc:  # e.g. Swin v1 with per-stage window clamps
@@ -36,7 +34,7 @@ class TransformersReference(LibraryReference):
         return None
 
     def check(self, ctx: Context, result: ReferenceResult) -> ReferenceResult:
-        from ...converters.transformers_layout import create_transformers_model, detect_style
+        from ...converters.transformers_layout import create_transformers_model, detect_style, load_transformers_state
 
         model = create_transformers_model(ctx.config, ctx.task)
         model.eval()
@@ -46,7 +44,7 @@ class TransformersReference(LibraryReference):
             ctx.task == "masked-image-modeling",
             detect_style(model.state_dict()),
         )
-        model.load_state_dict(mapped, strict=True)
+        load_transformers_state(model, mapped)
         del mapped
         ref = weakref.ref(model)
         try:

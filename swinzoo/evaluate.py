@@ -1,0 +1,697 @@
+"""``swinzoo evaluate``: top-1 / top-5 of a converted model on ImageNet-1k validation images, re-measured.
+
+Numerical parity with timm and transformers proves the conversion; it cannot catch a mislabelled file, a wrong
+label order, a 22k->1k mix-up or a wrong eval transform, because every implementation is fed the same file and
+the same pixels. Accuracy on real labelled images catches all four.
+
+Data layouts:
+
+* one folder per WordNet id (``n01440764/``, ...), read as torchvision's ``ImageFolder`` reads it (files
+  found recursively, sorted; the suffixes torchvision accepts). The class index is the model's head index of
+  that WordNet id: its position in timm's ImageNet-1k synset list, the standard 1k order (sorted ids);
+* a flat folder plus a ground-truth file, one ``FILE INDEX`` pair a line (whitespace or a comma between them,
+  ``#`` comments, an optional header line); INDEX is the 1k class index or a WordNet id.
+
+Heads: a 1000-class head is used as it is (its labels, when named, must be ImageNet-1k's in the 1k order); a
+21841-class ImageNet-22k head is read through the official 22k->1k class map (the 22k row of each 1k class).
+
+Under ``torchrun`` (``WORLD_SIZE`` set: ``env://`` rendezvous, gloo on CPU, nccl on GPU) rank ``r`` of ``N``
+takes images ``r, r + N, ...``: every image is counted exactly once, with no padding duplicates as a plain
+``DistributedSampler`` would add. Counts are summed with ``all_reduce``; per-image predictions are gathered on
+rank 0, which alone reports and writes ``evaluation.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import platform
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import images as _images
+from .errors import SwinzooError
+from .images import ImageError, Preprocessing
+
+__all__ = ["EvalData", "EvaluateError", "Evaluation", "evaluate", "imagenet_synsets", "scan_data"]
+
+NUM_CLASSES_1K = 1000
+NUM_CLASSES_22K = 21841
+FULL_VAL_IMAGES = 50_000  # ImageNet-1k validation: 50 images per class
+TOP_K = 5
+# torchvision.datasets.folder.IMG_EXTENSIONS: what ImageFolder reads (compared in lower case).
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+MAX_GROUND_TRUTH_BYTES = 64 * 1024 * 1024  # 50,000 lines are about 2 MB
+_WNID_RE = re.compile(r"^n\d{8}$")
+_SHOWN = 5  # files named in one error message
+
+
+class EvaluateError(SwinzooError, ValueError):
+    """The model or the data cannot be evaluated; the message names the file, folder or value at fault."""
+
+
+# --------------------------------------------------------------------------------------------- data
+def imagenet_synsets() -> list[str]:
+    """The 1000 ImageNet-1k WordNet ids in head order, from timm's package data (read without importing timm)."""
+    spec = importlib.util.find_spec("timm")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise EvaluateError(
+            "evaluate needs timm's ImageNet-1k class list (timm/data/_info/imagenet_synsets.txt): "
+            "pip install timm (or swinzoo's 'verify' extra)"
+        )
+    path = Path(locations[0]) / "data" / "_info" / "imagenet_synsets.txt"
+    try:
+        synsets = path.read_text(encoding="utf-8").split()
+    except OSError as exc:
+        raise EvaluateError(f"cannot read timm's ImageNet-1k class list {path}: {exc.strerror or exc}") from exc
+    if len(synsets) != NUM_CLASSES_1K or len(set(synsets)) != NUM_CLASSES_1K:
+        raise EvaluateError(f"{path}: {len(synsets)} WordNet ids, expected {NUM_CLASSES_1K} distinct ones")
+    return synsets
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """Labelled images: (path, 1k class index) in the order they are evaluated."""
+
+    root: Path
+    layout: str  # "image-folder" or "ground-truth"
+    samples: tuple[tuple[Path, int], ...]
+    ground_truth: Path | None = None
+
+    @property
+    def classes(self) -> int:
+        return len({target for _, target in self.samples})
+
+    def describe(self, evaluated: int | None = None) -> dict[str, Any]:
+        """What the record says of the data; ``full_validation_set`` only when all 50,000 images of the 1000
+        classes were asked for (``evaluated``: how many were, after ``--limit``)."""
+        found = len(self.samples)
+        full = found == FULL_VAL_IMAGES and self.classes == NUM_CLASSES_1K and evaluated in (None, found)
+        return {
+            "name": "ImageNet-1k validation" if full else "ImageNet-1k classes (a subset or another image set)",
+            "path": str(self.root.resolve()),
+            "layout": self.layout,
+            "ground_truth": str(self.ground_truth.resolve()) if self.ground_truth else None,
+            "images_found": found,
+            "classes": self.classes,
+            "full_validation_set": full,
+        }
+
+
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTENSIONS) and not name.startswith(".")
+
+
+def _list_dir(folder: Path, what: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise EvaluateError(f"{what} {folder}: cannot read it ({exc.strerror or exc})") from exc
+
+
+def _walk_images(folder: Path) -> list[Path]:
+    """Image files under ``folder``, in torchvision's order (os.walk sorted, then file names sorted)."""
+
+    def failed(exc: OSError) -> None:
+        raise EvaluateError(f"class folder {exc.filename or folder}: cannot read it ({exc.strerror or exc})")
+
+    found = []
+    for root, _dirs, files in sorted(os.walk(folder, onerror=failed, followlinks=True)):
+        found.extend(Path(root) / name for name in sorted(files) if _is_image(name))
+    return found
+
+
+def _scan_image_folder(root: Path, entries: list[os.DirEntry]) -> list[tuple[Path, int]]:
+    class_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+    index = {wnid: i for i, wnid in enumerate(imagenet_synsets())}
+    unknown = [e.name for e in class_dirs if e.name not in index]
+    if unknown:
+        shown = ", ".join(unknown[:_SHOWN]) + (f" and {len(unknown) - _SHOWN} more" if len(unknown) > _SHOWN else "")
+        raise EvaluateError(
+            f"--data {root}: class folder(s) {shown} are not ImageNet-1k WordNet ids (like n01440764); "
+            "each class folder must be named by the WordNet id of one of the 1000 classes"
+        )
+    samples: list[tuple[Path, int]] = []
+    for entry in class_dirs:
+        files = _walk_images(Path(entry.path))
+        if not files:
+            raise EvaluateError(
+                f"--data {root}: class folder {entry.name} holds no images (looked for {', '.join(IMG_EXTENSIONS)})"
+            )
+        samples.extend((path, index[entry.name]) for path in files)
+    return samples
+
+
+def _parse_label(value: str, synsets: Callable[[], list[str]]) -> int | None:
+    if re.fullmatch(r"[+-]?\d+", value):
+        return int(value)
+    if _WNID_RE.match(value):
+        try:
+            return synsets().index(value)
+        except ValueError:
+            raise EvaluateError(f"{value} is not one of the 1000 ImageNet-1k WordNet ids") from None
+    return None
+
+
+def _read_text(ground_truth: Path) -> str:
+    try:
+        size = ground_truth.stat().st_size
+        if not ground_truth.is_file():
+            raise EvaluateError(f"--ground-truth {ground_truth}: is not a file")
+        if size > MAX_GROUND_TRUTH_BYTES:
+            raise EvaluateError(
+                f"--ground-truth {ground_truth}: {size} bytes, more than the {MAX_GROUND_TRUTH_BYTES} a "
+                "ground-truth file of ImageNet's size needs"
+            )
+        return ground_truth.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise EvaluateError(f"--ground-truth {ground_truth}: cannot read it ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise EvaluateError(
+            f"--ground-truth {ground_truth}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
+
+
+def _read_ground_truth(root: Path, ground_truth: Path) -> list[tuple[Path, int]]:
+    text = _read_text(ground_truth)
+    cached: list[list[str]] = []
+
+    def synsets() -> list[str]:
+        if not cached:
+            cached.append(imagenet_synsets())
+        return cached[0]
+
+    samples: list[tuple[Path, int]] = []
+    seen: dict[str, int] = {}
+    first = True
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split(",")] if "," in line else line.split()
+        where = f"--ground-truth {ground_truth}, line {lineno}"
+        if len(parts) != 2 or not all(parts):
+            raise EvaluateError(f"{where}: expected two columns 'FILE INDEX', got {line[:200]!r}")
+        name, value = parts
+        try:
+            target = _parse_label(value, synsets)
+        except EvaluateError as exc:
+            raise EvaluateError(f"{where}: {exc}") from None
+        if target is None:
+            if first:  # a header line ("file,label")
+                first = False
+                continue
+            raise EvaluateError(f"{where}: class {value[:100]!r} is neither a class index nor a WordNet id")
+        first = False
+        if not 0 <= target < NUM_CLASSES_1K:
+            raise EvaluateError(f"{where}: class index {target} is outside 0..{NUM_CLASSES_1K - 1}")
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise EvaluateError(f"{where}: {name!r} must be a file name inside --data {root}")
+        if name in seen:
+            raise EvaluateError(f"{where}: {name} is listed twice (first on line {seen[name]})")
+        seen[name] = lineno
+        path = root / relative
+        if not path.is_file():
+            raise EvaluateError(f"{where}: image {path} does not exist")
+        samples.append((path, target))
+    if not samples:
+        raise EvaluateError(f"--ground-truth {ground_truth}: lists no images")
+    return samples
+
+
+def scan_data(data: str | os.PathLike, ground_truth: str | os.PathLike | None = None) -> EvalData:
+    """The labelled images of ``data`` (see the module docstring for the layouts); bad input raises
+    :class:`EvaluateError` naming the folder, file or line."""
+    root = Path(data)
+    if not root.is_dir():
+        reason = "is not a folder" if root.exists() else "does not exist"
+        raise EvaluateError(f"--data {root}: {reason}")
+    entries = _list_dir(root, "--data")
+    if ground_truth is not None:
+        return EvalData(root, "ground-truth", tuple(_read_ground_truth(root, Path(ground_truth))), Path(ground_truth))
+    if any(e.is_dir() and not e.name.startswith(".") for e in entries):
+        return EvalData(root, "image-folder", tuple(_scan_image_folder(root, entries)))
+    loose = [e for e in entries if e.is_file() and _is_image(e.name)]
+    if loose:
+        raise EvaluateError(
+            f"--data {root}: holds {len(loose)} image(s) but no class folders; give their labels with "
+            "--ground-truth FILE (lines 'FILE INDEX'), or put them in one folder per WordNet id"
+        )
+    raise EvaluateError(f"--data {root}: holds no class folders and no images (the folder is empty)")
+
+
+def spread(samples: Sequence[Any], limit: int | None) -> list[Any]:
+    """At most ``limit`` items spread evenly over ``samples`` (every class represented when limit >= classes)."""
+    if limit is None or limit >= len(samples):
+        return list(samples)
+    if limit < 1:
+        raise EvaluateError(f"--limit must be at least 1, got {limit}")
+    return [samples[i * len(samples) // limit] for i in range(limit)]
+
+
+# --------------------------------------------------------------------------------------------- model
+@dataclass
+class _Model:
+    model: torch.nn.Module
+    preprocessing: Preprocessing
+    preprocessing_from: str
+    source: str
+    folder: Path
+    local: bool
+    head: str
+    class_map: list[int] | None
+
+
+def _official_22k_to_1k() -> list[int]:
+    """The official 22k->1k map, from swinzoo.retarget once that module is installed."""
+    try:
+        from .retarget import map22kto1k  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise EvaluateError(
+            "a 21841-class (ImageNet-22k) head needs the official 22k->1k class map (swinzoo.retarget."
+            "map22kto1k), which this install does not have; pass class_map= (1000 head indices) from Python"
+        ) from None
+    return list(map22kto1k()[0])
+
+
+def _check_class_map(class_map: Sequence[int], num_labels: int) -> list[int]:
+    values = list(class_map)
+    if len(values) != NUM_CLASSES_1K:
+        raise EvaluateError(f"class_map: {len(values)} entries, expected one head row per 1k class ({NUM_CLASSES_1K})")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < num_labels:
+            raise EvaluateError(f"class_map[{i}] is {v!r}: not a row of the {num_labels}-class head")
+    if len(set(values)) != len(values):
+        raise EvaluateError("class_map: two 1k classes map to the same 22k row")
+    return values
+
+
+def _check_1k_labels(id2label: dict[int, str], source: str) -> None:
+    """Named labels must be ImageNet-1k's, in the 1k order: a shuffled or foreign head would score ~0."""
+    labels = [id2label.get(i, f"LABEL_{i}") for i in range(NUM_CLASSES_1K)]
+    if all(label == f"LABEL_{i}" for i, label in enumerate(labels)):
+        return  # no names recorded (converted without timm): nothing to compare
+    from .manifest import label_names
+
+    expected = label_names("imagenet-1k")
+    if expected[0] == "LABEL_0":
+        return  # timm not installed: no reference names
+    for i, (got, want) in enumerate(zip(labels, expected, strict=True)):
+        if got != want:
+            moved = " (a 1k label, in another place: a wrong label order)" if got in expected else ""
+            raise EvaluateError(
+                f"{source}: config.json id2label[{i}] is {got[:80]!r}, ImageNet-1k class {i} is {want[:80]!r}"
+                f"{moved}; the head's labels do not fit ImageNet-1k data"
+            )
+
+
+def _head(config: Any, source: str, class_map: Sequence[int] | None) -> tuple[str, list[int] | None]:
+    n = config.num_labels
+    if n == NUM_CLASSES_1K:
+        if class_map is not None:
+            raise EvaluateError(f"class_map is for 21841-class heads; {source} has a 1000-class head")
+        _check_1k_labels(config.id2label, source)
+        return "imagenet-1k", None
+    if n == NUM_CLASSES_22K:
+        values = _check_class_map(class_map if class_map is not None else _official_22k_to_1k(), n)
+        return "imagenet-22k through the 22k->1k class map", values
+    raise EvaluateError(
+        f"{source}: the head has {n} classes; ImageNet-1k data need a {NUM_CLASSES_1K}-class head (or a "
+        f"{NUM_CLASSES_22K}-class ImageNet-22k head, read through the 22k->1k map)"
+    )
+
+
+_SIMMIM_REASON = (
+    "a SimMIM pretrain checkpoint has no classifier head (it was trained to reconstruct masked pixels), so there "
+    "is no top-1 to measure; evaluate its fine-tuned entry (kind simmim-finetune) instead"
+)
+
+
+def _load(spec: str, class_map: Sequence[int] | None) -> _Model:
+    from .io import read_config
+    from .manifest import load_manifests
+    from .predict import load_classifier, resolve_model
+
+    entry = load_manifests().get(spec)
+    if entry is not None and entry.kind == "simmim-pretrain":
+        raise EvaluateError(f"{spec}: {_SIMMIM_REASON}")
+    folder, source = resolve_model(spec)
+    local = source == str(folder)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise EvaluateError(f"{source}: no config.json in {folder}")
+    _, task, _ = read_config(config_file)
+    if task == "masked-image-modeling":
+        raise EvaluateError(f"{source}: {_SIMMIM_REASON}")
+    if task != "image-classification":
+        raise EvaluateError(f"{source}: config.json task is {task!r}: evaluate needs an image-classification model")
+    loaded = load_classifier(str(folder))
+    head, values = _head(loaded.model.config, source, class_map)
+    return _Model(loaded.model, loaded.preprocessing, loaded.preprocessing_from, source, folder, local, head, values)
+
+
+# --------------------------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class _World:
+    rank: int
+    size: int
+    device: torch.device
+    owned: bool  # this call started the process group (and ends it)
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1 or self.owned
+
+
+def _join_world() -> _World:
+    """The process group torchrun describes (``WORLD_SIZE`` set), or a single process."""
+    import torch.distributed as dist
+
+    cuda = torch.cuda.is_available()
+    if "WORLD_SIZE" not in os.environ and not (dist.is_available() and dist.is_initialized()):
+        return _World(0, 1, torch.device("cuda" if cuda else "cpu"), False)
+    if not dist.is_available():
+        raise EvaluateError("WORLD_SIZE is set but this torch build has no torch.distributed")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    owned = not dist.is_initialized()
+    if owned:
+        try:
+            dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://")
+        except (ValueError, RuntimeError) as exc:
+            raise EvaluateError(f"cannot join the torchrun process group (env://): {exc}") from exc
+    return _World(dist.get_rank(), dist.get_world_size(), device, owned)
+
+
+def _leave_world(world: _World) -> None:
+    import torch.distributed as dist
+
+    if world.owned and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------------------------- running
+class _Images(torch.utils.data.Dataset):
+    """(global index, target, pixels or None, error) per image; a corrupt file is reported, not raised, so the
+    ranks agree on when to stop (see :func:`_run`)."""
+
+    def __init__(self, items: list[tuple[int, Path, int]], pp: Preprocessing) -> None:
+        self.items = items
+        self.pp = pp
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, int, torch.Tensor | None, str]:
+        index, path, target = self.items[i]
+        try:
+            return index, target, _images.preprocess(_images.load_image(path), self.pp), ""
+        except ImageError as exc:
+            return index, target, None, str(exc)
+
+
+def _collate(batch: list[tuple[int, int, torch.Tensor | None, str]]):
+    good = [b for b in batch if b[2] is not None]
+    bad = [(b[0], b[3]) for b in batch if b[2] is None]
+    if not good:
+        return [], [], None, bad
+    return [b[0] for b in good], [b[1] for b in good], torch.stack([b[2] for b in good]), bad
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """One image's label and the model's top-5 1k classes (best first)."""
+
+    path: str
+    target: int
+    top5: tuple[int, ...]
+
+    @property
+    def top1_correct(self) -> bool:
+        return self.top5[0] == self.target
+
+    @property
+    def top5_correct(self) -> bool:
+        return self.target in self.top5
+
+
+@dataclass
+class Evaluation:
+    """Accuracy of a model on labelled images; ``predictions`` and ``written`` are set on rank 0 only."""
+
+    model: str
+    head: str
+    images: int
+    top1_correct: int
+    top5_correct: int
+    skipped: list[str]
+    dataset: dict[str, Any]
+    transform: dict[str, Any]
+    transform_from: str
+    world_size: int
+    batch_size: int
+    workers: int
+    device: str
+    seconds: float
+    rank: int = 0
+    limit: int | None = None
+    predictions: list[ImagePrediction] = field(default_factory=list)
+    weights_sha256: str | None = None
+    written: Path | None = None
+
+    @property
+    def top1(self) -> float:
+        return self.top1_correct / self.images
+
+    @property
+    def top5(self) -> float:
+        return self.top5_correct / self.images
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record (``--json`` and ``evaluation.json``): fractions in [0, 1], counts, provenance."""
+        from . import __version__
+
+        return {
+            "swinzoo_version": __version__,
+            "model": self.model,
+            "weights_sha256": self.weights_sha256,
+            "head": self.head,
+            "images": self.images,
+            "top1": self.top1,
+            "top5": self.top5,
+            "top1_correct": self.top1_correct,
+            "top5_correct": self.top5_correct,
+            "skipped": len(self.skipped),
+            "skipped_files": self.skipped,
+            "limit": self.limit,
+            "dataset": self.dataset,
+            "transform": {**self.transform, "from": self.transform_from},
+            "versions": _versions(),
+            "world_size": self.world_size,
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "workers": self.workers,
+            "wall_seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 3),
+        }
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    out: dict[str, str | None] = {
+        "swinzoo": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    for name in ("pillow", "timm"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _corrupt_message(bad: list[tuple[Path, str]]) -> str:
+    shown = "; ".join(reason for _, reason in bad[:_SHOWN])
+    more = f" (and {len(bad) - _SHOWN} more)" if len(bad) > _SHOWN else ""
+    return (
+        f"{len(bad)} corrupt image(s): {shown}{more}; fix or remove them, or pass --skip-corrupt to count them "
+        "as skipped"
+    )
+
+
+def _run(
+    loaded: _Model,
+    samples: list[tuple[Path, int]],
+    world: _World,
+    *,
+    batch_size: int,
+    workers: int,
+    skip_corrupt: bool,
+    progress: bool,
+) -> tuple[list[tuple[int, int, list[int]]], list[int]]:
+    """This rank's (index, target, top-5) and skipped indices. Every rank takes the same number of steps (one
+    small ``all_reduce`` each), so a corrupt image on any rank stops all of them at the same step."""
+    import torch.distributed as dist
+    from tqdm.auto import tqdm
+
+    mine = [(i, samples[i][0], samples[i][1]) for i in range(world.rank, len(samples), world.size)]
+    loader = torch.utils.data.DataLoader(
+        _Images(mine, loaded.preprocessing),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=world.device.type == "cuda",
+    )
+    largest_shard = -(-len(samples) // world.size)
+    steps = -(-largest_shard // batch_size)
+    model = loaded.model.to(world.device)
+    dtype = next(model.parameters()).dtype
+    index_map = torch.tensor(loaded.class_map, device=world.device) if loaded.class_map is not None else None
+    k = min(TOP_K, NUM_CLASSES_1K)
+    results: list[tuple[int, int, list[int]]] = []
+    skipped: list[int] = []
+    batches = iter(loader)
+    bar = tqdm(
+        total=len(mine), unit="img", desc="evaluate" + (f" (rank 0 of {world.size})" if world.size > 1 else ""),
+        disable=not progress or world.rank != 0, dynamic_ncols=True,
+    )  # fmt: skip
+    with bar, torch.inference_mode():
+        for _ in range(steps):
+            indices, targets, pixels, bad = next(batches, ([], [], None, []))
+            failed = bool(bad) and not skip_corrupt
+            if world.distributed:
+                flag = torch.tensor([int(failed)], device=world.device)
+                dist.all_reduce(flag)
+                failed = bool(flag.item())
+            if failed:
+                bad_all = [(samples[i][0], why) for i, why in bad]
+                if world.distributed:
+                    gathered: list[Any] = [None] * world.size
+                    dist.all_gather_object(gathered, bad_all)
+                    bad_all = [item for part in gathered for item in part]
+                raise EvaluateError(_corrupt_message(sorted(bad_all, key=lambda b: str(b[0]))))
+            skipped.extend(i for i, _ in bad)
+            if pixels is not None:
+                logits = model(pixels.to(world.device, dtype, non_blocking=True)).logits.float()
+                if index_map is not None:
+                    logits = logits.index_select(1, index_map)
+                top = logits.topk(k, dim=-1).indices.cpu().tolist()
+                results.extend(zip(indices, targets, top, strict=True))
+            bar.update(len(indices) + len(bad))
+    return results, skipped
+
+
+def evaluate(
+    model: str,
+    data: str | os.PathLike,
+    *,
+    ground_truth: str | os.PathLike | None = None,
+    batch_size: int = 32,
+    workers: int = 4,
+    limit: int | None = None,
+    skip_corrupt: bool = False,
+    class_map: Sequence[int] | None = None,
+    write: bool = True,
+    progress: bool = True,
+) -> Evaluation:
+    """Top-1 / top-5 of ``model`` (zoo NAME, folder or Hub ORG/NAME) on the labelled images of ``data``.
+
+    Under torchrun every rank calls this; all return the global counts, rank 0 also the per-image predictions
+    and, for a local folder (``write=True``), the path of the ``evaluation.json`` it wrote there.
+    ``class_map`` (1000 rows of a 21841-class head) replaces the official 22k->1k map.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise EvaluateError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise EvaluateError(f"--workers must be 0 or more, got {workers!r}")
+    dataset = scan_data(data, ground_truth)
+    samples = spread(dataset.samples, limit)
+    loaded = _load(model, class_map)
+    target = loaded.folder / "evaluation.json" if write and loaded.local else None
+    if target is not None and not os.access(loaded.folder, os.W_OK | os.X_OK):
+        raise EvaluateError(f"{loaded.folder}: not writable, so evaluation.json cannot be written there")
+
+    world = _join_world()
+    try:
+        started = time.perf_counter()
+        results, skipped = _run(
+            loaded, samples, world, batch_size=batch_size, workers=workers, skip_corrupt=skip_corrupt,
+            progress=progress,
+        )  # fmt: skip
+        counts = torch.tensor(
+            [len(results), sum(t == top[0] for _, t, top in results), sum(t in top for _, t, top in results)],
+            dtype=torch.int64,
+            device=world.device,
+        )
+        gathered: list[Any] = [(results, skipped)]
+        if world.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(counts)
+            gathered = [None] * world.size
+            dist.all_gather_object(gathered, (results, skipped))
+        seconds = time.perf_counter() - started
+    finally:
+        _leave_world(world)
+
+    images, top1, top5 = (int(c) for c in counts.tolist())
+    all_results = sorted((r for part, _ in gathered for r in part), key=lambda r: r[0])
+    all_skipped = sorted(i for _, part in gathered for i in part)
+    counted = [r[0] for r in all_results] + all_skipped
+    if sorted(counted) != list(range(len(samples))) or images != len(all_results):  # each image exactly once
+        raise EvaluateError(f"internal: {len(counted)} image results for {len(samples)} images (a bug in swinzoo)")
+    if images == 0:
+        raise EvaluateError(f"--data {dataset.root}: all {len(samples)} image(s) were corrupt and skipped")
+    evaluation = Evaluation(
+        model=loaded.source,
+        head=loaded.head,
+        images=images,
+        top1_correct=top1,
+        top5_correct=top5,
+        skipped=[str(samples[i][0]) for i in all_skipped],
+        dataset=dataset.describe(len(samples)),
+        transform=dataclasses.asdict(loaded.preprocessing),
+        transform_from=loaded.preprocessing_from,
+        world_size=world.size,
+        batch_size=batch_size,
+        workers=workers,
+        device=str(world.device.type),
+        seconds=seconds,
+        rank=world.rank,
+        limit=limit,
+    )
+    if world.rank == 0:
+        evaluation.predictions = [ImagePrediction(str(samples[i][0]), t, tuple(top)) for i, t, top in all_results]
+        weights = loaded.folder / "model.safetensors"
+        if weights.is_file():
+            from .fetch import sha256_file
+
+            evaluation.weights_sha256 = sha256_file(weights)
+        if target is not None:
+            from .folder import atomic_write_text
+
+            atomic_write_text(target, json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n")
+            evaluation.written = target
+    return evaluation
