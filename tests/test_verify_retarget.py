@@ -1,10 +1,7 @@
-"""`swinzoo verify --converted` on a retargeted folder: timm and transformers are built at the folder's new geometry
-and given the source file moved there by swinzoo.reference_retarget (not swinzoo.retarget, the converter's path),
-so a retargeted folder passes only when two implementations of the official loaders agree.
-
-Until `swinzoo convert --image-size/--window-size/--num-labels` writes such folders, the test makes one as the
-convert command will: a plain conversion, its model retargeted by swinzoo.retarget and saved, conversion.json
-carrying ``"retarget": RetargetRecord.to_dict()`` and the new input size.
+"""`swinzoo verify --converted` on a retargeted folder (`swinzoo convert --image-size/--window-size/--num-labels`):
+timm and transformers are built at the folder's new geometry and given the source file moved there by
+swinzoo.reference_retarget (not swinzoo.retarget, the converter's path), so a retargeted folder passes only when
+two implementations of the official loaders agree.
 """
 
 from __future__ import annotations
@@ -24,9 +21,7 @@ import swinzoo.manifest as manifest
 from swinzoo import reference_retarget as rr
 from swinzoo import verify as V
 from swinzoo.convert import convert, resolve_source
-from swinzoo.io import read_safetensors_metadata, save_pretrained
-from swinzoo.modeling import TASK_CLASSES, SwinForMaskedImageModeling
-from swinzoo.retarget import retarget
+from swinzoo.io import read_safetensors_metadata
 from swinzoo.safeload import load_state_dict
 from swinzoo.synthetic import official_state_dict
 
@@ -36,21 +31,10 @@ TABLE = "swin.stages.1.blocks.0.attn.relative_position_bias_table"
 
 
 def retargeted_folder(name: str, cache: Path, tmp_path: Path, source: Path | None = None, **args) -> Path:
-    """``name`` converted (its synthetic source, or ``source``), then moved by swinzoo.retarget, saved with the
-    source's metadata."""
-    plain = tmp_path / "plain"
+    """``swinzoo convert NAME --image-size/--window-size/--num-labels`` of the synthetic source (or ``source``)."""
     given = dict(source=source) if source else dict(synthetic=True)
-    model = convert(name, **given, cache_dir=cache, out_dir=plain, progress=False).model
-    task = "masked-image-modeling" if isinstance(model, SwinForMaskedImageModeling) else "image-classification"
-    state, config, record = retarget(model.state_dict(), model.config, task, **args)
-    moved = TASK_CLASSES[record.target_task](config)
-    moved.load_state_dict(state, strict=True)
     out = tmp_path / name
-    save_pretrained(moved, out, metadata=read_safetensors_metadata(plain / "model.safetensors"))
-    conversion = json.loads((plain / "conversion.json").read_text())
-    conversion["retarget"] = record.to_dict()
-    conversion["preprocessing"]["input_size"] = config.image_hw[0]
-    (out / "conversion.json").write_text(json.dumps(conversion))
+    convert(name, **given, cache_dir=cache, out_dir=out, progress=False, **args)
     return out
 
 
