@@ -27,7 +27,7 @@ from typing import Any
 from . import __version__
 from .config import CONFIG_NAME
 from .errors import SwinzooError
-from .folder import WEIGHTS_NAME
+from .folder import EVALUATION_NAME, WEIGHTS_NAME
 
 CARD_NAME = "README.md"
 CONVERSION_NAME = "conversion.json"
@@ -434,6 +434,72 @@ def eval_results(entry) -> list:
     return results
 
 
+def read_evaluation(folder: Path) -> dict[str, Any] | None:
+    """``evaluation.json`` when it was measured on exactly this folder's weights (a stale one is not shown)."""
+    path = folder / EVALUATION_NAME
+    if not path.is_file():
+        return None
+    record = read_json(path, required=False)
+    if not isinstance(record, dict) or not isinstance(record.get("top1"), (int, float)):
+        return None
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file() or record.get("weights_sha256") != sha256_of(weights):
+        return None
+    return record
+
+
+def measured_results(evaluation: Mapping[str, Any] | None) -> list:
+    """model-index entries for the accuracy ``swinzoo evaluate`` measured, named apart from the reported ones."""
+    from huggingface_hub import EvalResult
+
+    if not evaluation:
+        return []
+    dataset = evaluation.get("dataset") or {}
+    full = dataset.get("full_validation_set") is True
+    results = []
+    for key, label in (("top1", "Top-1"), ("top5", "Top-5")):
+        value = evaluation.get(key)
+        if not isinstance(value, (int, float)):
+            continue
+        results.append(
+            EvalResult(
+                task_type="image-classification",
+                task_name="Image Classification",
+                dataset_type="imagenet-1k",
+                dataset_name="ImageNet-1K" if full else "ImageNet-1K (subset)",
+                dataset_split="validation",
+                metric_type="accuracy",
+                metric_name=f"{label} accuracy (%), measured by swinzoo evaluate",
+                metric_value=round(100 * float(value), 3),
+            )
+        )
+    return results
+
+
+def _accuracy_lines(results: list, measured: list, evaluation: Mapping[str, Any] | None, entry) -> list[str]:
+    lines = ["## Accuracy", ""]
+    for r in results:
+        lines.append(
+            f"- {r.dataset_name} top-1 **{r.metric_value} %**, reported by the original authors "
+            f"([source]({r.source_url}))."
+        )
+    if measured and evaluation:
+        dataset = evaluation.get("dataset") or {}
+        scope = "the full ImageNet-1K validation set" if dataset.get("full_validation_set") else (
+            f"{evaluation.get('images')} images ({dataset.get('name', 'a subset')})"
+        )  # fmt: skip
+        values = ", ".join(f"{m.metric_name.split(' accuracy')[0].lower()} **{m.metric_value} %**" for m in measured)
+        lines.append(
+            f"- measured by `swinzoo evaluate` on {scope}: {values} (the official eval transform; "
+            f"{evaluation.get('skipped', 0)} image(s) skipped; see `evaluation.json`)."
+        )
+    elif results:
+        lines.append("- not re-measured by swinzoo yet (`swinzoo evaluate FOLDER --data IMAGENET_VAL`).")
+    if entry is not None and entry.metrics is not None and entry.metrics.simmim_val_loss is not None:
+        lines.append(f"- SimMIM validation loss reported by the authors: {entry.metrics.simmim_val_loss}")
+    return [*lines, ""]
+
+
 # --------------------------------------------------------------------------------------------- body
 def _fmt_float(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -677,6 +743,8 @@ def build_card(
     verified = verification_passed(verification) and not problems
 
     results = [] if synthetic else eval_results(entry)  # the authors' accuracy is not that of random weights
+    evaluation = read_evaluation(folder)
+    measured = measured_results(evaluation)
     data = ModelCardData(
         license="mit",
         library_name=fmt,
@@ -684,9 +752,9 @@ def build_card(
         tags=_tags(fmt, task, _family(config, entry), simmim=simmim, synthetic=synthetic, verified=verified),
         datasets=_datasets(entry, task) or None,
         base_model=None if synthetic else base_model_of(entry),
-        metrics=["accuracy"] if results else None,
-        model_name=name if results else None,
-        eval_results=results or None,
+        metrics=["accuracy"] if results or measured else None,
+        model_name=name if results or measured else None,
+        eval_results=(results + measured) or None,
     )
 
     repo = repo_id or str(shown)
@@ -729,17 +797,8 @@ def build_card(
     lines += ["", "## Verification", "", verification_section(verification, str(shown), problems)]
     if simmim and task == "masked-image-modeling":
         lines += ["## SimMIM loss", "", simmim_loss_text(config, fmt), ""]
-    if results or (not synthetic and entry is not None and entry.metrics is not None):
-        lines += ["## Accuracy (reported, not re-measured)", ""]
-        if results:
-            for r in results:
-                lines.append(
-                    f"- {r.dataset_name} top-1: **{r.metric_value} %**, as reported by the original authors "
-                    f"([source]({r.source_url})); swinzoo has not re-measured it."
-                )
-        if entry.metrics is not None and entry.metrics.simmim_val_loss is not None:
-            lines.append(f"- SimMIM validation loss reported by the authors: {entry.metrics.simmim_val_loss}")
-        lines.append("")
+    if results or measured or (not synthetic and entry is not None and entry.metrics is not None):
+        lines += _accuracy_lines(results, measured, evaluation, entry)
     lines += ["## Usage", "", _usage(fmt, repo, task, config, entry), "## Citation", ""]
     for citation in _citations(entry, config, simmim):
         lines += ["```bibtex", citation, "```", ""]

@@ -694,4 +694,8 @@ def evaluate(
 
             atomic_write_text(target, json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n")
             evaluation.written = target
+            if (target.parent / "conversion.json").is_file():  # a converted folder: its card shows the figure
+                from .card import write_card
+
+                write_card(target.parent)
     return evaluation

@@ -312,7 +312,7 @@ def test_inferred_simmim_v2_file_gets_the_official_normalised_targets_and_says_s
                         window_size=4, num_labels=1, encoder_stride=32)  # fmt: skip
     ckpt = write_official_checkpoint(tmp_path / "c.pth", config, "simmim-swinv2-pretrain")
     out = tmp_path / "out"
-    result = convert(source=ckpt, out_dir=out, image_size=64, progress=False)  # no entry: architecture inferred
+    result = convert(source=ckpt, out_dir=out, source_image_size=64, progress=False)  # no entry: architecture inferred
     saved = json.loads((out / "config.json").read_text())
     assert saved["mim_norm_target"] is True and saved["mim_norm_target_patch_size"] == 47
     notes = json.loads((out / "conversion.json").read_text())["notes"]
@@ -338,3 +338,26 @@ def test_partial_folder_names_with_the_process_id_show_the_final_folder(tmp_path
     assert display_path(tmp_path / ".swin-x.4844.ab12cd_3.partial") == tmp_path / "swin-x"
     assert display_path(tmp_path / ".swin.v2.77.zz.partial") == tmp_path / "swin.v2"
     assert display_path(tmp_path / "plain") == tmp_path / "plain"
+
+
+def test_measured_accuracy_stands_beside_the_reported_one_and_a_stale_measurement_is_not_shown(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    folder = classifier_folder(tmp_path / "t", entry="swin-tiny-patch4-window7-224")
+    weights = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    evaluation = {"images": 50000, "top1": 0.81156, "top5": 0.95512, "skipped": 0, "weights_sha256": weights,
+                  "dataset": {"name": "ImageNet-1k validation", "full_validation_set": True}}  # fmt: skip
+    (folder / "evaluation.json").write_text(json.dumps(evaluation))
+    card = card_of(folder)
+    by_name = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert by_name["Top-1 accuracy (%)"] == 81.2  # the authors'
+    assert by_name["Top-1 accuracy (%), measured by swinzoo evaluate"] == 81.156
+    assert by_name["Top-5 accuracy (%), measured by swinzoo evaluate"] == 95.512
+    assert "measured by `swinzoo evaluate` on the full ImageNet-1K validation set" in card.text
+
+    (folder / "evaluation.json").write_text(json.dumps({**evaluation, "weights_sha256": "0" * 64}))
+    stale = card_of(folder)
+    assert [r.metric_name for r in stale.data.eval_results] == ["Top-1 accuracy (%)"]
+    assert "measured by `swinzoo evaluate`" not in stale.text

@@ -188,10 +188,36 @@ def test_image_size_zero_is_refused(tmp_path, ckpt):
     assert result.exit_code == 2 and "--image-size" in result.output and not (tmp_path / "o").exists()
 
 
-def test_verify_json_to_a_folder_is_one_line(tmp_path):
-    HOSTILE.append("verify --json DIR")
-    result = run_cli("verify", "no-such-entry-name", "--json", tmp_path)
-    assert_clean_failure(result)
+def test_verify_json_file_that_is_a_folder_is_one_line(tmp_path, monkeypatch):
+    HOSTILE.append("verify --json-file DIR")
+    from swinzoo.verify import reporting
+
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(reporting, "summary", lambda reports: {"entries": []})
+    reports: list = []
+    message = assert_clean_failure(run_cli_json_file(results, reports))
+    assert str(results) in message and list(results.iterdir()) == []
+
+
+def run_cli_json_file(path, reports):
+    """write_json, as the verify command calls it for --json-file, through the CLI's error handling."""
+    import click
+
+    from swinzoo.cli import _run
+    from swinzoo.verify import write_json
+
+    @click.command()
+    def one() -> None:
+        _run(write_json, str(path), reports)
+
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(one, [])
+    from hostile import CliResult
+
+    exc = result.exception if not isinstance(result.exception, SystemExit) else None
+    return CliResult(result.exit_code, result.output, exc)
 
 
 # --------------------------------------------------------------------------------------------- config.json

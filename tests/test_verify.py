@@ -335,7 +335,7 @@ def test_a_library_run_with_the_wrong_file_reports_fail_and_keeps_the_folders_ve
 def test_a_folder_converted_from_source_alone_is_verified_from_its_own_config(zoo, cache, tmp_path, name):
     source = resolve_source(manifest.get_entry(name), synthetic=True, cache_dir=cache)
     folder = tmp_path / "from-source"
-    convert(None, source=source.path, cache_dir=cache, out_dir=folder, image_size=64, progress=False)
+    convert(None, source=source.path, cache_dir=cache, out_dir=folder, source_image_size=64, progress=False)
     assert json.loads((folder / "conversion.json").read_text())["entry"] == ""
     # the record names the local file: `swinzoo verify --converted DIR` finds it
     code, out, err = cli("--converted", str(folder), "--cache-dir", str(cache))

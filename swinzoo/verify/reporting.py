@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -165,13 +164,14 @@ def write_verification(folder: Path, report: EntryReport) -> Path:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Through an unpredictable temporary sibling and one rename (a folder or link at ``path`` is refused)."""
+    from ..folder import OutputError, atomic_write_text
+
     try:
-        tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create its folder ({exc.strerror or exc})") from exc
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
