@@ -94,6 +94,8 @@ def test_cli_verify_converted_exits_0_on_a_retargeted_folder_and_1_once_a_weight
     args = ("tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--converted", str(folder))
     code, out, err = test_verify.cli(*args)
     assert code == 0, out + err
+    code, out, err = test_verify.cli("--cache-dir", str(cache), "--converted", str(folder))  # the folder names all
+    assert code == 0, out + err
     _rewrite(folder, lambda state: state["swin.stages.0.blocks.1.attn.logit_scale"].add_(0.1))
     code, out, err = test_verify.cli(*args)
     assert code == 1 and "verification FAILED for: tiny-swinv2" in err
@@ -110,6 +112,17 @@ def test_simmim_v2_file_with_rpe_mlp_keys_passes_retargeted_to_a_classifier(zoo,
     report = V.verify_entry(name, source=source, cache_dir=cache, converted=folder)
     assert report.status == "pass", report.to_dict()
     assert {r.reference: r.status for r in report.references} == {"timm": "pass", "transformers": "pass"}
+
+
+def test_folder_retargeted_from_a_source_file_alone_passes(zoo, cache, tmp_path):
+    source = resolve_source(manifest.get_entry("tiny-swin"), synthetic=True, cache_dir=cache).path
+    folder = tmp_path / "from-source"
+    convert(source=source, out_dir=folder, image_size=96, window_size=6, num_labels=3, progress=False)
+    assert json.loads((folder / "conversion.json").read_text())["retarget"]["to"]["window_size"] == 6
+    code, out, err = test_verify.cli("--converted", str(folder), "--json")
+    assert code == 0, out + err
+    (entry,) = json.loads(out)["entries"]
+    assert {r["reference"]: r["status"] for r in entry["references"]} == {"timm": "pass", "transformers": "pass"}
 
 
 def test_22k_head_retargeted_to_1k_passes_with_the_rows_both_maps_pick(zoo, cache, tmp_path):
