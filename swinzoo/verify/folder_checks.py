@@ -133,7 +133,6 @@ def entry_from_folder(folder: Path, record: dict) -> ZooEntry:
         num_heads=tuple(config.num_heads),
         window_size=config.window_size,
         pretrained_window_sizes=tuple(config.pretrained_window_sizes),
-        extra_norm_every_n_blocks=int(config.extra.get("extra_norm_every_n_blocks") or 0),
         derive_from_checkpoint=("image_size", "patch_size", "embed_dim", "depths", "num_heads", "window_size"),
     )
     simmim = (
