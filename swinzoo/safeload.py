@@ -329,9 +329,7 @@ def _unsafe_globals(path: Path, is_zip: bool) -> list[str] | None:
     found = _legacy_globals(path)
     if found is None:
         return None
-    allowed = set(torch._weights_only_unpickler._get_allowed_globals()) | set(
-        torch._weights_only_unpickler._get_user_allowed_globals()
-    )
+    allowed = set(_wou._get_allowed_globals()) | set(_wou._get_user_allowed_globals())
     return sorted(found - allowed)
 
 
