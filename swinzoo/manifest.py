@@ -284,7 +284,7 @@ def _label_names(label_set: str) -> tuple[str, ...]:
     if size == 0:
         return ()
     try:
-        from timm.data.imagenet_info import ImageNetInfo  # defining module: timm.data re-exports it implicitly
+        from timm.data import ImageNetInfo
     except ImportError:
         return tuple(f"LABEL_{i}" for i in range(size))
     info = ImageNetInfo(label_set)
