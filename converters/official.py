@@ -16,12 +16,20 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from swinzoo.config import SwinConfig
-from swinzoo.modeling import log_spaced_coords, relative_position_index, shifted_window_mask
+from swinzoo.modeling import (
+    SwinBlock,
+    SwinModel,
+    SwinPreTrainedModel,
+    SwinStage,
+    log_spaced_coords,
+    relative_position_index,
+    shifted_window_mask,
+)
 
 from ..errors import SwinzooError
 from .engine import Derived, Ignored, Rename, Rule, clip_key
@@ -53,8 +61,10 @@ def layout_task(layout: str) -> str:
     return "masked-image-modeling" if layout.endswith("-pretrain") else "image-classification"
 
 
-def _block(model: torch.nn.Module, values: dict[str, Any]):
-    return model.swin.stages[values["i"]].blocks[values["j"]]
+def _block(model: torch.nn.Module, values: dict[str, Any]) -> SwinBlock:
+    """The swinzoo block a ``layers.{i}.blocks.{j}`` key belongs to (every official layout has a ``.swin``)."""
+    stage = cast(SwinStage, cast(SwinModel, model.swin).stages[values["i"]])
+    return cast(SwinBlock, stage.blocks[values["j"]])
 
 
 def _expected_index(model: torch.nn.Module, values: dict[str, Any]) -> torch.Tensor:
@@ -62,13 +72,13 @@ def _expected_index(model: torch.nn.Module, values: dict[str, Any]) -> torch.Ten
 
 
 def _expected_mask(model: torch.nn.Module, values: dict[str, Any]) -> torch.Tensor | str:
-    block = _block(model, values)
+    block, config = _block(model, values), cast(SwinPreTrainedModel, model).config
     if not block.shift:
         return (
             f"swinzoo runs stage {values['i'] + 1} block {values['j']} unshifted at image size "
-            f"{model.config.image_size} (window {block.window}), but the checkpoint stores a shift mask"
+            f"{config.image_size} (window {block.window}), but the checkpoint stores a shift mask"
         )
-    h, w = model.config.stage_resolution(values["i"])
+    h, w = config.stage_resolution(values["i"])
     hp, wp = h + (-h % block.window), w + (-w % block.window)
     return shifted_window_mask(hp, wp, block.window, block.shift, torch.device("cpu"))
 
@@ -282,8 +292,8 @@ def infer_config(
     if version == 2:
         for i in range(len(depths)):
             key = f"{p}layers.{i}.blocks.0.attn.relative_coords_table"
-            if key in state and windows[i]:
-                pretrained[i] = _pretrained_window_from(_tensor(state, key, 4), windows[i], key)
+            if key in state and (stage_window := windows[i]):
+                pretrained[i] = _pretrained_window_from(_tensor(state, key, 4), stage_window, key)
         if any(pretrained):
             notes.append(f"pretrained windows {pretrained} (from the stored log-spaced coordinates)")
 
@@ -293,10 +303,11 @@ def infer_config(
         found = [(int(m.group(1)), k) for k in state if (m := masks.match(k)) and len(m.group(1)) < 4]
         if found:
             stage, mask_key = min(found)
-            if stage >= len(depths) or not windows[stage]:
+            mask_window = windows[stage] if stage < len(depths) else None
+            if not mask_window:
                 raise InferenceError(f"'{mask_key}' belongs to stage {stage + 1}, which has no window-sized table")
             mask = _tensor(state, mask_key, 3)
-            side = _square_root(mask.shape[0], mask_key, mask) * windows[stage] * 2**stage
+            side = _square_root(mask.shape[0], mask_key, mask) * mask_window * 2**stage
             image_size = _bounded(side * patch, MAX_IMAGE_SIZE, "image size", mask_key, mask)
             notes.append(f"image size {image_size} (from the stage-{stage + 1} shift mask: {mask.shape[0]} windows)")
         else:

@@ -7,6 +7,8 @@ a class token in its absolute position embeddings. transformers >= 5 renamed Swi
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from swinzoo.config import SwinConfig
@@ -119,7 +121,7 @@ def transformers_config(config: SwinConfig):
                 f"{config.image_size}: this checkpoint cannot be represented in transformers' Swin layout"
             )
     cls = transformers.SwinConfig if config.version == 1 else transformers.Swinv2Config
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         image_size=config.image_size,
         patch_size=config.patch_size,
         num_channels=config.num_channels,

@@ -151,13 +151,13 @@ class SwinConfig:
         self.patch_size = _int("patch_size", patch_size)
         self.num_channels = _int("num_channels", num_channels)
         self.embed_dim = _int("embed_dim", embed_dim)
-        self.depths = _ints("depths", depths, LIMITS["stages"])
-        self.num_heads = _ints("num_heads", num_heads, LIMITS["stages"])
+        self.depths = _ints("depths", depths, int(LIMITS["stages"]))
+        self.num_heads = _ints("num_heads", num_heads, int(LIMITS["stages"]))
         self.window_size = _int("window_size", window_size)
         self.pretrained_window_sizes = (
             [0] * len(self.depths)
             if pretrained_window_sizes is None
-            else _ints("pretrained_window_sizes", pretrained_window_sizes, LIMITS["stages"])
+            else _ints("pretrained_window_sizes", pretrained_window_sizes, int(LIMITS["stages"]))
         )
         self.mlp_ratio = _float("mlp_ratio", mlp_ratio)
         self.qkv_bias = _bool("qkv_bias", qkv_bias)
@@ -272,6 +272,7 @@ class SwinConfig:
             if out_features is not None and [names[i] for i in indices] != list(out_features):
                 raise ConfigError(f"out_features {out_features} and out_indices {out_indices} do not agree")
             return [names[i] for i in indices], indices
+        assert out_features is not None  # both None returned first, out_indices given returned above
         return list(out_features), [names.index(f) for f in out_features]
 
     def validate(self) -> None:

@@ -125,7 +125,7 @@ def _walk_images(folder: Path) -> list[Path]:
     def failed(exc: OSError) -> None:
         raise EvaluateError(f"class folder {exc.filename or folder}: cannot read it ({exc.strerror or exc})")
 
-    found = []
+    found: list[Path] = []
     for root, _dirs, files in sorted(os.walk(folder, onerror=failed, followlinks=True)):
         found.extend(Path(root) / name for name in sorted(files) if _is_image(name))
     return found
@@ -424,11 +424,11 @@ class _Images(torch.utils.data.Dataset):
 
 
 def _collate(batch: list[tuple[int, int, torch.Tensor | None, str]]):
-    good = [b for b in batch if b[2] is not None]
-    bad = [(b[0], b[3]) for b in batch if b[2] is None]
+    good = [(index, target, x) for index, target, x, _ in batch if x is not None]
+    bad = [(index, message) for index, _, x, message in batch if x is None]
     if not good:
         return [], [], None, bad
-    return [b[0] for b in good], [b[1] for b in good], torch.stack([b[2] for b in good]), bad
+    return [g[0] for g in good], [g[1] for g in good], torch.stack([g[2] for g in good]), bad
 
 
 @dataclass(frozen=True)

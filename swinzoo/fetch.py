@@ -698,7 +698,7 @@ def _from_cache(entry: _Entry, expected: str | None, progress: bool) -> FetchRes
         os.close(fd)
     if what:
         _warn(f"the cached {entry.final} is not a checkpoint ({what}): deleted it, downloading it again")
-    elif expected is None or seen == expected:
+    elif seen is not None and (expected is None or seen == expected):
         return FetchResult(entry.final, seen, from_cache=True, pinned=expected is not None)
     else:
         _warn(f"the cached {entry.final} has sha256 {seen}, expected {expected}: deleted it, downloading it again")
@@ -852,7 +852,7 @@ def _download_once(url: str, entry: _Entry, progress: bool, timeout: float, cap:
         e.close()
         if e.code == 416 and have:
             # Range not satisfiable: usually the part file is already complete (crash before rename).
-            m = re.match(r"^\s*bytes\s+\*/(\d+)\s*$", (e.headers or {}).get("Content-Range", "") or "")
+            m = re.match(r"^\s*bytes\s+\*/(\d+)\s*$", (e.headers.get("Content-Range", "") if e.headers else "") or "")
             if m and int(m.group(1)) == have:
                 return have
             entry.unlink(entry.part)

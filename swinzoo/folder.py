@@ -119,7 +119,7 @@ def _pid_alive(pid: int) -> bool:
 
 def clean_stale_partials(parent: Path, name: str) -> list[Path]:
     """Remove ``.NAME.PID.*.partial`` folders left by processes that no longer run (killed, power loss)."""
-    removed = []
+    removed: list[Path] = []
     if not parent.is_dir():
         return removed
     for path in parent.glob(f".{name}.*{_PARTIAL}"):

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,6 +19,9 @@ from .config import SwinConfig
 from .errors import SwinzooError
 from .images import Preprocessing
 from .processing import DEFAULT_CROP_PCT, ImageProcessor, ProcessorError
+
+if TYPE_CHECKING:
+    from .modeling import SwinForImageClassification
 
 __all__ = ["DEFAULT_CROP_PCT", "LoadedClassifier", "PredictError", "classify", "predict", "preprocessing_for"]
 CONVERTED_DIR = Path("converted")
@@ -56,7 +59,7 @@ class ImagePredictions:
 class LoadedClassifier:
     """A classification model with the image processor its checkpoint was evaluated with."""
 
-    model: torch.nn.Module
+    model: SwinForImageClassification
     processor: ImageProcessor
     source: str  # what was loaded: the folder, or repo@revision
 

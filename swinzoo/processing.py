@@ -449,7 +449,7 @@ def _from_transformers_dict(data: Mapping[str, Any], where: str) -> ImageProcess
         final = crop.get("height") if do_crop else resized
     else:
         raise ProcessorError(f"{where}: size {dict(size)} with do_center_crop {do_crop} is no Swin eval transform")
-    if not all(isinstance(v, int) and v > 0 for v in (resized, final)) or final > resized:
+    if not (isinstance(resized, int) and isinstance(final, int)) or not 0 < final <= resized:
         raise ProcessorError(f"{where}: sizes {resized} (resize) and {final} (crop) are not a crop of a resize")
     fields = {
         "input_size": final,

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -157,11 +157,18 @@ class PublishResult:
 
 
 # --------------------------------------------------------------------------------------------- checks
+def _read_record(path: Path, fields: dict[str, tuple[type, ...]] | None = None) -> dict[str, Any]:
+    """:func:`read_json` of a file the folder must have (it raises when the file is missing, never returns None)."""
+    data = read_json(path, fields=fields)
+    assert data is not None  # required=True: a missing file raised CardError
+    return data
+
+
 def _check_folder(folder: Path) -> dict[str, Any]:
     for name in (CONFIG_NAME, WEIGHTS_NAME, CONVERSION_NAME):
         if not (folder / name).is_file():
             raise PublishError(f"{folder}: no {name}; publish takes a folder written by `swinzoo convert`")
-    config = read_json(folder / CONFIG_NAME, fields=CONFIG_FIELDS)
+    config = _read_record(folder / CONFIG_NAME, fields=CONFIG_FIELDS)
     if config.get("task") not in ("image-classification", "masked-image-modeling"):
         raise PublishError(
             f"{folder / CONFIG_NAME}: task {config.get('task')!r}; publish takes classification or SimMIM folders"
@@ -240,7 +247,7 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
     )
 
     model = _load_swinzoo(folder)
-    config, task = model.config, read_json(folder / CONFIG_NAME)["task"]
+    config, task = model.config, _read_record(folder / CONFIG_NAME)["task"]
     if config.use_absolute_embeddings:
         # transformers 4.x keeps a class-token row that 5.x's Swin drops, and Swinv2 cannot run with absolute
         # positions at all (it adds N + 1 rows to N patches): no export would load everywhere.
@@ -308,7 +315,7 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     from .converters.engine import convert_state_dict, shapes_of
     from .converters.timm_layout import create_timm_model, timm_model_args, timm_rules
 
-    config_json = read_json(folder / CONFIG_NAME)
+    config_json = _read_record(folder / CONFIG_NAME)
     if config_json["task"] != "image-classification":
         raise PublishError(
             f"{folder}: a {config_json['task']} (SimMIM pretrain) folder has no timm format: timm has no SimMIM "
@@ -320,7 +327,7 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
         layout_model = create_timm_model(config)  # the kwargs swinzoo's parity checks use
     except ValueError as exc:
         raise PublishError(f"{folder}: no timm format: {exc}") from exc
-    conversion = read_json(folder / CONVERSION_NAME)
+    conversion = _read_record(folder / CONVERSION_NAME)
     model_args = timm_model_args(config)
     arch = _timm_architecture(config, conversion.get("entry"))
     timm_model = timm.create_model(arch, pretrained=False, **model_args).eval()
@@ -333,8 +340,9 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     timm_model.to(next(model.parameters()).dtype)  # keep the folder's dtype (bfloat16 stays bfloat16)
     from .processing import ImageProcessor
 
-    timm_model.pretrained_cfg = {
-        **timm_model.pretrained_cfg,
+    pretrained_cfg = cast(dict[str, Any], timm_model.pretrained_cfg)  # set by timm.create_model on every model
+    timm_model.pretrained_cfg = {  # type: ignore[assignment]  # torch types Module.__setattr__ as Tensor | Module only
+        **pretrained_cfg,
         "tag": None,
         "hf_hub_id": None,
         "url": None,
@@ -675,7 +683,7 @@ def _push(
 
 def _description(result: PublishResult) -> str:
     v = result.verification
-    if verification_passed(v) and not result.forced_reasons:
+    if v is not None and verification_passed(v) and not result.forced_reasons:
         refs = ", ".join(f"{r['reference']} {r['version']}" for r in reference_rows(v) if r["status"] == "pass")
         return f"Verified against {refs}." if refs else "Verified."
     return "NOT VERIFIED (published with --force): " + "; ".join(result.forced_reasons)

@@ -17,7 +17,7 @@ import re
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,9 @@ class PickledConfig(dict):
 
     __slots__ = ("pickled_class", "pickled_state")
 
-    def __init__(self, items: Mapping[Any, Any] = (), *, pickled_class: str = "", pickled_state=None):
+    def __init__(
+        self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]] = (), *, pickled_class: str = "", pickled_state=None
+    ):
         super().__init__(items)
         self.pickled_class = pickled_class
         self.pickled_state = dict(pickled_state or {})
@@ -202,7 +204,7 @@ def _bounded_bytearray(*args: Any) -> bytearray:
 
 #: (stand-in, pickled name) pairs handed to ``torch.serialization.safe_globals`` while loading.
 #: Only data containers belong here: the stand-ins store what they are given and run nothing.
-STANDIN_GLOBALS: list[tuple[Any, str]] = [
+STANDIN_GLOBALS: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
     (_dict_standin("yacs.config.CfgNode"), "yacs.config.CfgNode"),
     (_dict_standin("easydict.EasyDict"), "easydict.EasyDict"),
     (PickledNamespace, "argparse.Namespace"),
@@ -327,9 +329,7 @@ def _unsafe_globals(path: Path, is_zip: bool) -> list[str] | None:
     found = _legacy_globals(path)
     if found is None:
         return None
-    allowed = set(torch._weights_only_unpickler._get_allowed_globals()) | set(
-        torch._weights_only_unpickler._get_user_allowed_globals()
-    )
+    allowed = set(_wou._get_allowed_globals()) | set(_wou._get_user_allowed_globals())
     return sorted(found - allowed)
 
 
@@ -576,7 +576,7 @@ def check_tensors(
             storage = t.untyped_storage()
             start = t.storage_offset() * t.element_size()
             end = start + (sum((n - 1) * st for n, st in zip(t.shape, t.stride(), strict=True)) + 1) * t.element_size()
-            spans.setdefault(storage.data_ptr(), []).append((start, end, key))
+            spans.setdefault(storage.data_ptr(), []).append((int(start), int(end), key))
         logical += t.numel() * t.element_size()
         if t.dtype == torch.float64:
             widened.append(key)
