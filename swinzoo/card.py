@@ -22,7 +22,7 @@ import struct
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from . import __version__
 from .config import CONFIG_NAME
@@ -150,6 +150,18 @@ def check_fields(path: Path, data: Mapping[str, Any], fields: Mapping[str, tuple
         raise CardError(f"{path}: field 'references' must be a list of objects")
 
 
+@overload
+def read_json(
+    path: Path, *, required: Literal[True] = True, fields: Mapping[str, tuple[type, ...]] | None = None
+) -> dict[str, Any]: ...
+
+
+@overload
+def read_json(
+    path: Path, *, required: bool, fields: Mapping[str, tuple[type, ...]] | None = None
+) -> dict[str, Any] | None: ...
+
+
 def read_json(
     path: Path, *, required: bool = True, fields: Mapping[str, tuple[type, ...]] | None = None
 ) -> dict[str, Any] | None:
@@ -225,7 +237,8 @@ def stored_dtype(weights: Path) -> str | None:
         return None
     if not isinstance(header, dict):
         return None
-    dtypes = {v.get("dtype") for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+    # str(): a non-string dtype (even an unhashable list) is simply not one of the known names
+    dtypes = {str(v.get("dtype")) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
     return _SAFETENSORS_DTYPES.get(dtypes.pop(), None) if len(dtypes) == 1 else None
 
 
@@ -734,6 +747,8 @@ def build_card(
         verification = read_verification(folder)
     elif isinstance(verification, Mapping):
         check_fields(folder / VERIFICATION_NAME, verification, VERIFICATION_FIELDS)
+    elif verification is not None:
+        raise CardError(f"verification={verification!r}: expected True (read the folder's), None or a mapping")
     entry = _entry(conversion.get("entry"))
     task = str(config.get("task", "image-classification"))
     simmim = _is_simmim(entry, conversion)

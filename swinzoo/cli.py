@@ -357,7 +357,7 @@ def verify_command(
 
 
 # --------------------------------------------------------------------------------------------- publish
-def _format_size(n: int) -> str:
+def _format_size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

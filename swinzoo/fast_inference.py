@@ -15,17 +15,22 @@ off), the block runs :func:`swin_block` instead, which buys 13-26% over timm at 
 * the eval bias cache: position bias + shift mask computed once per weights (:func:`cached_attention_bias`).
 
 Attention itself is ``WindowAttention.forward``, shared by both paths. tests/test_model_behaviour.py keeps the two
-paths equal. This module imports nothing from swinzoo.modeling (the model imports it).
+paths equal. This module imports nothing from swinzoo.modeling at run time (the model imports it); the type
+checker reads its classes.
 """
 
 from __future__ import annotations
 
 import weakref
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:  # a run-time import would be circular
+    from .modeling import Mlp, SwinBlock, WindowAttention
 
 # Tokens per image group (see the module docstring): 4096 is one 64x64 grid, e.g. most of a 224 image's stage 1.
 GROUP_TOKENS = 4096
@@ -80,7 +85,7 @@ def window_order(
 _BIAS_CACHE: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
-def cached_attention_bias(attn: nn.Module, mask: torch.Tensor | None) -> torch.Tensor:
+def cached_attention_bias(attn: WindowAttention, mask: torch.Tensor | None) -> torch.Tensor:
     """``attn.attention_bias(mask)``, computed once per weights.
 
     A hit needs the very same mask object and bias parameters equal in value to a snapshot taken when the entry
@@ -112,7 +117,7 @@ def forget(model: nn.Module) -> None:
 
 
 # --------------------------------------------------------------------------------------------- the block
-def swin_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def swin_block(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
     """``SwinBlock.forward(x)`` for eval on the CPU: gathers, image groups, the cached bias, in-place tails."""
     b, h, w, c = x.shape
     window, shift = block.window, block.shift_at(h, w)
@@ -136,7 +141,7 @@ def swin_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.view(b, h, w, c)
 
 
-def _tail_into(block: nn.Module, shortcut: torch.Tensor, attended: torch.Tensor, out: torch.Tensor) -> None:
+def _tail_into(block: SwinBlock, shortcut: torch.Tensor, attended: torch.Tensor, out: torch.Tensor) -> None:
     """The block's residuals, norms and MLP (v1 pre-norm, v2 res-post-norm) written into ``out``; ``attended``
     is overwritten. Dropout and stochastic depth are the identity in eval, so they are left out."""
     if block.post_norm:
@@ -147,7 +152,7 @@ def _tail_into(block: nn.Module, shortcut: torch.Tensor, attended: torch.Tensor,
         torch.add(x, _mlp(block.mlp, block.norm2(x)), out=out)
 
 
-def _mlp(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _mlp(mlp: Mlp, x: torch.Tensor) -> torch.Tensor:
     """``mlp(x)`` with the activation written into fc1's output (one 4x-wide tensor less)."""
     hidden = mlp.fc1(x)
     act = mlp.act

@@ -418,13 +418,12 @@ def from_pretrained(
         model = model.to(dtype)
     if device is not None:
         model = model.to(device)
-    # torch types Module.__setattr__ as Tensor | Module only; plain attributes are fine at runtime.
-    model.loaded_format = fmt  # type: ignore[assignment]  # which layout: swinzoo, transformers or timm
-    model.retarget_record = record  # type: ignore[assignment]  # how the weights were moved to this geometry
+    model.loaded_format = fmt  # which layout: swinzoo, transformers or timm
+    model.retarget_record = record  # how the weights were moved to this geometry
     from .processing import ImageProcessor
 
     # The checkpoint's own eval transform, as transformers users get from AutoImageProcessor.
-    model.image_processor = ImageProcessor.for_model(model, folder=config_file.parent)  # type: ignore[assignment]
+    model.image_processor = ImageProcessor.for_model(model, folder=config_file.parent)
     return model
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,9 @@ MASK_VALUE = -100.0  # what the official code adds to attention logits across sh
 # --------------------------------------------------------------------------------------------- outputs
 class ModelOutput:
     """Dataclass outputs that also answer ``out["logits"]`` and ``out.to_tuple()`` like transformers'."""
+
+    # Every subclass is a @dataclass; declared so type checkers accept ``fields(self)`` here.
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
     def __getitem__(self, key: str | int) -> Any:
         if isinstance(key, str):
@@ -265,6 +268,8 @@ class PatchEmbedding(nn.Module):
 
     def _positions(self, height: int, width: int) -> torch.Tensor:
         """Absolute positions on a (height, width) grid: bicubic-interpolated when it differs from the trained grid."""
+        if self.position_embeddings is None:
+            raise ValueError("this model has no absolute position embeddings (use_absolute_embeddings=False)")
         grid = self.position_embeddings.view(1, *self.grid, -1)
         if (height, width) == tuple(self.grid):
             return grid
@@ -278,6 +283,10 @@ class WindowAttention(nn.Module):
     v1: softmax(q k^T / sqrt(d) + B) with B looked up in a learned ((2w-1)^2, heads) table.
     v2: softmax(cos(q, k) * exp(min(logit_scale, log 100)) + B), B = 16 * sigmoid(MLP(log-spaced offsets)).
     """
+
+    # Buffers (register_buffer): declared so type checkers see tensors, not Module.__getattr__'s Tensor | Module.
+    relative_position_index: torch.Tensor
+    relative_coords_table: torch.Tensor  # v2 only
 
     def __init__(self, config: SwinConfig, dim: int, num_heads: int, window: int, pretrained_window: int) -> None:
         super().__init__()
@@ -311,7 +320,7 @@ class WindowAttention(nn.Module):
         """(heads, N, N) relative position bias, computed from the parameters."""
         n = self.window * self.window
         if self.version == 1:
-            table = self.relative_position_bias_table
+            table: torch.Tensor = self.relative_position_bias_table
         else:
             table = 16 * torch.sigmoid(self.cpb_mlp(self.relative_coords_table))
         return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
@@ -344,7 +353,7 @@ class WindowAttention(nn.Module):
         return q, k, qkv[:, :, 2].transpose(1, 2)
 
     def qkv_bias(self) -> torch.Tensor | None:
-        if self.version == 1 or self.q_bias is None:
+        if self.version == 1 or self.q_bias is None or self.v_bias is None:
             return self.qkv.bias
         return torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
 
@@ -519,12 +528,18 @@ class SwinPreTrainedModel(nn.Module):
     """Weight init, config handling and save/load shared by every head."""
 
     config: SwinConfig
+    loaded_format: str  # the layout from_pretrained read: "swinzoo", "transformers" or "timm"; "" if built here
+    retarget_record: Any  # swinzoo.retarget's record of how the weights were moved to this geometry, or None
+    image_processor: Any  # the checkpoint's eval transform (swinzoo.processing.ImageProcessor), set by from_pretrained
 
     def __init__(self, config: SwinConfig) -> None:
         super().__init__()
         if not isinstance(config, SwinConfig):
             raise TypeError(f"expected a SwinConfig, got {type(config).__name__}")
         self.config = config
+        self.loaded_format = ""
+        self.retarget_record = None
+        self.image_processor = None
 
     def init_weights(self) -> None:
         self.apply(self._init_module)

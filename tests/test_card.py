@@ -361,3 +361,27 @@ def test_measured_accuracy_stands_beside_the_reported_one_and_a_stale_measuremen
     stale = card_of(folder)
     assert [r.metric_name for r in stale.data.eval_results] == ["Top-1 accuracy (%)"]
     assert "measured by `swinzoo evaluate`" not in stale.text
+
+
+def test_verification_that_is_neither_true_none_nor_a_mapping_is_a_card_error(tmp_path: Path) -> None:
+    from swinzoo.card import CardError
+
+    folder = classifier_folder(tmp_path / "t")
+    with pytest.raises(CardError, match="verification=False"):
+        build_card(folder, verification=False)
+
+
+@pytest.mark.parametrize("dtype", [[1], {"F32": 1}, None, 32])
+def test_a_safetensors_header_with_a_non_string_dtype_has_no_known_dtype(tmp_path: Path, dtype: object) -> None:
+    import struct
+
+    from swinzoo.card import stored_dtype
+
+    def weights(value: object) -> Path:
+        header = json.dumps({"w": {"dtype": value, "shape": [1], "data_offsets": [0, 4]}}).encode()
+        path = tmp_path / f"w{len(list(tmp_path.iterdir()))}.safetensors"
+        path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+        return path
+
+    assert stored_dtype(weights("F32")) == "float32"  # the same layout with a real dtype is read
+    assert stored_dtype(weights(dtype)) is None

@@ -6,11 +6,13 @@ import gc
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 
 from ..config import SwinConfig
 from ..manifest import ZooEntry
+from ..modeling import SwinModel
 from .tolerances import Tolerance
 
 
@@ -30,11 +32,12 @@ def run_swinzoo(model: torch.nn.Module, pixels: torch.Tensor, mask: torch.Tensor
     """One forward of the public model; forward hooks keep each stage's output before patch merging."""
     before: dict[int, torch.Tensor] = {}
     normed: list[torch.Tensor] = []
+    swin = cast(SwinModel, model.swin)  # every public head keeps its backbone at .swin
     hooks = [
         stage.register_forward_hook(lambda _m, _i, out, i=i: before.__setitem__(i, out[1]))
-        for i, stage in enumerate(model.swin.stages)
+        for i, stage in enumerate(swin.stages)
     ]
-    hooks.append(model.swin.norm.register_forward_hook(lambda _m, _i, out: normed.append(out)))
+    hooks.append(swin.norm.register_forward_hook(lambda _m, _i, out: normed.append(out)))
     try:
         with torch.no_grad():
             if mask is None:
