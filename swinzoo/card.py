@@ -25,13 +25,9 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from . import __version__
-from .config import CONFIG_NAME
 from .errors import SwinzooError
-from .folder import EVALUATION_NAME, WEIGHTS_NAME
+from .folder import CARD_NAME, CONFIG_NAME, CONVERSION_NAME, EVALUATION_NAME, VERIFICATION_NAME, WEIGHTS_NAME
 
-CARD_NAME = "README.md"
-CONVERSION_NAME = "conversion.json"
-VERIFICATION_NAME = "verification.json"
 FORMATS = ("swinzoo", "transformers", "timm")
 
 PAPERS = {
@@ -357,7 +353,7 @@ def simmim_loss_text(config: Mapping[str, Any], fmt: str) -> str:
     return text
 
 
-def _entry(name: str | None):
+def entry_of(name: str | None):
     """The manifest entry a folder was converted from (None for --source files or unknown names)."""
     if not name:
         return None
@@ -445,6 +441,36 @@ def eval_results(entry) -> list:
             )
         )
     return results
+
+
+def _geometry_text(geometry: Mapping[str, Any]) -> str:
+    size = geometry.get("image_size")
+    size = "x".join(map(str, size)) if isinstance(size, list) else size
+    text = f"image {size}, window {geometry.get('window_size')}"
+    if geometry.get("stage_windows"):
+        text += f" (per stage {geometry['stage_windows']})"
+    if any(geometry.get("pretrained_window_sizes") or []):
+        text += f", pretrained windows {geometry['pretrained_window_sizes']}"
+    return text + f", {geometry.get('num_labels')} classes"
+
+
+def retarget_lines(record: Any) -> list[str]:
+    """What a retargeted folder's card says: from which geometry and head to which, and by which method."""
+    if not isinstance(record, Mapping):
+        return []
+    source, target = record.get("from") or {}, record.get("to") or {}
+    lines = [
+        f"- **retargeted** (as the official fine-tuning loaders do) from {_geometry_text(source)} to "
+        f"{_geometry_text(target)}"
+        + (
+            f"; {record.get('source_task')} -> {record.get('target_task')}"
+            if record.get("source_task") != record.get("target_task")
+            else ""
+        )  # fmt: skip
+    ]
+    for part, method in (record.get("methods") or {}).items():
+        lines.append(f"  - {part}: {method}")
+    return lines
 
 
 def read_evaluation(folder: Path) -> dict[str, Any] | None:
@@ -749,7 +775,7 @@ def build_card(
         check_fields(folder / VERIFICATION_NAME, verification, VERIFICATION_FIELDS)
     elif verification is not None:
         raise CardError(f"verification={verification!r}: expected True (read the folder's), None or a mapping")
-    entry = _entry(conversion.get("entry"))
+    entry = entry_of(conversion.get("entry"))
     task = str(config.get("task", "image-classification"))
     simmim = _is_simmim(entry, conversion)
     name = entry.name if entry is not None else (repo_id.split("/")[-1] if repo_id else shown.name)
@@ -807,6 +833,7 @@ def build_card(
         else f"- {len(conversion.get('mapped') or {})} tensors mapped into swinzoo's layout, then exported to "
         f"{fmt}'s layout",
     ]
+    lines += retarget_lines(conversion.get("retarget"))
     for note in conversion.get("notes") or []:
         lines.append(f"- note: {note}")
     lines += ["", "## Verification", "", verification_section(verification, str(shown), problems)]

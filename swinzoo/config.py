@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SwinzooError
+from .folder import CONFIG_NAME
 
-CONFIG_NAME = "config.json"  # also swinzoo.folder.CONFIG_NAME
 _ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "gelu_pytorch_tanh", "quick_gelu")
 
 

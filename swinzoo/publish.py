@@ -299,9 +299,9 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
 
 def _timm_architecture(config: SwinConfig, entry_name: str | None) -> str:
     """A registered timm model name; ``model_args`` carry the real architecture, so any Swin name works."""
-    from .card import _entry
+    from .card import entry_of
 
-    entry = _entry(entry_name)
+    entry = entry_of(entry_name)
     if entry is not None and entry.upstream.timm:
         return entry.upstream.timm.split(".")[0]
     return "swin_tiny_patch4_window7_224" if config.version == 1 else "swinv2_tiny_window8_256"
@@ -369,10 +369,10 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
 def _timm_labels(config: SwinConfig, entry_name: str | None) -> dict[str, Any]:
     """timm's label convention: WordNet ids in ``label_names``, their descriptions in ``label_descriptions``
     (ImageNet label sets); other heads keep their names in ``label_names`` alone."""
-    from .card import _entry
+    from .card import entry_of
 
     names = [config.id2label[i] for i in range(config.num_labels)]
-    entry = _entry(entry_name)
+    entry = entry_of(entry_name)
     label_set = getattr(entry, "label_set", None)
     if label_set in ("imagenet-1k", "imagenet-22k"):
         from timm.data import ImageNetInfo

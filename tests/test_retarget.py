@@ -541,3 +541,20 @@ def test_from_pretrained_retargets_at_load_time_like_convert(tmp_path):
     assert all(torch.equal(moved.state_dict()[k], v) for k, v in state.items())
     with pytest.raises(swinzoo.LoadError, match="ignore_mismatched_sizes"):
         swinzoo.from_pretrained(folder, image_size=96, num_labels=3)
+
+
+def test_the_card_of_a_retargeted_folder_says_from_what_to_what_and_how(tmp_path):
+    from click.testing import CliRunner
+
+    from swinzoo.cli import main
+    from swinzoo.synthetic import write_official_checkpoint
+
+    ckpt = write_official_checkpoint(
+        tmp_path / "src.pth", tiny_config(1, window_size=4, image_size=64), "official-swin"
+    )
+    out = tmp_path / "moved"
+    args = ["convert", "--source", str(ckpt), "--out", str(out), "--quiet", "--image-size", "96", "--window-size", "6"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    card = (out / "README.md").read_text()
+    assert "**retargeted**" in card and "image 64, window 4" in card and "image 96, window 6" in card
+    assert "relative_position_bias_table: bicubic" in card
