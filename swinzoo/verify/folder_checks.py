@@ -116,7 +116,7 @@ def entry_from_folder(folder: Path, record: dict) -> ZooEntry:
     from ..manifest import Architecture, SimMIM, Source
 
     layout = record.get("converter")
-    if layout not in LAYOUTS:
+    if not isinstance(layout, str) or layout not in LAYOUTS:
         raise VerifyError(f"--converted {folder}: {CONVERSION_NAME} names converter {layout!r}, not one of {LAYOUTS}")
     try:
         config = SwinConfig.from_json_file(folder / "config.json")

@@ -120,6 +120,8 @@ def retargeted_official(state: dict[str, torch.Tensor], ctx: Context) -> dict[st
     """The official file's state moved by the reference path from the record's ``from`` geometry (checked
     against the manifest) to the folder's config, with the record's table method; official classifier layout."""
     record = ctx.retarget
+    if record is None:
+        raise VerifyError("retargeted_official: the folder has no retarget record")
     source = record["from"]
     return reference_retarget(
         state,
