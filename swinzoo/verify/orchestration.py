@@ -77,6 +77,11 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
     cache = Path(o.cache_dir) if o.cache_dir else None
     pixels, report.images = load_samples(entry.preprocessing, o.images_dir)
     t0 = time.perf_counter()
+    src = resolve_source(
+        entry, source=o.source, synthetic=o.synthetic, seed=o.seed, cache_dir=cache, progress=o.progress
+    )
+    report.source_seconds = time.perf_counter() - t0  # generating a synthetic file, or fetching and hashing
+    t0 = time.perf_counter()
     if folder is None:
         conversion = convert(
             entry,
@@ -86,13 +91,11 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
             cache_dir=cache,
             progress=o.progress,
             write=False,
+            resolved=src,
         )
-        model, src, config = conversion.model, conversion.source, conversion.config
+        model, config = conversion.model, conversion.config
         del conversion
     else:
-        src = resolve_source(
-            entry, source=o.source, synthetic=o.synthetic, seed=o.seed, cache_dir=cache, progress=o.progress
-        )
         report.problems += check_folder(folder, entry, src.sha256)
         model = from_pretrained(folder)
         config = model.config
