@@ -133,6 +133,9 @@ def main() -> None:
     names = [CLASSES[c] for c in args.classes] + (["huge"] if args.huge else []) + (["giant"] if args.giant else [])
     names = [CLASSES.get(n, n) for n in names] + args.entry
     limit = int(args.limit_gib * GIB) if args.limit_gib else None
+    _, _, baseline, _ = run_child([sys.executable, "-c", "import torch, timm, transformers, swinzoo.cli"], limit)
+    if not args.json:
+        print(f"peak RSS of importing torch, timm, transformers and swinzoo alone: {baseline / GIB:.2f} GiB")
     rows = []
     for name in names:
         work = Path(tempfile.mkdtemp(prefix="swinzoo-bench-verify-", dir=args.workdir))
@@ -143,7 +146,8 @@ def main() -> None:
         if not args.json:
             print(_fmt(rows[-1]), flush=True)
     if args.json:
-        print(json.dumps({"cpu_count": os.cpu_count(), "limit_bytes": limit, "entries": rows}, indent=2))
+        summary = {"cpu_count": os.cpu_count(), "limit_bytes": limit, "import_peak_rss": baseline, "entries": rows}
+        print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
