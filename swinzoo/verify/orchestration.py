@@ -81,6 +81,7 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
         entry, source=o.source, synthetic=o.synthetic, seed=o.seed, cache_dir=cache, progress=o.progress
     )
     report.source_seconds = time.perf_counter() - t0  # generating a synthetic file, or fetching and hashing
+    release()  # a synthetic file's generator model is gone: its memory too
     t0 = time.perf_counter()
     if folder is None:
         conversion = convert(
@@ -140,6 +141,8 @@ def _run_reference(ref: Reference, ctx: Context) -> list[ReferenceResult]:
         raise
     except Exception as exc:  # noqa: BLE001 - recorded: an error fails the entry
         return [error_result(ref.name, ref.name, exc)]
+    finally:
+        release()  # the reference's source tensors and activations go back to the system before the next one
 
 
 def _verdict(report: EntryReport) -> None:
