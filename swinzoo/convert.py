@@ -207,6 +207,7 @@ def convert(
     progress: bool = True,
     write: bool = True,
     overwrite: bool = False,
+    resolved: SourceFile | None = None,
 ) -> ConvertResult:
     """Convert a zoo entry (or any official-layout file) into a swinzoo folder; see ``swinzoo convert --help``.
 
@@ -214,7 +215,9 @@ def convert(
     ``num_labels`` move the weights to a new geometry and head as the official fine-tuning loaders do
     (:mod:`swinzoo.retarget`); ``source_image_size`` is the size the file was trained at, for a file whose
     stored buffers do not tell. ``overwrite`` lets a previous swinzoo output at ``out_dir`` be replaced (its
-    other files are kept); any other non-empty folder is refused before anything is downloaded.
+    other files are kept); any other non-empty folder is refused before anything is downloaded. ``resolved``:
+    the file :func:`resolve_source` already found for these arguments (verify times finding it apart from
+    converting it); it is not looked up again.
     """
     started = time.perf_counter()
     if isinstance(entry, str):
@@ -228,7 +231,9 @@ def convert(
     if write:
         default = entry.name if entry else _source_stem(source)
         target = check_output(Path(out_dir) if out_dir else Path("converted") / default, overwrite=overwrite)
-    src = resolve_source(entry, source=source, synthetic=synthetic, seed=seed, cache_dir=cache_dir, progress=progress)
+    src = resolved or resolve_source(
+        entry, source=source, synthetic=synthetic, seed=seed, cache_dir=cache_dir, progress=progress
+    )
     notes: list[str] = []
     state = load_state_dict(src.path, notes=notes)
     derive = entry is not None and bool(entry.architecture.derive_from_checkpoint)

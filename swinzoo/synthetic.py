@@ -56,15 +56,40 @@ def randomize_state(state: dict[str, torch.Tensor], seed: int = 0) -> dict[str, 
 def _timm_model(config: SwinConfig, num_classes: int) -> torch.nn.Module:
     from .converters.timm_layout import create_timm_model
 
-    return create_timm_model(config.copy(num_labels=max(num_classes, 1))) if num_classes else _headless(config)
-
-
-def _headless(config: SwinConfig) -> torch.nn.Module:
-    from .converters.timm_layout import create_timm_model
-
+    if num_classes:
+        return create_timm_model(config.copy(num_labels=max(num_classes, 1)))
     model = create_timm_model(config.copy(num_labels=1))
     model.reset_classifier(0)
     return model
+
+
+def _random_timm(config: SwinConfig, num_classes: int, seed: int) -> tuple[dict[str, torch.Tensor], torch.nn.Module]:
+    """timm's model holding :func:`random_like` values, and its state dict (the same tensors: one copy).
+
+    Built on the meta device, each parameter then given its random values (no initialisation that would be
+    overwritten, no second copy); timm computes its buffers itself once the weights are real. A timm without
+    meta-device support builds on the CPU and each tensor is replaced in turn (one tensor more at a time).
+    """
+    from .verify.meta import build_on_meta, rebuild_timm_buffers, timm_supports_meta
+
+    model = build_on_meta(lambda: _timm_model(config, num_classes))
+    on_meta = timm_supports_meta(model)
+    if not on_meta:
+        model = _timm_model(config, num_classes)
+    state = model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for key in list(state):
+            tensor = state.pop(key)  # the old values go as soon as the module holds the new ones
+            if tensor.is_floating_point():
+                value = random_like(key, tensor, seed)
+                if isinstance(tensor, torch.nn.Parameter):
+                    value = torch.nn.Parameter(value, requires_grad=False)
+                owner, _, name = key.rpartition(".")
+                target = model.get_submodule(owner)
+                (target._parameters if name in target._parameters else target._buffers)[name] = value
+    if on_meta:
+        rebuild_timm_buffers(model)
+    return {k: v.detach() for k, v in model.state_dict().items()}, model
 
 
 def official_state_dict(config: SwinConfig, layout: str, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -72,8 +97,7 @@ def official_state_dict(config: SwinConfig, layout: str, seed: int = 0) -> dict[
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
     simmim = layout.endswith("-pretrain")
-    timm_model = _timm_model(config, 0 if simmim else config.num_labels)
-    params = randomize_state(timm_model.state_dict(), seed)
+    params, timm_model = _random_timm(config, 0 if simmim else config.num_labels, seed)
     state: dict[str, torch.Tensor] = {}
     for key, value in params.items():
         # timm keeps merging at the start of the next stage; the official code at the end of the stage.
@@ -83,7 +107,8 @@ def official_state_dict(config: SwinConfig, layout: str, seed: int = 0) -> dict[
     # The official modules register these buffers as persistent, so the files carry them.
     for name, buf in timm_model.named_buffers():
         if name.endswith(("relative_position_index", "attn_mask", "relative_coords_table")):
-            state[name] = buf.clone()
+            state[name] = buf
+    del timm_model, params
     if simmim:
         dim = config.embed_dim
         state = {f"encoder.{k}": v for k, v in state.items()}

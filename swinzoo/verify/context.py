@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 
 import torch
 
@@ -81,11 +83,29 @@ class Context:
     retarget: dict | None = None
 
 
-def release(ref: weakref.ref) -> None:
-    """Make sure a model whose last name was just deleted is gone before the next one is built.
+def release(ref: weakref.ref | None = None) -> None:
+    """Make sure a model whose last name was just deleted is gone before the next one is built, and give the
+    memory back to the system.
 
     Reference counting frees it at once; a full collection (~0.5 s with transformers imported) runs only
-    when something still holds it in a reference cycle.
+    when something still holds it in a reference cycle. Then glibc's ``malloc_trim``: freed activations and
+    weights below glibc's (self-raising) mmap threshold otherwise stay in the process's heap, so the resident
+    size only ever grows from one model to the next (measured: SwinV2-L kept ~0.9 GiB after verify ended).
     """
-    if ref() is not None:
+    if ref is not None and ref() is not None:
         gc.collect()
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(None).malloc_trim  # glibc; elsewhere there is nothing to trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Callable[[int], int] | Literal[False] | None = None

@@ -25,17 +25,19 @@ def _round_through(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.to(torch.float32)
 
 
-def _official_state(ctx: Context) -> dict[str, torch.Tensor]:
+def _official_state(ctx: Context, *, mmap: bool = False) -> dict[str, torch.Tensor]:
     """The source file's state dict, its weights rounded through the folder's dtype, as float32.
 
     Stored buffers are not weights (a converted folder does not hold them): they keep their values. Read
-    without mmap (torch's own reader), not through the mmap path convert used, so a loader bug shows here.
-    A retargeted folder (``ctx.retarget``): the state moved to the folder's geometry and head first, by the
-    reference path (verify/retargeted.py), in the official classifier layout, its buffers dropped.
+    without mmap (torch's own reader) unless ``mmap``: the timm reference keeps the plain reader, not the mmap
+    path convert used, so a loader bug shows there; the transformers reference maps the file (its tensors are the
+    file's pages, not a second copy). A retargeted folder (``ctx.retarget``): the state moved to the folder's
+    geometry and head first, by the reference path (verify/retargeted.py), in the official classifier layout, its
+    buffers dropped.
     """
     from ..safeload import load_state_dict
 
-    state = load_state_dict(ctx.source_path, mmap=False)
+    state = load_state_dict(ctx.source_path, mmap=mmap)
     if ctx.retarget is not None:
         from .retargeted import retargeted_official
 

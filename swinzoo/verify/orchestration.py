@@ -81,6 +81,12 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
     pixels, report.images = load_samples(sample_preprocessing(entry, retarget), o.images_dir)
     t0 = time.perf_counter()
     _status(o, f"{entry.name}: " + ("synthetic checkpoint (generated once per seed)" if o.synthetic else "source file"))
+    src = resolve_source(
+        entry, source=o.source, synthetic=o.synthetic, seed=o.seed, cache_dir=cache, progress=o.progress
+    )
+    report.source_seconds = time.perf_counter() - t0  # generating a synthetic file, or fetching and hashing
+    release()  # a synthetic file's generator model is gone: its memory too
+    t0 = time.perf_counter()
     if folder is None:
         conversion = convert(
             entry,
@@ -90,13 +96,11 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
             cache_dir=cache,
             progress=o.progress,
             write=False,
+            resolved=src,
         )
-        model, src, config = conversion.model, conversion.source, conversion.config
+        model, config = conversion.model, conversion.config
         del conversion
     else:
-        src = resolve_source(
-            entry, source=o.source, synthetic=o.synthetic, seed=o.seed, cache_dir=cache, progress=o.progress
-        )
         report.problems += check_folder(folder, entry, src.sha256)
         model = from_pretrained(folder)
         config = model.config
@@ -154,6 +158,8 @@ def _run_reference(ref: Reference, ctx: Context) -> list[ReferenceResult]:
         raise
     except Exception as exc:  # noqa: BLE001 - recorded: an error fails the entry
         return [error_result(ref.name, ref.name, exc)]
+    finally:
+        release()  # the reference's source tensors and activations go back to the system before the next one
 
 
 def _verdict(report: EntryReport) -> None:

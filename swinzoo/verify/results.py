@@ -92,7 +92,8 @@ class EntryReport:
     seed: int = 0
     mask: dict[str, Any] | None = None
     seconds: float = 0.0
-    convert_seconds: float = 0.0
+    source_seconds: float = 0.0  # finding the source: generating a synthetic file, or fetching and hashing one
+    convert_seconds: float = 0.0  # swinzoo's model (converted in memory, or the folder's) and its outputs
 
     @property
     def passed(self) -> bool:
@@ -118,5 +119,6 @@ class EntryReport:
             "mask": self.mask,
             "references": [r.to_dict() for r in self.references],
             "seconds": round(self.seconds, 3),
+            "source_seconds": round(self.source_seconds, 3),
             "convert_seconds": round(self.convert_seconds, 3),
         }

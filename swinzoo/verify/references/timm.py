@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ...config import SwinConfig
 from ..context import Context, release
+from ..meta import build_on_meta, rebuild_timm_buffers, timm_supports_meta
 from ..official_state import _BUFFER_SUFFIXES, _official_state
 from ..results import PARTS, ReferenceResult
 from ..tolerances import Comparison
@@ -112,23 +113,39 @@ class TimmReference(LibraryReference):
 
 
 def _load_timm(ctx: Context, official: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """``create_timm_model(config)`` filled by timm's ``checkpoint_filter_fn``; a SimMIM file's encoder only."""
+    """``create_timm_model(config)`` filled by timm's ``checkpoint_filter_fn``; a SimMIM file's encoder only.
+
+    Built on the meta device and given the source's tensors (``assign=True``: one copy of the weights, not two),
+    then timm rebuilds its non-persistent buffers; a timm without meta-device support builds on the CPU.
+    """
     from timm.models import swin_transformer, swin_transformer_v2
 
     from ...converters.timm_layout import create_timm_model
 
     module = swin_transformer if ctx.config.version == 1 else swin_transformer_v2
-    if ctx.task == "masked-image-modeling":
-        model = create_timm_model(ctx.config.copy(num_labels=1))
-        model.reset_classifier(0)
+    simmim = ctx.task == "masked-image-modeling"
+    config = ctx.config.copy(num_labels=1) if simmim else ctx.config
+
+    def build() -> torch.nn.Module:
+        model = create_timm_model(config)
+        if simmim:
+            model.reset_classifier(0)
+        return model
+
+    if simmim:
         encoder = {
             k.removeprefix("encoder."): v
             for k, v in official.items()
             if k.startswith("encoder.") and k != "encoder.mask_token" and not k.startswith("encoder.head.")
         }
     else:
-        model = create_timm_model(ctx.config)
         encoder = official
+    model = build_on_meta(build)
+    on_meta = timm_supports_meta(model)
+    if not on_meta:
+        model = build()
     model.eval()
-    model.load_state_dict(module.checkpoint_filter_fn(encoder, model), strict=True)
+    model.load_state_dict(module.checkpoint_filter_fn(encoder, model), strict=True, assign=on_meta)
+    if on_meta:
+        rebuild_timm_buffers(model)
     return model

@@ -11,6 +11,8 @@ import weakref
 import torch
 
 from ..context import Context, release
+from ..errors import VerifyError
+from ..meta import build_on_meta, rebuild_transformers_buffers
 from ..official_state import _official_state
 from ..results import PARTS, ReferenceResult
 from ..tolerances import Comparison, compare
@@ -34,24 +36,36 @@ class TransformersReference(LibraryReference):
         return None
 
     def check(self, ctx: Context, result: ReferenceResult) -> ReferenceResult:
-        from ...converters.transformers_layout import create_transformers_model, detect_style, load_transformers_state
-
-        model = create_transformers_model(ctx.config, ctx.task)
-        model.eval()
-        mapped = official_to_transformers(
-            _official_state(ctx),
-            ctx.config.version,
-            ctx.task == "masked-image-modeling",
-            detect_style(model.state_dict()),
-        )
-        load_transformers_state(model, mapped)
-        del mapped
+        model = _load_transformers(ctx)
         ref = weakref.ref(model)
         try:
             return transformers_run(model, ctx, result, PARTS[ctx.task])
         finally:
             del model
             release(ref)
+
+
+def _load_transformers(ctx: Context) -> torch.nn.Module:
+    """transformers' model built on the meta device and given the renamed source tensors (``assign=True``), its
+    non-persistent buffers rebuilt by transformers' own methods. The source is read memory-mapped here (timm's
+    reference reads it with torch's plain reader, so a bug of either path still shows). Where this transformers
+    cannot rebuild a buffer (4.x), the model is built on the CPU and the tensors copied in, as before."""
+    from ...converters.transformers_layout import create_transformers_model, detect_style, load_transformers_state
+
+    model = build_on_meta(lambda: create_transformers_model(ctx.config, ctx.task))
+    mapped = official_to_transformers(
+        _official_state(ctx, mmap=True),
+        ctx.config.version,
+        ctx.task == "masked-image-modeling",
+        detect_style(model.state_dict()),
+    )
+    try:
+        model.load_state_dict(mapped, strict=True, assign=True)
+        rebuild_transformers_buffers(model)
+    except (VerifyError, RuntimeError):  # 4.x: buffers it cannot rebuild on meta, or keeps in its state dict
+        model = create_transformers_model(ctx.config, ctx.task)
+        load_transformers_state(model, mapped)
+    return model.eval()
 
 
 def transformers_run(
