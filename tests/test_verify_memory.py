@@ -28,7 +28,7 @@ CONFIGS = {
 
 
 def _ctx(config, path: Path, task: str = "image-classification") -> SimpleNamespace:
-    return SimpleNamespace(config=config, task=task, source_path=path, dtype=torch.float32)
+    return SimpleNamespace(config=config, task=task, source_path=path, dtype=torch.float32, retarget=None)
 
 
 def _buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
