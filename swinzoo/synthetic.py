@@ -86,7 +86,11 @@ def _random_timm(config: SwinConfig, num_classes: int, seed: int) -> tuple[dict[
                     value = torch.nn.Parameter(value, requires_grad=False)
                 owner, _, name = key.rpartition(".")
                 target = model.get_submodule(owner)
-                (target._parameters if name in target._parameters else target._buffers)[name] = value
+                if name in target._parameters:
+                    assert isinstance(value, torch.nn.Parameter), "keep_vars=True yields parameters as Parameter"
+                    target._parameters[name] = value
+                else:
+                    target._buffers[name] = value
     if on_meta:
         rebuild_timm_buffers(model)
     return {k: v.detach() for k, v in model.state_dict().items()}, model
@@ -168,7 +172,7 @@ def write_official_checkpoint(
     module = types.ModuleType("yacs.config")
     previous = {name: sys.modules.get(name) for name in ("yacs", "yacs.config")}
     _CfgNodeStandIn.__module__, _CfgNodeStandIn.__qualname__ = "yacs.config", "CfgNode"
-    module.CfgNode = _CfgNodeStandIn
+    module.CfgNode = _CfgNodeStandIn  # type: ignore[attr-defined]  # a bare ModuleType standing in for yacs.config
     sys.modules.setdefault("yacs", types.ModuleType("yacs"))
     sys.modules["yacs.config"] = module
     try:
