@@ -10,6 +10,7 @@ and is rebuilt here with the library's own code; anything still meta afterwards 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 
@@ -68,7 +69,7 @@ def rebuild_timm_buffers(model: torch.nn.Module) -> None:
     rebuilt = materialize_buffers(model)
     for module in model.modules():
         if hasattr(module, "init_non_persistent_buffers"):
-            module.init_non_persistent_buffers()
+            cast(Any, module).init_non_persistent_buffers()  # timm's method, absent from torch's stubs
     check_filled(model, rebuilt, "timm model")
 
 
@@ -80,7 +81,8 @@ def rebuild_transformers_buffers(model: torch.nn.Module) -> None:
     """
     rebuilt = materialize_buffers(model)
     with torch.no_grad():
-        for module in model.modules():
+        for mod in model.modules():
+            module = cast(Any, mod)  # transformers' attention modules: methods and buffers torch's stubs don't know
             if hasattr(module, "create_coords_table_and_index"):
                 table, index = module.create_coords_table_and_index()
                 module.relative_coords_table.copy_(table.view(module.relative_coords_table.shape))
