@@ -96,6 +96,7 @@ def stage_comparisons(
         comps.append(
             Comparison("stages", math.inf, math.nan, 0.0, False, f"{len(ours.before_merge)} vs {len(stages)} stages")
         )
+    assert ours.features is not None, "run_swinzoo always records the final features"
     comps.append(compare("features", ours.features, final, tol))
     return comps
 
@@ -114,6 +115,8 @@ def classification_comparisons(
 def mim_comparisons(
     result: ReferenceResult, ctx: Context, reconstruction: torch.Tensor, loss: torch.Tensor | None
 ) -> None:
+    assert ctx.ours.reconstruction is not None and ctx.ours.loss is not None, "a SimMIM model returns both"
+    assert ctx.mask is not None, "a SimMIM context always carries its mask"
     result.comparisons.append(compare("reconstruction", ctx.ours.reconstruction, reconstruction, ctx.tol))
     if loss is None:
         target = ctx.config.mim_norm_target_patch_size if ctx.config.mim_norm_target else None
