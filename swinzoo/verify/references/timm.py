@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ def _timm_not_applicable(config: SwinConfig) -> str | None:
 def _timm_forward(model: torch.nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """timm's final normed features (NHWC) and each stage's output (NHWC; a timm stage merges first)."""
     with torch.no_grad():
-        final, stages = model.forward_intermediates(pixels, norm=False, output_fmt="NCHW")
+        final, stages = cast(Any, model).forward_intermediates(pixels, norm=False, output_fmt="NCHW")
     return final, [s.permute(0, 2, 3, 1) for s in stages]
 
 
@@ -42,16 +43,17 @@ def _timm_simmim_forward(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """timm's encoder run the way the official SimMIM wrapper runs its Swin: masked tokens after the patch
     embedding (LayerNorm included) replaced by ``mask_token``, then the stages and the final norm."""
+    timm = cast(Any, model)  # timm's submodules and methods, unknown to torch's Module stubs
     with torch.no_grad():
-        x = model.patch_embed(pixels)  # (B, H, W, C)
+        x = timm.patch_embed(pixels)  # (B, H, W, C)
         b, h, w, _ = x.shape
         weight = mask.view(b, h, w, 1).to(x.dtype)
         x = x * (1 - weight) + mask_token.view(1, 1, 1, -1) * weight
         stages = []
-        for layer in model.layers:
+        for layer in timm.layers:
             x = layer(x)
             stages.append(x)
-        return model.norm(x), stages
+        return timm.norm(x), stages
 
 
 def _compare_buffers(state: dict[str, torch.Tensor], model: torch.nn.Module, prefix: str) -> list[str]:
@@ -88,6 +90,7 @@ class TimmReference(LibraryReference):
         model = _load_timm(ctx, official)
         buffer_problems = _compare_buffers(official, model, "encoder." if simmim else "")
         if simmim:
+            assert ctx.mask is not None, "a SimMIM context always carries its mask"
             final, stages = _timm_simmim_forward(model, ctx.pixels, ctx.mask, official["encoder.mask_token"])
             with torch.no_grad():
                 grid = final.permute(0, 3, 1, 2)
@@ -97,7 +100,7 @@ class TimmReference(LibraryReference):
         else:
             final, stages = _timm_forward(model, ctx.pixels)
             with torch.no_grad():
-                logits = model.forward_head(final)
+                logits = cast(Any, model).forward_head(final)  # timm's method, absent from torch's stubs
         ref = weakref.ref(model)
         del model
         release(ref)
@@ -105,6 +108,7 @@ class TimmReference(LibraryReference):
         if simmim:
             mim_comparisons(result, ctx, reconstruction, None)
         else:
+            assert ctx.ours.logits is not None, "a classifier always returns logits"
             classification_comparisons(result, ctx.ours.logits, logits, ctx.tol)
         if buffer_problems:
             result.comparisons.append(Comparison("buffers", math.inf, math.nan, 0.0, False, "; ".join(buffer_problems)))
