@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import Any, cast
 
 import torch
 
@@ -78,7 +79,8 @@ def transformers_run(
     The states before merging matter: a LayerNorm removes a uniform shift, so a shifted residual stream
     (say, a bias off by a constant) can leave every later state and the logits unchanged.
     """
-    base = model.swin if hasattr(model, "swin") else model.swinv2
+    # transformers' backbone: its submodules are unknown to torch's Module stubs
+    base = cast(Any, model.swin if hasattr(model, "swin") else model.swinv2)
     before: dict[int, torch.Tensor] = {}
     normed: list[torch.Tensor] = []
     hooks = [
@@ -99,6 +101,7 @@ def transformers_run(
     hidden = [h.float() for h in out.hidden_states]
     stages = [before[i] for i in sorted(before)] + [hidden[-1]]
     ours = ctx.ours
+    assert ours.features is not None, "run_swinzoo always records the final features"
     result.comparisons = [
         compare(f"stage{i + 1}", a.flatten(1, 2), b.float(), ctx.tol)
         for i, (a, b) in enumerate(zip(ours.before_merge, stages, strict=False))
@@ -117,5 +120,6 @@ def transformers_run(
         loss = None if ctx.config.mim_norm_target else out.loss.float()
         mim_comparisons(result, ctx, out.reconstruction.float(), loss)
     else:
+        assert ctx.ours.logits is not None, "a classifier always returns logits"
         classification_comparisons(result, ctx.ours.logits, out.logits.float(), ctx.tol)
     return finish(result, parts)
