@@ -7,6 +7,7 @@ the manifest's ``[entry.upstream]``; each is its own result (``upstream-timm``, 
 from __future__ import annotations
 
 import weakref
+from typing import Any, cast
 
 import torch
 
@@ -92,11 +93,12 @@ class UpstreamTimm(_PublishedCopy):
         _round_module(model, ctx.dtype)
         final, stages = _timm_forward(model, ctx.pixels)
         with torch.no_grad():
-            logits = model.forward_head(final)
+            logits = cast(Any, model).forward_head(final)  # timm's method, absent from torch's stubs
         ref = weakref.ref(model)
         del model
         release(ref)
         result.comparisons = stage_comparisons(ctx.ours, stages, final, ctx.tol)
+        assert ctx.ours.logits is not None, "a classifier always returns logits"
         classification_comparisons(result, ctx.ours.logits, logits, ctx.tol)
         return finish(result, PARTS[ctx.task])
 
