@@ -238,6 +238,7 @@ def convert(
     state = load_state_dict(src.path, notes=notes)
     derive = entry is not None and bool(entry.architecture.derive_from_checkpoint)
     if entry is not None and source is None and not derive:
+        assert want is not None, "want is entry.config() whenever there is an entry"
         config, layout = (synthetic_config(entry) if synthetic else want), entry.layout
     else:
         size = source_image_size or (entry.architecture.image_size if entry else None)
