@@ -78,7 +78,8 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
     o = options
     cache = Path(o.cache_dir) if o.cache_dir else None
     retarget = read_record(folder) if folder is not None else None
-    pixels, report.images = load_samples(sample_preprocessing(entry, retarget), o.images_dir)
+    images = Path(o.images_dir) if o.images_dir is not None else None  # load_samples takes a Path or str
+    pixels, report.images = load_samples(sample_preprocessing(entry, retarget), images)
     t0 = time.perf_counter()
     _status(o, f"{entry.name}: " + ("synthetic checkpoint (generated once per seed)" if o.synthetic else "source file"))
     src = resolve_source(
