@@ -363,19 +363,13 @@ def _umask() -> int:
 
 
 def _read_json(path: Path, *, required: bool = True) -> dict[str, Any] | None:
-    if not path.is_file():
-        if required:
-            raise ProcessorError(f"{path}: missing")
-        return None
-    if path.stat().st_size > _MAX_RECORD_BYTES:
-        raise ProcessorError(f"{path}: {path.stat().st_size} bytes, above the {_MAX_RECORD_BYTES} a record may hold")
+    """A folder record through the card's reader (one reader for every record: size cap, UTF-8, depth, type)."""
+    from .card import CardError, read_json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ProcessorError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ProcessorError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+        return read_json(path, required=required)
+    except CardError as exc:
+        raise ProcessorError(str(exc)) from exc
 
 
 def _recipe(image_hw: Sequence[int], origin: str) -> ImageProcessor:
