@@ -31,6 +31,16 @@ def _timm_not_applicable(config: SwinConfig) -> str | None:
     return None
 
 
+def timm_classify(
+    model: torch.nn.Module, pixels: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """timm's final features, each stage's output and the logits (its own ``forward_head``)."""
+    final, stages = _timm_forward(model, pixels)
+    with torch.no_grad():
+        logits = cast(Any, model).forward_head(final)  # timm's method, absent from torch's stubs
+    return final, stages, logits
+
+
 def _timm_forward(model: torch.nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """timm's final normed features (NHWC) and each stage's output (NHWC; a timm stage merges first)."""
     with torch.no_grad():
@@ -98,9 +108,7 @@ class TimmReference(LibraryReference):
                     F.conv2d(grid, official["decoder.0.weight"], official["decoder.0.bias"]), ctx.config.encoder_stride
                 )
         else:
-            final, stages = _timm_forward(model, ctx.pixels)
-            with torch.no_grad():
-                logits = cast(Any, model).forward_head(final)  # timm's method, absent from torch's stubs
+            final, stages, logits = timm_classify(model, ctx.pixels)
         ref = weakref.ref(model)
         del model
         release(ref)

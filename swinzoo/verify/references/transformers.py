@@ -37,13 +37,17 @@ class TransformersReference(LibraryReference):
         return None
 
     def check(self, ctx: Context, result: ReferenceResult) -> ReferenceResult:
-        model = _load_transformers(ctx)
-        ref = weakref.ref(model)
-        try:
-            return transformers_run(model, ctx, result, PARTS[ctx.task])
-        finally:
-            del model
-            release(ref)
+        return run_then_release(_load_transformers(ctx), ctx, result)
+
+
+def run_then_release(model: torch.nn.Module, ctx: Context, result: ReferenceResult) -> ReferenceResult:
+    """:func:`transformers_run`, then the model freed before the next one is built (one copy at a time)."""
+    ref = weakref.ref(model)
+    try:
+        return transformers_run(model, ctx, result, PARTS[ctx.task])
+    finally:
+        del model
+        release(ref)
 
 
 def _load_transformers(ctx: Context) -> torch.nn.Module:

@@ -7,7 +7,6 @@ the manifest's ``[entry.upstream]``; each is its own result (``upstream-timm``, 
 from __future__ import annotations
 
 import weakref
-from typing import Any, cast
 
 import torch
 
@@ -15,8 +14,8 @@ from ..context import Context, release
 from ..official_state import _round_through
 from ..results import PARTS, ReferenceResult
 from .base import LibraryReference, classification_comparisons, finish, stage_comparisons
-from .timm import _timm_forward
-from .transformers import transformers_run
+from .timm import timm_classify
+from .transformers import run_then_release
 
 
 def _hub_offline() -> bool:
@@ -91,9 +90,7 @@ class UpstreamTimm(_PublishedCopy):
 
         model = timm.create_model(ident, pretrained=True).eval().float()
         _round_module(model, ctx.dtype)
-        final, stages = _timm_forward(model, ctx.pixels)
-        with torch.no_grad():
-            logits = cast(Any, model).forward_head(final)  # timm's method, absent from torch's stubs
+        final, stages, logits = timm_classify(model, ctx.pixels)
         ref = weakref.ref(model)
         del model
         release(ref)
@@ -124,12 +121,7 @@ class UpstreamTransformers(_PublishedCopy):
         cls = transformers_class(ctx.config.version, ctx.task)
         model = cls.from_pretrained(ident, attn_implementation="eager").eval().float()
         _round_module(model, ctx.dtype)
-        ref = weakref.ref(model)
-        try:
-            return transformers_run(model, ctx, result, PARTS[ctx.task])
-        finally:
-            del model
-            release(ref)
+        return run_then_release(model, ctx, result)
 
 
 class UpstreamReference:
