@@ -22,11 +22,11 @@ import struct
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
 from . import __version__
-from .errors import SwinzooError
-from .folder import CARD_NAME, CONFIG_NAME, CONVERSION_NAME, EVALUATION_NAME, VERIFICATION_NAME, WEIGHTS_NAME
+from .folder import CARD_NAME, CONFIG_NAME, CONVERSION_NAME, VERIFICATION_NAME, WEIGHTS_NAME, ConvertedFolder
+from .records import ConversionRecord, RecordError, VerificationRecord, read_json
 
 FORMATS = ("swinzoo", "transformers", "timm")
 
@@ -78,122 +78,40 @@ _PIPELINE_TAGS = {
 }
 
 
-class CardError(SwinzooError, ValueError):
-    """A folder's JSON files cannot be read into a card; the message names the file."""
-
+#: A card is rendered from the folder's records: its errors are theirs (one type, the file named in the message).
+CardError = RecordError
 
 # --------------------------------------------------------------------------------------------- reading
 _OPTIONAL_STR = (str, type(None))
-# The fields the card (and the publish gate) read, with the JSON types they must have (None: absent).
+# config.json's fields the card (and the publish gate) read, with the JSON types they must have (None: absent);
+# config.json as a whole is SwinConfig's, which the loaders check.
 CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "task": _OPTIONAL_STR,
     "version": (int, type(None)),
     "image_size": (int, list, type(None)),
     "id2label": (dict, type(None)),
 }
-CONVERSION_FIELDS: dict[str, tuple[type, ...]] = {
-    "entry": _OPTIONAL_STR,
-    "converter": _OPTIONAL_STR,
-    "source": _OPTIONAL_STR,
-    "source_sha256": _OPTIONAL_STR,
-    "swinzoo_version": _OPTIONAL_STR,
-    "dtype": _OPTIONAL_STR,
-    "mapped": (dict, type(None)),
-    "dropped": (dict, type(None)),
-    "notes": (list, type(None)),
-    "synthetic": (bool, type(None)),
-    "seed": (int, type(None)),
-    "source_pinned": (bool, type(None)),
-}
-VERIFICATION_FIELDS: dict[str, tuple[type, ...]] = {
-    "schema_version": (int, type(None)),
-    "swinzoo_version": _OPTIONAL_STR,
-    "verified_at": _OPTIONAL_STR,
-    "entry": _OPTIONAL_STR,
-    "status": _OPTIONAL_STR,
-    "passed": (bool, type(None)),
-    "problems": (list, type(None)),
-    "images": (list, type(None)),
-    "references": (list, type(None)),
-    "dtype": _OPTIONAL_STR,
-    "tolerance": (dict, type(None)),
-    "source_sha256": _OPTIONAL_STR,
-    "weights_sha256": _OPTIONAL_STR,
-    "config_sha256": _OPTIONAL_STR,
-}
-MAX_RECORD_BYTES = 16 * 1024 * 1024  # conversion.json of the largest entry is ~0.1 MB; bounds what a record costs
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true/false", list: "a list", dict: "an object"}
 
 
-def _show(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
-    return text if len(text) <= 60 else text[:60] + "..."
+def as_verification(verification: Any, where: Path | str = VERIFICATION_NAME) -> VerificationRecord | None:
+    """A :class:`VerificationRecord` from a record, a mapping (type-checked, ``where`` named) or None."""
+    if verification is None or isinstance(verification, VerificationRecord):
+        return verification
+    if isinstance(verification, Mapping):
+        return VerificationRecord.from_dict(verification, where)
+    raise CardError(f"verification={verification!r}: expected True (read the folder's), None or a mapping")
 
 
-def check_fields(path: Path, data: Mapping[str, Any], fields: Mapping[str, tuple[type, ...]]) -> None:
-    """Refuse a record whose fields have the wrong JSON type, naming the file and the field."""
-    for key, types in fields.items():
-        value = data.get(key)
-        # bool is an int in Python, but true is no version number
-        wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
-        if wrong:
-            expected = " or ".join(_TYPE_NAMES[t] for t in types if t in _TYPE_NAMES)
-            raise CardError(f"{path}: field {key!r} is {_show(value)}, expected {expected}")
-    for key in ("notes", "problems", "images"):
-        if key in fields and any(not isinstance(v, str) for v in data.get(key) or []):
-            raise CardError(f"{path}: field {key!r} must be a list of strings")
-    if "references" in fields and any(not isinstance(r, dict) for r in data.get("references") or []):
-        raise CardError(f"{path}: field 'references' must be a list of objects")
-
-
-@overload
-def read_json(
-    path: Path, *, required: Literal[True] = True, fields: Mapping[str, tuple[type, ...]] | None = None
-) -> dict[str, Any]: ...
-
-
-@overload
-def read_json(
-    path: Path, *, required: bool, fields: Mapping[str, tuple[type, ...]] | None = None
-) -> dict[str, Any] | None: ...
-
-
-def read_json(
-    path: Path, *, required: bool = True, fields: Mapping[str, tuple[type, ...]] | None = None
-) -> dict[str, Any] | None:
-    """A JSON object from ``path`` (None when absent and not required); errors name the file (and field)."""
-    if not path.is_file():
-        if required:
-            raise CardError(f"{path}: missing (a converted folder has {CONFIG_NAME} and {CONVERSION_NAME})")
-        return None
-    size = path.stat().st_size
-    if size > MAX_RECORD_BYTES:
-        raise CardError(f"{path}: {size} bytes; a swinzoo record is at most {MAX_RECORD_BYTES} bytes")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CardError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        raise CardError(f"{path}: not valid JSON ({exc})") from exc
-    except RecursionError as exc:
-        raise CardError(f"{path}: not valid JSON (nested too deeply)") from exc
-    if not isinstance(data, dict):
-        raise CardError(f"{path}: expected a JSON object, got {'null' if data is None else type(data).__name__}")
-    if fields is not None:
-        check_fields(path, data, fields)
-    return data
-
-
-def read_verification(folder: str | os.PathLike) -> dict[str, Any] | None:
+def read_verification(folder: str | os.PathLike) -> VerificationRecord | None:
     """``verification.json`` of ``folder`` (written by ``swinzoo verify --converted``), or None if absent."""
-    return read_json(Path(folder) / VERIFICATION_NAME, required=False, fields=VERIFICATION_FIELDS)
+    return ConvertedFolder(Path(folder)).verification()
 
 
 # --------------------------------------------------------------------------------------------- the gate
-VERIFICATION_SCHEMA = 2  # 2: binds config.json, the stored dtype's tolerance and the swinzoo version
+VERIFICATION_SCHEMA = VerificationRecord.SCHEMA
 # Every file whose bytes change what the model computes, and the verification.json field holding its sha256.
 BOUND_FILES = {"weights_sha256": WEIGHTS_NAME, "config_sha256": CONFIG_NAME}
-REQUIRED_FIELDS = ("schema_version", "swinzoo_version", "status", "passed", "dtype", "tolerance", *BOUND_FILES)
+REQUIRED_FIELDS = VerificationRecord.REQUIRED
 _SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
 _MAX_HEADER = 100 * 1024 * 1024
 
@@ -240,15 +158,16 @@ def stored_dtype(weights: Path) -> str | None:
 
 def verify_command(folder: Path) -> str:
     """The command that (re)writes a folder's verification.json."""
-    name = ""
     try:
-        name = (read_json(folder / CONVERSION_NAME, required=False) or {}).get("entry") or ""
+        name = (ConvertedFolder(folder).conversion() or ConversionRecord()).entry
     except CardError:
-        pass
-    return f"`swinzoo verify {name if isinstance(name, str) and name else 'NAME'} --converted {folder}`"
+        name = None
+    return f"`swinzoo verify {name or 'NAME'} --converted {folder}`"
 
 
-def verification_problems(folder: str | os.PathLike, verification: Mapping[str, Any] | None | bool = True) -> list[str]:
+def verification_problems(
+    folder: str | os.PathLike, verification: VerificationRecord | Mapping[str, Any] | None | bool = True
+) -> list[str]:
     """Why the folder does not count as verified (empty list: it does, these exact bytes).
 
     The verdict holds only for the bytes it was computed on: the sha256 of every file in :data:`BOUND_FILES`,
@@ -260,11 +179,10 @@ def verification_problems(folder: str | os.PathLike, verification: Mapping[str, 
     folder = Path(folder)
     where = folder / VERIFICATION_NAME
     again = f"run {verify_command(folder)}"
-    if verification is True:
-        verification = read_verification(folder)
-    if not isinstance(verification, Mapping):
+    record = read_verification(folder) if verification is True else as_verification(verification, where)
+    if record is None:
         return [f"{where} is missing: {again} first"]
-    schema = verification.get("schema_version")
+    schema = record.schema_version
     if schema != VERIFICATION_SCHEMA:
         older = schema is None or (isinstance(schema, int) and schema < VERIFICATION_SCHEMA)
         why = "an older schema" if older else "a schema this swinzoo does not know"
@@ -272,39 +190,38 @@ def verification_problems(folder: str | os.PathLike, verification: Mapping[str, 
             f"{where} has {why} (schema_version {schema!r}, this swinzoo writes {VERIFICATION_SCHEMA}) and "
             f"does not count as a verification: re-verify ({again})"
         ]
-    missing = [k for k in REQUIRED_FIELDS if verification.get(k) is None]
+    missing = record.missing()
     if missing:
         return [f"{where} lacks the required field(s) {', '.join(missing)}, so it is not a verification: {again}"]
     problems = []
-    if not verification_passed(verification):
-        failed = [f"{r['reference']}: {r['status']}" for r in reference_rows(verification) if r["status"] != "pass"]
+    if not record.verdict:
+        failed = [f"{r['reference']}: {r['status']}" for r in reference_rows(record) if r["status"] != "pass"]
         which = f" ({'; '.join(failed)})" if failed else ""
-        problems.append(f"{where} says verification did not pass: status {verification['status']}{which}")
-    if verification["swinzoo_version"] != __version__:
+        problems.append(f"{where} says verification did not pass: status {record.status}{which}")
+    if record.swinzoo_version != __version__:
         problems.append(
-            f"{where} field swinzoo_version is {verification['swinzoo_version']!r}, but this is swinzoo "
+            f"{where} field swinzoo_version is {record.swinzoo_version!r}, but this is swinzoo "
             f"{__version__}: re-verify with this version ({again})"
         )
     for key, actual in bound_hashes(folder).items():
-        if verification[key] != actual:
+        if getattr(record, key) != actual:
             problems.append(
-                f"{where} was made for other files: {key} {verification[key]} there, {actual} for "
+                f"{where} was made for other files: {key} {getattr(record, key)} there, {actual} for "
                 f"{folder / BOUND_FILES[key]} here (it changed since verify: {again})"
             )
     dtype = stored_dtype(folder / WEIGHTS_NAME)
-    if dtype != verification["dtype"]:
-        problems.append(f"{where} field dtype is {verification['dtype']!r}, but {WEIGHTS_NAME} stores {dtype}: {again}")
-    elif dtype not in TOLERANCES or dict(verification["tolerance"]) != TOLERANCES[dtype].to_dict():
+    if dtype != record.dtype:
+        problems.append(f"{where} field dtype is {record.dtype!r}, but {WEIGHTS_NAME} stores {dtype}: {again}")
+    elif dtype not in TOLERANCES or dict(record.tolerance or {}) != TOLERANCES[dtype].to_dict():
         policy = TOLERANCES[dtype].to_dict() if dtype in TOLERANCES else None
         problems.append(
-            f"{where} field tolerance is {verification['tolerance']}, but swinzoo's policy for {dtype} is {policy}: "
-            f"{again}"
+            f"{where} field tolerance is {record.tolerance}, but swinzoo's policy for {dtype} is {policy}: {again}"
         )
     try:
-        conversion = read_json(folder / CONVERSION_NAME, required=False, fields=CONVERSION_FIELDS) or {}
+        conversion = ConvertedFolder(folder).conversion() or ConversionRecord()
     except CardError as exc:
         return [*problems, str(exc)]
-    claimed, actual = verification.get("source_sha256"), conversion.get("source_sha256")
+    claimed, actual = record.source_sha256, conversion.source_sha256
     if claimed and actual and claimed != actual:
         problems.append(
             f"{where} was made for other weights: source_sha256 {claimed} there, {actual} in {CONVERSION_NAME} "
@@ -316,16 +233,16 @@ def verification_problems(folder: str | os.PathLike, verification: Mapping[str, 
 SYNTHETIC_TITLE = "RANDOM WEIGHTS (synthetic, for testing the pipeline only)"
 
 
-def read_conversion(folder: str | os.PathLike) -> dict[str, Any] | None:
+def read_conversion(folder: str | os.PathLike) -> ConversionRecord | None:
     """``conversion.json`` of ``folder`` with its fields type-checked, or None if absent."""
-    return read_json(Path(folder) / CONVERSION_NAME, required=False, fields=CONVERSION_FIELDS)
+    return ConvertedFolder(Path(folder)).conversion()
 
 
 def is_synthetic(folder: str | os.PathLike) -> bool:
     """Does ``folder``'s conversion.json say its weights are random (``convert --synthetic``)? A missing or
     unreadable record says nothing, so False: the caller reporting on weights reads the record for itself."""
     try:
-        return (read_conversion(folder) or {}).get("synthetic") is True
+        return (read_conversion(folder) or ConversionRecord()).synthetic is True
     except CardError:
         return False
 
@@ -372,10 +289,10 @@ def _family(config: Mapping[str, Any], entry) -> str:
     return "swin" if int(config.get("version", 1)) == 1 else "swinv2"
 
 
-def _is_simmim(entry, conversion: Mapping[str, Any]) -> bool:
+def _is_simmim(entry, conversion: ConversionRecord) -> bool:
     if entry is not None:
         return entry.kind.startswith("simmim")
-    return str(conversion.get("converter", "")).startswith("simmim")
+    return (conversion.converter or "").startswith("simmim")
 
 
 def _datasets(entry, task: str) -> list[str]:
@@ -475,10 +392,7 @@ def retarget_lines(record: Any) -> list[str]:
 
 def read_evaluation(folder: Path) -> dict[str, Any] | None:
     """``evaluation.json`` when it was measured on exactly this folder's weights (a stale one is not shown)."""
-    path = folder / EVALUATION_NAME
-    if not path.is_file():
-        return None
-    record = read_json(path, required=False)
+    record = ConvertedFolder(folder).evaluation()
     if not isinstance(record, dict) or not isinstance(record.get("top1"), (int, float)):
         return None
     weights = folder / WEIGHTS_NAME
@@ -552,21 +466,22 @@ def _fmt_agreement(value: Any) -> str:
     return "-"
 
 
-def verification_passed(verification: Mapping[str, Any] | None) -> bool:
-    """True only for a verification that ran and passed (``status`` "pass" when verify.py wrote one)."""
-    if not isinstance(verification, Mapping) or verification.get("passed") is not True:
-        return False
-    return verification.get("status", "pass") == "pass"
+def verification_passed(verification: VerificationRecord | Mapping[str, Any] | None) -> bool:
+    """True only for a verification that ran and passed (``status`` "pass" when verify wrote one)."""
+    if isinstance(verification, Mapping):
+        verification = as_verification(verification)
+    return isinstance(verification, VerificationRecord) and verification.verdict
 
 
-def reference_rows(verification: Mapping[str, Any]) -> list[dict[str, Any]]:
+def reference_rows(verification: VerificationRecord | Mapping[str, Any]) -> list[dict[str, Any]]:
     """The references of a verification.json, in one shape whichever writer made it.
 
     swinzoo.verify writes ``library_version``/``output_max_abs_diff``/``hidden_max_abs_diff``/``status``;
     the shape first agreed on used ``version``/``max_abs_diff_logits``/``max_abs_diff_hidden``/``passed``.
     """
+    record = as_verification(verification)
     rows = []
-    for ref in verification.get("references") or []:
+    for ref in (record.references if record is not None else None) or []:
         if not isinstance(ref, Mapping):
             continue
         status = ref.get("status")
@@ -597,7 +512,7 @@ def _fmt_tolerance(value: Any) -> str:
 
 
 def verification_section(
-    verification: Mapping[str, Any] | None, folder_hint: str, problems: list[str] | None = None
+    verification: VerificationRecord | None, folder_hint: str, problems: list[str] | None = None
 ) -> str:
     """The verification table, or a NOT VERIFIED / FAILED line a reader cannot miss.
 
@@ -610,12 +525,12 @@ def verification_section(
             f"{folder_hint}` before relying on them.\n"
         )
     lines = []
-    if not verification_passed(verification):
+    if not verification.verdict:
         lines.append(
-            f"**VERIFICATION FAILED** (status `{verification.get('status', 'fail')}`): these weights did not "
+            f"**VERIFICATION FAILED** (status `{verification.status or 'fail'}`): these weights did not "
             "match the reference implementations within tolerance, or could not be checked. Do not rely on them."
         )
-        lines += [f"- {p}" for p in verification.get("problems") or []]
+        lines += [f"- {p}" for p in verification.problems or []]
         lines.append("")
     elif problems:
         lines.append(
@@ -624,15 +539,15 @@ def verification_section(
         )
         lines += [f"- {p}" for p in problems]
         lines.append("")
-    images = verification.get("images") or []
+    images = verification.images or []
     facts = [
-        f"dtype `{verification.get('dtype', '?')}`",
-        f"tolerance {_fmt_tolerance(verification.get('tolerance'))}",
+        f"dtype `{verification.dtype or '?'}`",
+        f"tolerance {_fmt_tolerance(verification.tolerance)}",
         f"{len(images)} image(s)" + (f": {', '.join(f'`{i}`' for i in images)}" if images else ""),
     ]
     for key in ("swinzoo_version", "verified_at"):
-        if verification.get(key):
-            facts.append(f"{key.replace('_', ' ')} {verification[key]}")
+        if getattr(verification, key):
+            facts.append(f"{key.replace('_', ' ')} {getattr(verification, key)}")
     lines.append("Outputs compared with reference implementations on the same inputs (" + "; ".join(facts) + ").")
     lines += [
         "",
@@ -754,7 +669,7 @@ def build_card(
     *,
     fmt: str = "swinzoo",
     repo_id: str | None = None,
-    verification: Mapping[str, Any] | None | bool = True,
+    verification: VerificationRecord | Mapping[str, Any] | None | bool = True,
 ):
     """The ModelCard of a converted folder, for the ``fmt`` the weights are published in.
 
@@ -768,18 +683,16 @@ def build_card(
     folder = Path(folder)
     shown = display_path(folder)
     config = read_json(folder / CONFIG_NAME, fields=CONFIG_FIELDS)
-    conversion = read_json(folder / CONVERSION_NAME, fields=CONVERSION_FIELDS)
+    conversion = ConvertedFolder(folder).require_conversion()
     if verification is True:
         verification = read_verification(folder)
-    elif isinstance(verification, Mapping):
-        check_fields(folder / VERIFICATION_NAME, verification, VERIFICATION_FIELDS)
-    elif verification is not None:
-        raise CardError(f"verification={verification!r}: expected True (read the folder's), None or a mapping")
-    entry = entry_of(conversion.get("entry"))
+    else:
+        verification = as_verification(verification, folder / VERIFICATION_NAME)
+    entry = entry_of(conversion.entry)
     task = str(config.get("task", "image-classification"))
     simmim = _is_simmim(entry, conversion)
     name = entry.name if entry is not None else (repo_id.split("/")[-1] if repo_id else shown.name)
-    synthetic = conversion.get("synthetic") is True
+    synthetic = conversion.synthetic is True
     problems = verification_problems(folder, verification) if verification_passed(verification) else []
     verified = verification_passed(verification) and not problems
 
@@ -811,9 +724,9 @@ def build_card(
         "",
         "## Source",
         "",
-        f"- file: `{conversion.get('source', '?')}`",
-        f"- sha256: `{conversion.get('source_sha256', '?')}`"
-        + (" (matches the digest pinned in the zoo manifest)" if conversion.get("source_pinned") is True else ""),
+        f"- file: `{conversion.source or '?'}`",
+        f"- sha256: `{conversion.source_sha256 or '?'}`"
+        + (" (matches the digest pinned in the zoo manifest)" if conversion.source_pinned is True else ""),
     ]
     if entry is not None and entry.pretrained_from:
         lines.append(f"- fine-tuned from: `{entry.pretrained_from}`")
@@ -825,16 +738,15 @@ def build_card(
         "",
         "## Conversion",
         "",
-        f"- swinzoo {conversion.get('swinzoo_version', '?')}, converter `{conversion.get('converter', '?')}`, "
-        f"dtype `{conversion.get('dtype', '?')}`",
-        f"- {len(conversion.get('mapped') or {})} tensors mapped, {len(conversion.get('dropped') or {})} "
+        f"- swinzoo {conversion.swinzoo_version or '?'}, converter `{conversion.converter or '?'}`, "
+        f"dtype `{conversion.dtype or '?'}`",
+        f"- {len(conversion.mapped or {})} tensors mapped, {len(conversion.dropped or {})} "
         f"dropped with a stated reason (see `conversion.json`)"
         if fmt == "swinzoo"
-        else f"- {len(conversion.get('mapped') or {})} tensors mapped into swinzoo's layout, then exported to "
-        f"{fmt}'s layout",
+        else f"- {len(conversion.mapped or {})} tensors mapped into swinzoo's layout, then exported to {fmt}'s layout",
     ]
-    lines += retarget_lines(conversion.get("retarget"))
-    for note in conversion.get("notes") or []:
+    lines += retarget_lines(conversion.retarget)
+    for note in conversion.notes or []:
         lines.append(f"- note: {note}")
     lines += ["", "## Verification", "", verification_section(verification, str(shown), problems)]
     if simmim and task == "masked-image-modeling":

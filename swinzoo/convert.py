@@ -7,7 +7,6 @@ so a failure or Ctrl-C never leaves half of it behind.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,10 +20,11 @@ from .converters.engine import ConversionReport, convert_state_dict, shapes_of
 from .converters.official import alias_notes, infer_config, layout_task, rules_for_layout
 from .errors import SwinzooError
 from .fetch import ManualDownloadRequired, checkpoint_size_cap, default_cache_dir, describe_source, fetch
-from .folder import CONVERSION_NAME, atomic_output, atomic_write_text, check_output
+from .folder import ConvertedFolder, atomic_output, check_output
 from .io import parse_dtype, write_model_files
 from .manifest import ZooEntry, get_entry
 from .modeling import TASK_CLASSES, SwinPreTrainedModel
+from .records import ConversionRecord
 from .retarget import RetargetRecord
 from .safeload import load_state_dict
 
@@ -284,26 +284,30 @@ def convert(
                 "entry": entry.name if entry else "",
             }
             write_model_files(model, tmp, metadata=metadata)
-            conversion = {
-                "swinzoo_version": __version__,
-                **metadata,
-                "source_pinned": src.pinned,
-                "synthetic": src.synthetic,
-                **({"seed": seed} if src.synthetic else {}),
-                "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-                "mapped": report.renamed,
-                "dropped": report.dropped,
-                "buffers_checked": report.checked,
-                "notes": notes,
-            }
+            preprocessing = None
             if entry is not None:  # predict and the card read the entry's eval transform from here
-                pp = dataclasses.asdict(entry.preprocessing)
+                preprocessing = dataclasses.asdict(entry.preprocessing)
                 if retargeted is not None:  # the same kind of transform (crop or squash) at the new size
-                    pp["input_size"] = config.image_hw[0]
-                conversion["preprocessing"] = pp
-            if retargeted is not None:
-                conversion["retarget"] = retargeted.to_dict()
-            atomic_write_text(tmp / CONVERSION_NAME, json.dumps(conversion, indent=2) + "\n")
+                    preprocessing["input_size"] = config.image_hw[0]
+            record = ConversionRecord(
+                schema_version=ConversionRecord.SCHEMA,
+                swinzoo_version=__version__,
+                entry=entry.name if entry else "",
+                converter=layout,
+                source=src.description,
+                source_sha256=src.sha256,
+                source_pinned=src.pinned,
+                synthetic=src.synthetic,
+                seed=seed if src.synthetic else None,
+                dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+                mapped=report.renamed,
+                dropped=report.dropped,
+                buffers_checked=report.checked,
+                notes=notes,
+                preprocessing=preprocessing,
+                retarget=retargeted.to_dict() if retargeted is not None else None,
+            )
+            ConvertedFolder(tmp).write_conversion(record)
             from .card import write_card
 
             write_card(tmp)

@@ -684,17 +684,17 @@ def evaluate(
     )
     if world.rank == 0:
         evaluation.predictions = [ImagePrediction(str(samples[i][0]), t, tuple(top)) for i, t, top in all_results]
-        weights = loaded.folder / "model.safetensors"
+        from .folder import ConvertedFolder, atomic_write_text
+
+        weights = ConvertedFolder(loaded.folder).weights
         if weights.is_file():
             from .fetch import sha256_file
 
             evaluation.weights_sha256 = sha256_file(weights)
         if target is not None:
-            from .folder import atomic_write_text
-
             atomic_write_text(target, json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n")
             evaluation.written = target
-            if (target.parent / "conversion.json").is_file():  # a converted folder: its card shows the figure
+            if ConvertedFolder(target.parent).conversion_file.is_file():  # a converted folder: its card shows it
                 from .card import write_card
 
                 write_card(target.parent)

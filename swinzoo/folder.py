@@ -16,6 +16,7 @@ the next time a folder is written beside them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import SwinzooError
+from .records import ConversionRecord, RecordError, VerificationRecord, read_json
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -42,6 +44,71 @@ _committed: list[Path] = []
 
 class OutputError(SwinzooError):
     """The output folder cannot be written as asked; nothing was written or deleted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertedFolder:
+    """A converted folder, typed: where each of its files is, and its records read and written as records.
+
+    convert writes one (inside :func:`atomic_output`), verify adds ``verification.json``, evaluate adds
+    ``evaluation.json``; the card, publish, predict and the image processor read them through this class.
+    Reads raise :class:`~swinzoo.records.RecordError` naming the file and field at fault.
+    """
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def weights(self) -> Path:
+        return self.path / WEIGHTS_NAME
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    @property
+    def conversion_file(self) -> Path:
+        return self.path / CONVERSION_NAME
+
+    @property
+    def verification_file(self) -> Path:
+        return self.path / VERIFICATION_NAME
+
+    @property
+    def evaluation_file(self) -> Path:
+        return self.path / EVALUATION_NAME
+
+    @property
+    def card_file(self) -> Path:
+        return self.path / CARD_NAME
+
+    def conversion(self) -> ConversionRecord | None:
+        """``conversion.json``, or None when the folder has none (a folder swinzoo did not convert)."""
+        return ConversionRecord.read(self.conversion_file)
+
+    def require_conversion(self) -> ConversionRecord:
+        record = self.conversion()
+        if record is None:
+            raise RecordError(
+                f"{self.conversion_file}: missing (a converted folder has {CONFIG_NAME} and {CONVERSION_NAME})"
+            )
+        return record
+
+    def verification(self) -> VerificationRecord | None:
+        """``verification.json``, or None before ``swinzoo verify --converted`` wrote one."""
+        return VerificationRecord.read(self.verification_file)
+
+    def evaluation(self) -> dict | None:
+        """``evaluation.json`` as written by ``swinzoo evaluate`` (plain JSON: its fields are evaluate's)."""
+        return read_json(self.evaluation_file, required=False)
+
+    def write_conversion(self, record: ConversionRecord) -> Path:
+        return atomic_write_text(self.conversion_file, record.to_json())
+
+    def write_verification(self, record: VerificationRecord) -> Path:
+        return atomic_write_text(self.verification_file, record.to_json())
 
 
 def _swinzoo_record(path: Path) -> bool:

@@ -31,6 +31,7 @@ from PIL import Image
 from .errors import SwinzooError
 from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME
 from .images import INTERPOLATIONS, ImageError, Preprocessing, _check_geometry, load_image, preprocess
+from .records import ConversionRecord, RecordError, read_json
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +41,6 @@ DEFAULT_CROP_PCT = 0.875
 _SWINZOO_KEY = "swinzoo_preprocessing"  # the exact fields, beside transformers' own, in files swinzoo writes
 # Pillow's filter numbers, which transformers' ``resample`` uses (PILImageResampling has the same values).
 _RESAMPLE = {name: int(f) for name, f in INTERPOLATIONS.items()}
-_MAX_RECORD_BYTES = 16 * 1024 * 1024  # conversion.json lists every source key: large, but never this large
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
 
 
@@ -256,12 +256,8 @@ class ImageProcessor:
                 return _with_origin(_from_transformers_dict(data, where), where)
             conversion = conversion if conversion is not None else folder / CONVERSION_NAME
             weights = weights if weights is not None else folder / WEIGHTS_NAME
-        record, where = None, "conversion"
-        if isinstance(conversion, Mapping):
-            record = dict(conversion)
-        elif conversion is not None:
-            where = str(conversion)
-            record = _read_json(Path(conversion), required=False)
+        where = "conversion" if conversion is None or isinstance(conversion, Mapping) else str(conversion)
+        record = _conversion_record(conversion, where)
         found = _from_records(record, where, Path(weights) if weights else None)
         return found or _recipe(config.image_hw, "config (Swin eval recipe)")
 
@@ -363,12 +359,20 @@ def _umask() -> int:
 
 
 def _read_json(path: Path, *, required: bool = True) -> dict[str, Any] | None:
-    """A folder record through the card's reader (one reader for every record: size cap, UTF-8, depth, type)."""
-    from .card import CardError, read_json
-
+    """A JSON file through the records' reader (one reader for every record: size cap, UTF-8, depth, type)."""
     try:
         return read_json(path, required=required)
-    except CardError as exc:
+    except RecordError as exc:
+        raise ProcessorError(str(exc)) from exc
+
+
+def _conversion_record(conversion: Mapping[str, Any] | str | os.PathLike | None, where: str) -> ConversionRecord | None:
+    """conversion.json as its typed record, from a parsed mapping or a path (None: there is none)."""
+    try:
+        if isinstance(conversion, Mapping):
+            return ConversionRecord.from_dict(conversion, where)
+        return ConversionRecord.read(Path(conversion)) if conversion is not None else None
+    except RecordError as exc:
         raise ProcessorError(str(exc)) from exc
 
 
@@ -386,12 +390,12 @@ def _with_origin(processor: ImageProcessor, origin: str) -> ImageProcessor:
     return processor
 
 
-def _from_records(record: dict[str, Any] | None, where: str, weights: Path | None) -> ImageProcessor | None:
+def _from_records(record: ConversionRecord | None, where: str, weights: Path | None) -> ImageProcessor | None:
     """conversion.json's ``preprocessing``, else the zoo entry it (or the weights' metadata) names."""
-    stored = (record or {}).get("preprocessing")
+    stored = record.preprocessing if record is not None else None
     if stored is not None:
         return _with_origin(ImageProcessor.from_dict(stored, f"{where}: 'preprocessing'"), f"{where} (preprocessing)")
-    entry_name = (record or {}).get("entry")
+    entry_name = record.entry if record is not None else None
     if not entry_name and weights is not None and weights.is_file():
         from .io import read_safetensors_metadata
 
@@ -484,7 +488,7 @@ def _from_folder(folder: Path, label: str | None = None) -> ImageProcessor:
     data = _read_json(processor_file, required=False)
     if data is not None:
         return _with_origin(_from_transformers_dict(data, f"{label}/{PROCESSOR_NAME}"), f"{label}/{PROCESSOR_NAME}")
-    record = _read_json(folder / CONVERSION_NAME, required=False)
+    record = _conversion_record(folder / CONVERSION_NAME, f"{label}/{CONVERSION_NAME}")
     found = _from_records(record, f"{label}/{CONVERSION_NAME}", folder / WEIGHTS_NAME)
     if found is not None:
         return found

@@ -48,8 +48,9 @@ from .card import (
 )
 from .config import CONFIG_NAME, SwinConfig
 from .errors import SwinzooError, one_line
-from .folder import EVALUATION_NAME
+from .folder import ConvertedFolder
 from .io import WEIGHTS_NAME
+from .records import VerificationRecord
 
 KEEP_REMOTE = frozenset({".gitattributes"})
 _HASH_CHUNK = 8 * 1024 * 1024
@@ -124,7 +125,7 @@ class PublishResult:
     revision: str
     fmt: str
     files: list[UploadFile]
-    verification: dict[str, Any] | None
+    verification: VerificationRecord | None
     dry_run: bool = False
     forced_reasons: list[str] = field(default_factory=list)
     uploaded: list[str] = field(default_factory=list)
@@ -157,22 +158,16 @@ class PublishResult:
 
 
 # --------------------------------------------------------------------------------------------- checks
-def _read_record(path: Path, fields: dict[str, tuple[type, ...]] | None = None) -> dict[str, Any]:
-    """:func:`read_json` of a file the folder must have (it raises when the file is missing, never returns None)."""
-    data = read_json(path, fields=fields)
-    assert data is not None  # required=True: a missing file raised CardError
-    return data
-
-
 def _check_folder(folder: Path) -> dict[str, Any]:
     for name in (CONFIG_NAME, WEIGHTS_NAME, CONVERSION_NAME):
         if not (folder / name).is_file():
             raise PublishError(f"{folder}: no {name}; publish takes a folder written by `swinzoo convert`")
-    config = _read_record(folder / CONFIG_NAME, fields=CONFIG_FIELDS)
+    config = read_json(folder / CONFIG_NAME, fields=CONFIG_FIELDS)
     if config.get("task") not in ("image-classification", "masked-image-modeling"):
         raise PublishError(
             f"{folder / CONFIG_NAME}: task {config.get('task')!r}; publish takes classification or SimMIM folders"
         )
+    ConvertedFolder(folder).require_conversion()  # its fields type-checked before anything is built
     return config
 
 
@@ -247,7 +242,7 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
     )
 
     model = _load_swinzoo(folder)
-    config, task = model.config, _read_record(folder / CONFIG_NAME)["task"]
+    config, task = model.config, read_json(folder / CONFIG_NAME)["task"]
     if config.use_absolute_embeddings:
         # transformers 4.x keeps a class-token row that 5.x's Swin drops, and Swinv2 cannot run with absolute
         # positions at all (it adds N + 1 rows to N patches): no export would load everywhere.
@@ -315,7 +310,7 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     from .converters.engine import convert_state_dict, shapes_of
     from .converters.timm_layout import create_timm_model, timm_model_args, timm_rules
 
-    config_json = _read_record(folder / CONFIG_NAME)
+    config_json = read_json(folder / CONFIG_NAME)
     if config_json["task"] != "image-classification":
         raise PublishError(
             f"{folder}: a {config_json['task']} (SimMIM pretrain) folder has no timm format: timm has no SimMIM "
@@ -327,9 +322,9 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
         layout_model = create_timm_model(config)  # the kwargs swinzoo's parity checks use
     except ValueError as exc:
         raise PublishError(f"{folder}: no timm format: {exc}") from exc
-    conversion = _read_record(folder / CONVERSION_NAME)
+    conversion = ConvertedFolder(folder).require_conversion()
     model_args = timm_model_args(config)
-    arch = _timm_architecture(config, conversion.get("entry"))
+    arch = _timm_architecture(config, conversion.entry)
     timm_model = timm.create_model(arch, pretrained=False, **model_args).eval()
     if shapes_of(timm_model) != shapes_of(layout_model):
         raise PublishError(f"timm.create_model({arch!r}, **model_args) does not build the expected architecture")
@@ -355,7 +350,7 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     save_for_hf(
         timm_model,
         str(out),
-        model_config={"model_args": model_args, **_timm_labels(config, conversion.get("entry"))},
+        model_config={"model_args": model_args, **_timm_labels(config, conversion.entry)},
         safe_serialization=True,
     )
     loaded = timm.create_model(f"local-dir:{out}", pretrained=True).eval()
@@ -394,17 +389,17 @@ def export_swinzoo(folder: Path) -> list[UploadFile]:
 
 def _evaluation(folder: Path) -> list[UploadFile]:
     """``evaluation.json`` (measured accuracy) travels when it was measured on exactly these weights."""
-    path = folder / EVALUATION_NAME
-    if not path.is_file():
+    converted = ConvertedFolder(folder)
+    path, record = converted.evaluation_file, converted.evaluation()
+    if record is None:
         return []
-    record = read_json(path, required=False) or {}
-    weights = folder / WEIGHTS_NAME
+    weights = converted.weights
     if record.get("weights_sha256") != UploadFile(WEIGHTS_NAME, weights).sha256:
         raise PublishError(
             f"{path} was measured on other weights (weights_sha256 differs from {weights}): run `swinzoo evaluate "
             f"{folder} --data PATH` again, or delete it"
         )
-    return [UploadFile(EVALUATION_NAME, path)]
+    return [UploadFile(path.name, path)]
 
 
 def build_files(folder: Path, fmt: str, workdir: Path, repo_id: str) -> list[UploadFile]:
@@ -538,14 +533,17 @@ def _tag(api, result: PublishResult, tag: str) -> None:
     result.tag_created = True
 
 
-def _uploading_what_was_verified(folder: Path, files: list[UploadFile], verification: dict[str, Any]) -> None:
+def _uploading_what_was_verified(
+    folder: Path, files: list[UploadFile], verification: VerificationRecord | None
+) -> None:
     """The bytes about to be sent are the bytes the gate checked (a file replaced in between is refused)."""
     sent = {f.path_in_repo: f.sha256 for f in files}
     for key, name in BOUND_FILES.items():
-        if sent.get(name) != verification.get(key):
+        verified = getattr(verification, key, None)
+        if sent.get(name) != verified:
             raise PublishError(
                 f"{folder / name} changed while publishing (sha256 {sent.get(name)}, verified "
-                f"{verification.get(key)}): nothing was sent; run `swinzoo verify --converted {folder}` again"
+                f"{verified}): nothing was sent; run `swinzoo verify --converted {folder}` again"
             )
 
 
@@ -614,7 +612,7 @@ def publish(
         for f in files:
             f.freeze()
         if not problems and fmt == "swinzoo":
-            _uploading_what_was_verified(folder, files, result.verification or {})
+            _uploading_what_was_verified(folder, files, result.verification)
         if dry_run:
             result.uploaded = [f.path_in_repo for f in files]
             result.tag = tag

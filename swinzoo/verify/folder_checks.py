@@ -4,15 +4,15 @@ file being verified, and its config must be the manifest's, since the references
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SwinConfig
-from ..folder import CONVERSION_NAME, WEIGHTS_NAME
+from ..folder import CONVERSION_NAME, WEIGHTS_NAME, ConvertedFolder
 from ..manifest import ZooEntry
+from ..records import ConversionRecord, RecordError
 from .errors import VerifyError
 
 
@@ -22,15 +22,18 @@ def check_folder(folder: Path, entry: ZooEntry, sha256: str) -> list[str]:
     from ..io import read_safetensors_metadata
 
     problems = []
-    conversion_file = folder / CONVERSION_NAME
+    converted = ConvertedFolder(folder)
+    conversion_file = converted.conversion_file
+    conversion: dict = {}
     try:
-        conversion = json.loads(conversion_file.read_text())
-    except FileNotFoundError:
-        problems.append(f"{conversion_file}: missing (a converted folder records its source there)")
-        conversion = {}
-    except json.JSONDecodeError as exc:
-        problems.append(f"{conversion_file}: not valid JSON ({exc})")
-        conversion = {}
+        record = converted.conversion()
+    except RecordError as exc:
+        problems.append(str(exc))
+    else:
+        if record is None:
+            problems.append(f"{conversion_file}: missing (a converted folder records its source there)")
+        else:
+            conversion = {"source_sha256": record.source_sha256, "entry": record.entry}
     try:
         metadata = read_safetensors_metadata(folder / WEIGHTS_NAME)
     except Exception as exc:  # noqa: BLE001 - safetensors has its own error types
@@ -105,7 +108,7 @@ class FolderRun:
     source: str | None = None
 
 
-def entry_from_folder(folder: Path, record: dict) -> ZooEntry:
+def entry_from_folder(folder: Path, record: ConversionRecord) -> ZooEntry:
     """An ad-hoc zoo entry for a folder converted from ``--source`` with no entry: the references are built from
     ``config.json`` (its architecture, SimMIM stride and targets), the layout is the converter it records, and
     SimMIM masks use the official settings (32-pixel squares, ratio 0.6). The checks of config.json against a
@@ -115,8 +118,8 @@ def entry_from_folder(folder: Path, record: dict) -> ZooEntry:
     from ..images import Preprocessing
     from ..manifest import Architecture, SimMIM, Source
 
-    layout = record.get("converter")
-    if not isinstance(layout, str) or layout not in LAYOUTS:
+    layout = record.converter
+    if layout is None or layout not in LAYOUTS:
         raise VerifyError(f"--converted {folder}: {CONVERSION_NAME} names converter {layout!r}, not one of {LAYOUTS}")
     try:
         config = SwinConfig.from_json_file(folder / "config.json")
@@ -147,19 +150,17 @@ def entry_from_folder(folder: Path, record: dict) -> ZooEntry:
         layout=layout,
         num_classes=0,  # the head's size and labels are the folder's config.json, which the references use
         label_set="none",
-        source=Source(filename=Path(str(record.get("source") or "source.pth")).name),
+        source=Source(filename=Path(record.source or "source.pth").name),
         architecture=arch,
         preprocessing=Preprocessing(input_size=size),
         simmim=simmim,
     )
 
 
-def _record(folder: Path) -> dict:
-    from ..card import CardError, read_conversion
-
+def _record(folder: Path) -> ConversionRecord:
     try:
-        record = read_conversion(folder)
-    except CardError as exc:
+        record = ConvertedFolder(folder).conversion()
+    except RecordError as exc:
         raise VerifyError(f"--converted {folder}: {exc}") from exc
     if record is None:
         raise VerifyError(
@@ -169,12 +170,11 @@ def _record(folder: Path) -> dict:
     return record
 
 
-def recorded_seed(record: dict) -> int:
+def recorded_seed(record: ConversionRecord) -> int:
     """The seed of a synthetic source: the ``seed`` field, else the one its description names, else 0."""
-    seed = record.get("seed")
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return seed
-    found = re.search(r"\(seed (-?\d+)\)", str(record.get("source") or ""))
+    if record.seed is not None:
+        return record.seed
+    found = re.search(r"\(seed (-?\d+)\)", record.source or "")
     return int(found.group(1)) if found else 0
 
 
@@ -194,7 +194,7 @@ def plan_folder_run(
     from ..manifest import ManifestError, get_entry
 
     record = _record(folder)
-    recorded = record.get("entry") or ""
+    recorded = record.entry or ""
     if name is None and not recorded:
         return _entryless_run(folder, record, source, cache_dir, progress)
     if name is not None and recorded and name != recorded:
@@ -207,11 +207,11 @@ def plan_folder_run(
         entry = get_entry(name)
     except ManifestError as exc:
         raise VerifyError(f"--converted {folder}: {CONVERSION_NAME} names entry {name!r}: {exc}") from exc
-    was_synthetic = record.get("synthetic") is True
-    sha = record.get("source_sha256")
+    was_synthetic = record.synthetic is True
+    sha = record.source_sha256
     if synthetic and not was_synthetic:
         raise VerifyError(
-            f"--converted {folder}: {CONVERSION_NAME} says it was converted from {record.get('source') or '?'}, "
+            f"--converted {folder}: {CONVERSION_NAME} says it was converted from {record.source or '?'}, "
             "not from a --synthetic checkpoint: drop --synthetic"
         )
     if source is not None:
@@ -245,10 +245,10 @@ def _check_source_sha(folder: Path, source, sha, cache_dir, progress: bool) -> N
         )
 
 
-def _entryless_run(folder: Path, record: dict, source, cache_dir, progress: bool) -> FolderRun:
+def _entryless_run(folder: Path, record: ConversionRecord, source, cache_dir, progress: bool) -> FolderRun:
     """A folder converted with ``--source`` alone: verified against that file (``--source``, or the local path
     its record names), with an entry built from its own config."""
-    recorded_source = str(record.get("source") or "")
+    recorded_source = record.source or ""
     if source is None:
         if not recorded_source or "://" in recorded_source or not Path(recorded_source).is_file():
             raise VerifyError(
@@ -256,19 +256,17 @@ def _entryless_run(folder: Path, record: dict, source, cache_dir, progress: bool
                 "file is not here to build the references from: give it again with --source FILE"
             )
         source = recorded_source
-    _check_source_sha(folder, source, record.get("source_sha256"), cache_dir, progress)
+    _check_source_sha(folder, source, record.source_sha256, cache_dir, progress)
     return FolderRun(entry_from_folder(folder, record), False, 0, str(source))
 
 
 def records_agree(folder: Path, entry: str, source_sha256: str | None) -> bool:
     """May a verdict on (``entry``, ``source_sha256``) be written into ``folder``? Only when its records name this
     entry (or none) and this source: a run given the wrong entry or file leaves the folder as it was."""
-    from ..card import CardError, read_conversion
-
     try:
-        record = read_conversion(folder) or {}
-    except CardError:
+        record = ConvertedFolder(folder).conversion() or ConversionRecord()
+    except RecordError:
         return True  # unreadable records: the verdict says so (check_folder), and there is no good one to keep
-    if record.get("entry") and record["entry"] != entry:
+    if record.entry and record.entry != entry:
         return False
-    return source_sha256 is not None and record.get("source_sha256") in (None, source_sha256)
+    return source_sha256 is not None and record.source_sha256 in (None, source_sha256)

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..folder import VERIFICATION_NAME
+from ..folder import ConvertedFolder, OutputError, atomic_write_text
+from ..records import VerificationRecord, finite
 from .results import EntryReport
 from .tolerances import TOLERANCES
 
@@ -94,7 +95,7 @@ def summary(reports: Sequence[EntryReport]) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for r in reports:
         counts[r.status] = counts.get(r.status, 0) + 1
-    return _finite(
+    return finite(
         {
             "swinzoo_version": __version__,
             "libraries": library_versions(),
@@ -120,30 +121,32 @@ def write_verification(folder: Path, report: EntryReport) -> Path:
     The verdict is bound to what produced it (card.verification_problems checks each): the sha256 of every
     file that changes what the model computes, this swinzoo version and the tolerance of the stored dtype.
     """
-    from ..card import VERIFICATION_SCHEMA, bound_hashes
+    from ..card import bound_hashes
 
     versions = library_versions()
-    data = {
-        "schema_version": VERIFICATION_SCHEMA,
-        "swinzoo_version": __version__,
-        "verified_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "entry": report.entry,
-        "status": report.status,
-        "passed": report.passed,
-        "problems": report.problems,
-        "unchecked": report.unchecked,
-        "source": report.source,
-        "source_sha256": report.source_sha256,
+    hashes = bound_hashes(folder)
+    record = VerificationRecord(
+        schema_version=VerificationRecord.SCHEMA,
+        swinzoo_version=__version__,
+        verified_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        entry=report.entry,
+        status=report.status,
+        passed=report.passed,
+        problems=list(report.problems),
+        unchecked=list(report.unchecked),
+        source=report.source,
+        source_sha256=report.source_sha256,
         # the exact bytes that were checked: publish refuses a folder whose weights or config changed since
-        **bound_hashes(folder),
-        "synthetic": report.synthetic,
-        "dtype": report.dtype,
-        "tolerance": report.tolerance.to_dict(),
-        "images": report.images,
-        "seed": report.seed,
-        "mask": report.mask,
-        "libraries": {k: versions.get(k) for k in ("torch", "timm", "transformers")},
-        "references": [
+        weights_sha256=hashes["weights_sha256"],
+        config_sha256=hashes["config_sha256"],
+        synthetic=report.synthetic,
+        dtype=report.dtype,
+        tolerance=report.tolerance.to_dict(),
+        images=list(report.images),
+        seed=report.seed,
+        mask=report.mask,
+        libraries={k: versions.get(k) for k in ("torch", "timm", "transformers")},
+        references=[
             {
                 "reference": r.reference,
                 "library": r.library,
@@ -157,33 +160,24 @@ def write_verification(folder: Path, report: EntryReport) -> Path:
             }
             for r in report.references
         ],
-    }
-    path = folder / VERIFICATION_NAME
-    _write_json_atomic(path, _finite(data))
-    return path
+    )
+    converted = ConvertedFolder(folder)
+    _make_parent(converted.verification_file)
+    return converted.write_verification(record)
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    """Through an unpredictable temporary sibling and one rename (a folder or link at ``path`` is refused)."""
-    from ..folder import OutputError, atomic_write_text
-
+def _make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{path}: cannot create its folder ({exc.strerror or exc})") from exc
-    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n")
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    """Through an unpredictable temporary sibling and one rename (a folder or link at ``path`` is refused)."""
+    _make_parent(path)
+    atomic_write_text(path, json.dumps(finite(data), indent=2, allow_nan=False, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {value!r}")
-
-
-def _finite(data: Any) -> Any:
-    """inf / nan (shape mismatches) as strings so the JSON stays strict."""
-    if isinstance(data, float) and not math.isfinite(data):
-        return str(data)
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_finite(v) for v in data]
-    return data

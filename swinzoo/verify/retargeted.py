@@ -10,12 +10,13 @@ swinzoo's converter and of swinzoo.retarget; tests/test_verify.py checks these i
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..folder import CONVERSION_NAME, ConvertedFolder
+from ..records import RecordError
 from ..reference_retarget import reference_retarget
 from .errors import VerifyError
 
@@ -26,24 +27,21 @@ if TYPE_CHECKING:
     from .context import Context
 
 RECORD = "retarget"  # conversion.json's key
-CONVERSION = "conversion.json"
 GEOMETRY = ("image_size", "window_size")
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
     """conversion.json's retarget record, or None (no record, or no readable conversion.json: check_folder says
     so). A record verify cannot use is a VerifyError naming the field."""
-    path = folder / CONVERSION
+    converted = ConvertedFolder(folder)
     try:
-        conversion = json.loads(path.read_text())
-    except (OSError, ValueError):
+        conversion = converted.conversion()
+    except RecordError:
         return None
-    record = conversion.get(RECORD) if isinstance(conversion, dict) else None
+    record = conversion.retarget if conversion is not None else None
     if record is None:
         return None
-    where = f"{path}: {RECORD}"
-    if not isinstance(record, dict):
-        raise VerifyError(f"{where}: expected an object, got {type(record).__name__}")
+    where = f"{converted.conversion_file}: {RECORD}"
     for part in ("from", "to"):
         geometry = record.get(part)
         if not isinstance(geometry, dict):
@@ -84,7 +82,7 @@ def sample_preprocessing(entry: ZooEntry, record: dict[str, Any] | None) -> Prep
     height, width = _hw(record["to"]["image_size"])
     if height != width:
         raise VerifyError(
-            f"{CONVERSION}: {RECORD}.to.image_size is {height}x{width}; the sample transform crops squares only"
+            f"{CONVERSION_NAME}: {RECORD}.to.image_size is {height}x{width}; the sample transform crops squares only"
         )
     return dataclasses.replace(entry.preprocessing, input_size=height)
 
@@ -98,7 +96,7 @@ def check_record(config: SwinConfig, want: SwinConfig, derived: set[str], record
     for name in GEOMETRY:
         if name not in derived and _hw(source[name]) != _hw(getattr(want, name)):
             problems.append(
-                f"{CONVERSION}: {RECORD}.from.{name} is {source[name]}, the manifest says {getattr(want, name)}"
+                f"{CONVERSION_NAME}: {RECORD}.from.{name} is {source[name]}, the manifest says {getattr(want, name)}"
             )
         if _hw(target[name]) != _hw(getattr(config, name)):
             problems.append(f"config.json: {name} is {getattr(config, name)}, {RECORD}.to says {target[name]}")
@@ -109,7 +107,7 @@ def check_record(config: SwinConfig, want: SwinConfig, derived: set[str], record
         value = recorded.get("pretrained_window_sizes")
         if value is not None and list(value) != list(cfg.pretrained_window_sizes):
             field = f"{RECORD}.{part}.pretrained_window_sizes"
-            problems.append(f"{CONVERSION}: {field} is {value}, {says} {cfg.pretrained_window_sizes}")
+            problems.append(f"{CONVERSION_NAME}: {field} is {value}, {says} {cfg.pretrained_window_sizes}")
     labels = target.get("num_labels")
     if labels is not None and labels != config.num_labels:
         problems.append(f"config.json: num_labels is {config.num_labels}, {RECORD}.to says {labels}")
