@@ -39,6 +39,7 @@ import torch
 
 from . import images as _images
 from .errors import SwinzooError
+from .folder import ConvertedFolder, atomic_write_text
 from .images import ImageError, Preprocessing
 
 __all__ = ["EvalData", "EvaluateError", "Evaluation", "evaluate", "imagenet_synsets", "scan_data"]
@@ -348,7 +349,7 @@ def _load(spec: str, class_map: Sequence[int] | None) -> _Model:
         raise EvaluateError(f"{spec}: {_SIMMIM_REASON}")
     folder, source = resolve_model(spec)
     local = source == str(folder)
-    config_file = folder / "config.json"
+    config_file = ConvertedFolder(folder).config_file
     if not config_file.is_file():
         raise EvaluateError(f"{source}: no config.json in {folder}")
     _, task, _ = read_config(config_file)
@@ -629,7 +630,7 @@ def evaluate(
     dataset = scan_data(data, ground_truth)
     samples = spread(dataset.samples, limit)
     loaded = _load(model, class_map)
-    target = loaded.folder / "evaluation.json" if write and loaded.local else None
+    target = ConvertedFolder(loaded.folder).evaluation_file if write and loaded.local else None
     if target is not None and not os.access(loaded.folder, os.W_OK | os.X_OK):
         raise EvaluateError(f"{loaded.folder}: not writable, so evaluation.json cannot be written there")
 
@@ -684,8 +685,6 @@ def evaluate(
     )
     if world.rank == 0:
         evaluation.predictions = [ImagePrediction(str(samples[i][0]), t, tuple(top)) for i, t, top in all_results]
-        from .folder import ConvertedFolder, atomic_write_text
-
         weights = ConvertedFolder(loaded.folder).weights
         if weights.is_file():
             from .fetch import sha256_file

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from . import __version__
 from .config import SwinConfig
 from .errors import SwinzooError, one_line, redact
-from .folder import CONFIG_NAME, WEIGHTS_NAME, atomic_output
+from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output
 from .modeling import TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -187,7 +187,7 @@ def _download_from_hub(
 
 # Records a repo may carry beside the weights: provenance and the eval transform (read by the card, predict and
 # the image processor). Fetched into the same snapshot when present.
-OPTIONAL_RECORDS = ("conversion.json", "preprocessor_config.json")
+OPTIONAL_RECORDS = (CONVERSION_NAME, "preprocessor_config.json")
 
 
 def _fetch_optional(repo_id: str, filename: str, commit: str, cache_dir: str | None) -> None:

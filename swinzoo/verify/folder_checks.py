@@ -122,7 +122,7 @@ def entry_from_folder(folder: Path, record: ConversionRecord) -> ZooEntry:
     if layout is None or layout not in LAYOUTS:
         raise VerifyError(f"--converted {folder}: {CONVERSION_NAME} names converter {layout!r}, not one of {LAYOUTS}")
     try:
-        config = SwinConfig.from_json_file(folder / "config.json")
+        config = SwinConfig.from_json_file(ConvertedFolder(folder).config_file)
     except (ConfigError, OSError, ValueError) as exc:
         raise VerifyError(f"--converted {folder}: config.json cannot build the references ({exc})") from exc
     pretrain = layout_task(layout) == "masked-image-modeling"
