@@ -274,10 +274,16 @@ def convert_command(
     is_flag=True,
     help="Report entries without a download URL (Google-Drive-only) as skipped instead of failing.",
 )
+@click.option(
+    "--evict-sources",
+    is_flag=True,
+    help="Delete each entry's checkpoint from the cache once it is verified: a whole-zoo shard then needs disk "
+    "for its largest checkpoint only (a --source file is never deleted).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def verify_command(
     names, all_entries, synthetic, source, converted, reference, images_dir, as_json, json_file, shard, cache_dir,
-    seed, skip_manual, quiet,
+    seed, skip_manual, evict_sources, quiet,
 ) -> None:  # fmt: skip
     """Check converted weights against timm and transformers loading the same official file.
 
@@ -342,6 +348,7 @@ def verify_command(
         cache_dir=cache_dir,
         seed=0 if seed is None else seed,
         skip_manual=skip_manual,
+        evict_sources=evict_sources,
         progress=not quiet,
         on_report=on_report,
     )

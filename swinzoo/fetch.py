@@ -685,6 +685,43 @@ def fetch(
     return FetchResult(final, seen, from_cache=False, pinned=expected is not None)
 
 
+def evict(path: str | os.PathLike, cache_dir: Path | None = None) -> bool:
+    """Delete a checkpoint swinzoo put in its cache (a download, or a generated synthetic file) to free the disk.
+
+    Why: a verify shard downloads tens of GB, one file after the other, and needs each only while its entry is
+    checked (``verify --evict-sources``). Only a regular file directly inside a ``<16 hex>/`` download folder or
+    ``synthetic/`` of the cache is removed (a user's own file, a link or anything else is left, and False
+    returned); a download is removed under its entry's lock, so a concurrent fetch of it is not cut short.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = Path(path)
+    try:
+        inside = path.parent.parent.resolve() == root.resolve() and not path.parent.is_symlink()
+    except OSError:
+        return False
+    folder = path.parent.name
+    if not inside or not (folder == "synthetic" or re.fullmatch(r"[0-9a-f]{16}", folder)):
+        return False
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        return False
+    if folder == "synthetic":
+        path.unlink(missing_ok=True)
+        return True
+    entry = _Entry(path)
+    try:
+        with entry.locked():
+            if entry.lstat(entry.name) is None:
+                return False
+            entry.unlink(entry.name)
+    finally:
+        entry.close()
+    return True
+
+
 def _from_cache(entry: _Entry, expected: str | None, progress: bool) -> FetchResult | None:
     """The cached file when it is a checkpoint with the expected hash; a bad one is deleted (and said so)."""
     st = entry.lstat(entry.name)

@@ -304,3 +304,35 @@ def test_file_url_is_treated_as_a_local_path(tmp_path):
     path = tmp_path / "ckpt.pth"
     path.write_bytes(DATA)
     assert fetch(path.as_uri(), progress=False).path == path
+
+
+# ------------------------------------------------------------------------------------------------ eviction
+def test_evict_deletes_a_download_and_the_next_fetch_downloads_it_again(server, tmp_path):
+    from swinzoo.fetch import evict
+
+    got = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+    assert evict(got.path, tmp_path) is True
+    assert not got.path.exists() and _leftovers(tmp_path) == []
+    again = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=tmp_path, progress=False)
+    assert again.path == got.path and not again.from_cache and len(server.requests) == 2
+
+
+def test_evict_never_deletes_a_file_outside_the_cache_a_link_or_a_hard_linked_file(server, tmp_path):
+    from swinzoo.fetch import evict
+
+    cache = tmp_path / "cache"
+    got = fetch(server.url(NAME), sha256=DATA_SHA, cache_dir=cache, progress=False)
+    users = tmp_path / "mine.pth"  # a user's --source file
+    users.write_bytes(DATA)
+    assert evict(users, cache) is False and users.exists()
+    assert evict(got.path, tmp_path / "another-cache") is False and got.path.exists()
+    link = got.path.parent / "link.pth"
+    link.symlink_to(users)
+    assert evict(link, cache) is False and users.exists() and link.is_symlink()
+    linked = got.path.parent / "hard.pth"
+    os.link(users, linked)
+    assert evict(linked, cache) is False and users.exists() and linked.exists()
+    outside = cache / "notahexfolder"
+    outside.mkdir()
+    (outside / "x.pth").write_bytes(DATA)
+    assert evict(outside / "x.pth", cache) is False and (outside / "x.pth").exists()

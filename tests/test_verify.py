@@ -151,6 +151,33 @@ def test_cli_prints_the_table_and_json_and_exits_0_on_pass(zoo, cache):
     assert "tiny-swinv2" in err and "pass [pass]" in err and "6/6" in err
 
 
+def test_evict_sources_deletes_each_checkpoint_after_its_entry_and_keeps_the_verdict(zoo, tmp_path):
+    cache = tmp_path / "own-cache"  # not the session's: this run deletes what it generates
+    code, out, err = cli(
+        "tiny-swin", "tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--evict-sources", "--json"
+    )
+    assert code == 0, err
+    entries = json.loads(out)["entries"]
+    assert [(e["entry"], e["status"], e["source_evicted"]) for e in entries] == [
+        ("tiny-swin", "pass", True),
+        ("tiny-swinv2", "pass", True),
+    ]
+    assert [p.name for p in (cache / "synthetic").iterdir()] == []
+    code, out, err = cli("tiny-swin", "--synthetic", "--cache-dir", str(cache), "--json")  # without the flag: kept
+    assert code == 0 and json.loads(out)["entries"][0]["source_evicted"] is False
+    assert [p.name for p in (cache / "synthetic").iterdir()] == ["tiny-swin-seed0.pth"]
+
+
+def test_evict_sources_never_deletes_a_source_the_user_gave(zoo, cache, tmp_path):
+    from swinzoo.convert import resolve_source
+
+    src = resolve_source(zoo["tiny-swin"], synthetic=True, cache_dir=cache, progress=False)
+    mine = tmp_path / "mine.pth"
+    mine.write_bytes(src.path.read_bytes())
+    report = V.verify_entry("tiny-swin", source=mine, cache_dir=cache, evict_sources=True)
+    assert report.status == "pass" and report.source_evicted is False and mine.is_file()
+
+
 # --------------------------------------------------------------------------------------------- converted folders
 @pytest.fixture
 def folder(zoo, cache, tmp_path) -> Path:

@@ -27,7 +27,9 @@ class VerifyOptions:
 
     ``synthetic``: a random file in the official layout instead of the download; ``source``: the official file
     to use (one entry only); ``images_dir``: sample images [shipped]; ``cache_dir``: download cache; ``seed``:
-    of synthetic files and SimMIM masks; ``skip_manual``: report entries without a download URL as skipped.
+    of synthetic files and SimMIM masks; ``skip_manual``: report entries without a download URL as skipped;
+    ``evict_sources``: delete each entry's checkpoint from the cache once it is verified (a shard then needs disk
+    for its largest checkpoint, not all of them; a ``source`` the user gave is never deleted).
     """
 
     synthetic: bool = False
@@ -37,6 +39,7 @@ class VerifyOptions:
     cache_dir: str | os.PathLike | None = None
     seed: int = 0
     skip_manual: bool = False
+    evict_sources: bool = False
     progress: bool = False
 
     def __post_init__(self) -> None:

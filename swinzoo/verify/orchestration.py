@@ -63,6 +63,10 @@ def verify_entry(
     for name in options.references:
         _status(options, f"{entry.name}: {name} reference")
         report.references += _run_reference(REFERENCES[name], ctx)
+    if options.evict_sources and options.source is None:  # every reference has read it: free the disk
+        from ..fetch import evict
+
+        report.source_evicted = evict(ctx.source_path, Path(options.cache_dir) if options.cache_dir else None)
     del ctx
     _verdict(report)
     return _done(report, started, folder)

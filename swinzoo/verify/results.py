@@ -94,6 +94,7 @@ class EntryReport:
     seconds: float = 0.0
     source_seconds: float = 0.0  # finding the source: generating a synthetic file, or fetching and hashing one
     convert_seconds: float = 0.0  # swinzoo's model (converted in memory, or the folder's) and its outputs
+    source_evicted: bool = False  # the checkpoint was deleted from the cache after the run (--evict-sources)
 
     @property
     def passed(self) -> bool:
@@ -121,4 +122,5 @@ class EntryReport:
             "seconds": round(self.seconds, 3),
             "source_seconds": round(self.source_seconds, 3),
             "convert_seconds": round(self.convert_seconds, 3),
+            "source_evicted": self.source_evicted,
         }
