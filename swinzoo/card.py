@@ -474,27 +474,20 @@ def verification_passed(verification: VerificationRecord | Mapping[str, Any] | N
 
 
 def reference_rows(verification: VerificationRecord | Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The references of a verification.json, in one shape whichever writer made it.
-
-    swinzoo.verify writes ``library_version``/``output_max_abs_diff``/``hidden_max_abs_diff``/``status``;
-    the shape first agreed on used ``version``/``max_abs_diff_logits``/``max_abs_diff_hidden``/``passed``.
-    """
+    """The references of a verification.json as table rows (the record has read an older shape as today's)."""
     record = as_verification(verification)
     rows = []
     for ref in (record.references if record is not None else None) or []:
         if not isinstance(ref, Mapping):
             continue
-        status = ref.get("status")
-        if status is None:
-            status = "pass" if ref.get("passed") is True else "fail"
         rows.append(
             {
                 "reference": str(ref.get("reference", "?")),
-                "version": ref.get("library_version") or ref.get("version") or "?",
-                "logits": ref.get("output_max_abs_diff", ref.get("max_abs_diff_logits")),
-                "hidden": ref.get("hidden_max_abs_diff", ref.get("max_abs_diff_hidden")),
+                "version": ref.get("library_version") or "?",
+                "logits": ref.get("output_max_abs_diff"),
+                "hidden": ref.get("hidden_max_abs_diff"),
                 "top5": ref.get("top5_agreement"),
-                "status": str(status),
+                "status": str(ref.get("status") or "fail"),
                 "reason": str(ref.get("reason") or ""),
             }
         )

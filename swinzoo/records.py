@@ -259,3 +259,26 @@ class VerificationRecord(Record):
     def missing(self) -> list[str]:
         """The required fields this record lacks."""
         return [name for name in self.REQUIRED if getattr(self, name) is None]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: Path | str | None = None) -> VerificationRecord:
+        record = super().from_dict(data, where)
+        if record.references and any(_OLD_REFERENCE_KEYS.keys() & ref.keys() for ref in record.references):
+            record = dataclasses.replace(record, references=[_upgraded(ref) for ref in record.references])
+        return record
+
+
+#: The first verification.json shape (before schema_version) named a reference's figures so; read as today's.
+_OLD_REFERENCE_KEYS = {
+    "version": "library_version",
+    "max_abs_diff_logits": "output_max_abs_diff",
+    "max_abs_diff_hidden": "hidden_max_abs_diff",
+}
+
+
+def _upgraded(ref: dict[str, Any]) -> dict[str, Any]:
+    new = {_OLD_REFERENCE_KEYS.get(k, k): v for k, v in ref.items() if k not in _OLD_REFERENCE_KEYS.values()}
+    new.update({k: ref[k] for k in _OLD_REFERENCE_KEYS.values() if k in ref})  # today's name wins
+    if "status" not in new:
+        new["status"] = "pass" if ref.get("passed") is True else "fail"
+    return new

@@ -144,3 +144,24 @@ def test_the_folder_names_each_file_swinzoo_writes(tmp_path: Path) -> None:
     with pytest.raises(RecordError, match="conversion.json: missing"):
         folder.require_conversion()
     assert swinzoo.folder.SWINZOO_FILES == tuple(p.name for p in names)
+
+
+def test_the_first_reference_shape_reads_as_todays_and_the_card_shows_it(tmp_path: Path) -> None:
+    from swinzoo.card import reference_rows
+
+    first = {"reference": "timm", "version": "0.9.2", "max_abs_diff_logits": 2e-6, "max_abs_diff_hidden": 3e-6}
+    record = VerificationRecord.from_dict({"passed": True, "references": [{**first, "passed": True}]})
+    assert record.references == [
+        {
+            "reference": "timm",
+            "library_version": "0.9.2",
+            "output_max_abs_diff": 2e-6,
+            "hidden_max_abs_diff": 3e-6,
+            "passed": True,
+            "status": "pass",
+        }
+    ]
+    (row,) = reference_rows(record)
+    assert (row["version"], row["logits"], row["hidden"], row["status"]) == ("0.9.2", 2e-6, 3e-6, "pass")
+    failed = VerificationRecord.from_dict({"references": [{**first, "passed": False}]})
+    assert reference_rows(failed)[0]["status"] == "fail"
