@@ -29,7 +29,7 @@ import torch
 from swinzoo.convert import convert
 baseline = status("VmRSS:")
 t = time.perf_counter()
-convert(source=sys.argv[1], out_dir=sys.argv[2], dtype=sys.argv[3] or None, progress=False)
+convert(source=sys.argv[1], out_dir=sys.argv[2], dtype=sys.argv[3] or None, progress=False, overwrite=True)
 print(json.dumps({"seconds": time.perf_counter() - t, "baseline": baseline, "peak": status("VmHWM:")}))
 """
 

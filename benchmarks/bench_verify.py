@@ -10,6 +10,7 @@ checkpoint file (target <= 1.3x). A measurement, not a test: nothing here assert
     python benchmarks/bench_verify.py                        # tiny, small, base, large
     python benchmarks/bench_verify.py --classes tiny base --huge --json
     python benchmarks/bench_verify.py --classes --giant --limit-gib 16   # under `prlimit --as`
+    python benchmarks/bench_verify.py --classes --huge --converted       # also verify --converted on convert's folder
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def run_child(argv: list[str], limit_bytes: int | None) -> tuple[int, float, int
     return proc.returncode, wall, usage.ru_maxrss * 1024, tail  # ru_maxrss is in KiB on Linux
 
 
-def measure(name: str, work: Path, limit_bytes: int | None) -> dict:
+def measure(name: str, work: Path, limit_bytes: int | None, converted: bool = False) -> dict:
     cache, results, out = work / "cache", work / "verify.json", work / "converted"
     rc, wall, peak, tail = run_child(
         [*_swinzoo(), "verify", name, "--synthetic", "--quiet", "--cache-dir", str(cache), "--json-file", str(results)],
@@ -92,6 +93,18 @@ def measure(name: str, work: Path, limit_bytes: int | None) -> dict:
             target = 1.5 * model_bytes + GIB
             row.update(model_bytes=model_bytes, target_bytes=int(target))
             row["verify_peak_over_target"] = round(row["verify_peak_rss"] / target, 3)
+        if converted and rc == 0:  # the folder convert wrote, loaded with from_pretrained, then the references
+            checked = work / "verify-converted.json"
+            rc, wall, peak, tail = run_child(
+                [*_swinzoo(), "verify", name, "--synthetic", "--quiet", "--cache-dir", str(cache), "--converted",
+                 str(out), "--json-file", str(checked)],
+                limit_bytes,
+            )  # fmt: skip
+            status = json.loads(checked.read_text())["entries"][0]["status"] if checked.exists() else "crashed"
+            row.update(converted_status=status, converted_exit=rc, converted_seconds=round(wall, 1))
+            row["converted_peak_rss"] = peak
+            if model_bytes:
+                row["converted_peak_over_target"] = round(peak / (1.5 * model_bytes + GIB), 3)
     return row
 
 
@@ -115,6 +128,13 @@ def _fmt(row: dict) -> str:
             f"convert peak RSS {g(row['convert_peak_rss'])} = {row['convert_peak_over_file']:.2f}x the "
             f"{g(row['checkpoint_bytes'])} checkpoint (target <= 1.3x)"
         )
+    if "converted_peak_rss" in row:
+        over = row.get("converted_peak_over_target")
+        parts.append(
+            f"verify --converted: {row['converted_status']}, peak RSS {g(row['converted_peak_rss'])}"
+            + (f" = {over:.2f} of the target" if over is not None else "")
+            + f", {row['converted_seconds']:.1f} s"
+        )
     if row.get("stderr"):
         parts.append("stderr: " + row["stderr"].strip().splitlines()[-1])
     return "\n  ".join(parts)
@@ -128,6 +148,11 @@ def main() -> None:
     parser.add_argument("--entry", action="append", default=[], help="Any other entry NAME (repeatable).")
     parser.add_argument("--limit-gib", type=float, help="Run each child under `prlimit --as` of this many GiB.")
     parser.add_argument("--workdir", type=Path, help="Where the synthetic files go (default: a temp dir, removed).")
+    parser.add_argument(
+        "--converted",
+        action="store_true",
+        help="Also run `swinzoo verify NAME --synthetic --converted DIR` on the folder convert wrote (its peak RSS).",
+    )
     parser.add_argument("--json", action="store_true", help="One JSON object on stdout instead of the lines.")
     args = parser.parse_args()
     names = [CLASSES[c] for c in args.classes] + (["huge"] if args.huge else []) + (["giant"] if args.giant else [])
@@ -140,7 +165,7 @@ def main() -> None:
     for name in names:
         work = Path(tempfile.mkdtemp(prefix="swinzoo-bench-verify-", dir=args.workdir))
         try:
-            rows.append(measure(name, work, limit))
+            rows.append(measure(name, work, limit, converted=args.converted))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         if not args.json:

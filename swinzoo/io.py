@@ -21,6 +21,7 @@ from .config import SwinConfig
 from .errors import SwinzooError, one_line, redact
 from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output
 from .modeling import TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
+from .safeload import count_nonfinite
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -229,8 +230,8 @@ def _check_weights(state: dict[str, torch.Tensor], weights_file: Path) -> None:
                 "float32, bfloat16 or float16"
             )
         dtypes.setdefault(value.dtype, key)
-        if not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).sum())
+        bad = count_nonfinite(value)
+        if bad:
             raise LoadError(f"{weights_file}: {key} holds {bad} non-finite value(s) (NaN or Inf)")
     if len(dtypes) > 1:
         shown = ", ".join(f"{k} is {str(d).removeprefix('torch.')}" for d, k in dtypes.items())

@@ -11,9 +11,11 @@ install does not need timm and then falls back to generic ``LABEL_i`` names.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import difflib
 import importlib.resources
+import importlib.util
 import re
 import tomllib
 import types
@@ -270,6 +272,29 @@ def count_parameters(
 
 
 # --------------------------------------------------------------------------------------------- labels
+def _timm_info_file(name: str) -> Path | None:
+    """One of timm's bundled ImageNet class-name files, found without importing timm; None without timm.
+
+    Importing timm loads torchvision and every timm model (~200 MB resident): ``convert`` needs only the names.
+    """
+    try:
+        spec = importlib.util.find_spec("timm")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "data" / "_info" / name
+        if path.is_file():
+            return path
+    raise ManifestError(f"timm is installed but has no data/_info/{name} (its ImageNet class names)")
+
+
+def _read_timm_lines(name: str) -> list[str] | None:
+    path = _timm_info_file(name)
+    return None if path is None else path.read_text(encoding="utf-8").splitlines()
+
+
 @cache
 def _label_names(label_set: str) -> tuple[str, ...]:
     if label_set not in LABEL_SETS:
@@ -277,15 +302,18 @@ def _label_names(label_set: str) -> tuple[str, ...]:
     size = LABEL_SETS[label_set]
     if size == 0:
         return ()
-    try:
-        from timm.data import ImageNetInfo
-    except ImportError:
+    lemma_lines = _read_timm_lines("imagenet_synset_to_lemma.txt")
+    if lemma_lines is None:
         return tuple(f"LABEL_{i}" for i in range(size))
-    info = ImageNetInfo(label_set)
-    synsets = official_22k_synsets() if label_set == "imagenet-22k" else list(info.label_names())
-    if len(synsets) != size:
-        raise ManifestError(f"label_set {label_set!r}: timm's class list has {len(synsets)} names, expected {size}")
-    names = [info.label_name_to_description(s) for s in synsets]
+    lemmas = dict(row[:2] for row in csv.reader(lemma_lines, delimiter="\t") if len(row) >= 2)
+    synsets = official_22k_synsets() if label_set == "imagenet-22k" else _read_timm_lines("imagenet_synsets.txt")
+    if synsets is None or len(synsets) != size:
+        got = "no" if synsets is None else len(synsets)
+        raise ManifestError(f"label_set {label_set!r}: timm's class list has {got} names, expected {size}")
+    missing = [s for s in synsets if s not in lemmas]
+    if missing:
+        raise ManifestError(f"label_set {label_set!r}: timm's lemma list has no name for {missing[0]}")
+    names = [lemmas[s] for s in synsets]
     # Lemmas repeat (ImageNet-1K has two "crane" and two "maillot"); config labels must be unique, so each
     # repeated lemma carries its WordNet synset.
     counts: dict[str, int] = {}
@@ -305,12 +333,10 @@ def official_22k_synsets() -> list[str]:
     wnids and so runs one row behind from 9205 on: the official 22k->1k map (``swinzoo/assets``) only agrees with
     this order.
     """
-    from importlib import resources
-
-    import timm.data
-
-    text = (resources.files(timm.data) / "_info" / "imagenet21k_goog_synsets.txt").read_text()
-    google = text.split()
+    text = _read_timm_lines("imagenet21k_goog_synsets.txt")
+    if text is None:
+        raise ManifestError("the official 22k class order comes from timm's imagenet21k_goog_synsets.txt: install timm")
+    google = " ".join(text).split()
     if len(google) != 21843:
         raise ManifestError(f"timm's imagenet21k_goog_synsets.txt has {len(google)} wnids, expected 21843")
     rows = google[:21841]

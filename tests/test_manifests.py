@@ -339,12 +339,25 @@ def test_22k_head_rows_named_by_the_official_22k_to_1k_map_are_those_1k_classes(
 
 def test_label_names_fall_back_to_generic_names_without_timm(monkeypatch):
     mf._label_names.cache_clear()
-    monkeypatch.setitem(sys.modules, "timm.data", None)  # `from timm.data import ...` now raises ImportError
+    monkeypatch.setitem(sys.modules, "timm", None)  # as if timm were not installed: find_spec("timm") is None
     try:
         names = label_names("imagenet-1k")
         assert names[:2] == ["LABEL_0", "LABEL_1"] and len(names) == 1000
     finally:
         mf._label_names.cache_clear()
+
+
+def test_label_names_read_timms_files_without_importing_timm():
+    """convert builds configs with label names; importing timm for them would cost ~200 MB of RSS (issue 9)."""
+    import subprocess
+
+    code = (
+        "import sys; from swinzoo.manifest import label_names; "
+        "names = label_names('imagenet-1k') + label_names('imagenet-22k'); "
+        "print(len(names), 'timm' in sys.modules, 'torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(1000 + 21841), "False", "False"]
 
 
 # --------------------------------------------------------------------------------------------- parameters

@@ -10,10 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import max_diff, random_model, tiny_config
+from safetensors.torch import load_file
 
+from swinzoo.convert import convert
 from swinzoo.converters.timm_layout import create_timm_model
 from swinzoo.converters.transformers_layout import create_transformers_model
+from swinzoo.io import from_pretrained, save_pretrained
+from swinzoo.modeling import SwinForImageClassification
 from swinzoo.synthetic import official_state_dict, randomize_state, write_official_checkpoint
 from swinzoo.verify import VerifyError
 from swinzoo.verify.meta import build_on_meta, check_filled, materialize_buffers
@@ -123,3 +127,53 @@ def test_synthetic_state_is_timms_cpu_model_randomised_in_the_official_layout(ve
 
 def _prev(m: re.Match) -> str:
     return f"layers.{int(m.group(1)) - 1}.downsample."
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_converted_folder_loads_in_the_files_own_pages_with_its_buffers_rebuilt(version, tmp_path):
+    """verify --converted loads the folder with from_pretrained: the weights stay in the memory-mapped
+    model.safetensors (no copy of their own), the non-persistent buffers are rebuilt, the outputs are the saved
+    model's."""
+    saved = random_model(SwinForImageClassification, tiny_config(version), seed=3)
+    folder = save_pretrained(saved, tmp_path / "model")
+    loaded = from_pretrained(folder)
+    weights = folder / "model.safetensors"
+    unmapped = [name for name, p in loaded.named_parameters() if not _mapped_from(weights, p.data_ptr())]
+    assert unmapped == []
+    _assert_same_buffers(loaded, saved)  # relative position index / coords table / shift masks, on the CPU
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert max_diff(loaded(x).logits, saved(x).logits) <= 1e-5  # last bits only: the mapped weights are
+        # 4-byte aligned where the saved model's are 64-byte aligned, and MKL blocks a matmul by alignment
+
+
+def test_convert_writes_the_mapped_source_tensors_without_copying_them(tmp_path):
+    """convert's model holds the memory-mapped checkpoint's tensors (meta build + assign), and what it writes
+    is those values: safetensors' own loader reads back the official file's weights."""
+    config, layout = CONFIGS["v2"]
+    path = write_official_checkpoint(tmp_path / "ckpt.pth", config, layout, training_state=False)
+    result = convert(source=path, out_dir=tmp_path / "out", progress=False)
+    weight = result.model.swin.patch_embed.proj.weight
+    assert _mapped_from(path, weight.data_ptr())
+    written = load_file(str(tmp_path / "out" / "model.safetensors"))
+    official = official_state_dict(config, layout)
+    assert torch.equal(written["swin.patch_embed.proj.weight"], official["patch_embed.proj.weight"])
+    assert torch.equal(written["head.weight"], official["head.weight"])
+
+
+@pytest.mark.parametrize("view", ["contiguous", "transposed", "strided", "row"])
+def test_non_finite_values_are_counted_chunk_by_chunk(monkeypatch, view):
+    """count_nonfinite checks a weight in chunks (no temporaries the size of the weight): NaN and Inf are
+    counted wherever they sit, across chunk boundaries and in non-contiguous views."""
+    import swinzoo.safeload as safeload
+
+    monkeypatch.setattr(safeload, "FINITE_CHUNK", 64)  # many chunks for a 300 x 70 weight
+    t = torch.randn(300, 70, generator=torch.Generator().manual_seed(0))
+    t[::7, ::3] = float("nan")  # 43 rows x 24 columns
+    t[299, 69] = float("inf")  # the very last element
+    t[5, 4] = float("-inf")
+    x = {"contiguous": t, "transposed": t.T, "strided": t[:, ::2], "row": t[294]}[view]
+    # NaN rows 0, 7, ..., 294; even columns keep every 6th (12 of them) and the -inf at column 4
+    want = {"contiguous": 43 * 24 + 2, "transposed": 43 * 24 + 2, "strided": 43 * 12 + 1, "row": 24}[view]
+    assert safeload.count_nonfinite(x) == want
+    assert safeload.count_nonfinite(torch.randn(3, 4)) == 0
