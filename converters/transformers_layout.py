@@ -102,10 +102,11 @@ def foreign_shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
     return {k: v for k, v in shapes_of(model).items() if not k.endswith(BUILT_BY_MODEL)}
 
 
-def load_transformers_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """``model.load_state_dict(state, strict=True)``, the buffers the model computes itself taken from it."""
+def load_transformers_state(model: torch.nn.Module, state: dict[str, torch.Tensor], assign: bool = False) -> None:
+    """``model.load_state_dict(state, strict=True, assign=assign)``, the buffers the model computes itself taken
+    from it. ``assign``: the model's tensors become ``state``'s (say, a memory-mapped file's pages), not copies."""
     own = {k: v for k, v in model.state_dict().items() if k.endswith(BUILT_BY_MODEL) and k not in state}
-    model.load_state_dict({**state, **own}, strict=True)
+    model.load_state_dict({**state, **own}, strict=True, assign=assign)
 
 
 def transformers_config(config: SwinConfig):

@@ -82,12 +82,29 @@ def transformers_twin(model: SwinPreTrainedModel, task: str = "image-classificat
     return reference
 
 
+# Why a test of transformers' Swin v1 forward with absolute positions cannot run under transformers 4.x.
+NO_ABSOLUTE_POSITIONS_FORWARD = (
+    "transformers 4.x's Swin v1 holds absolute positions as (1, 1 + N, C) with a class-token row and its "
+    "SwinEmbeddings.forward adds them to the N patch tokens, which raises (5.x dropped the row)"
+)
+
+
+def transformers_positions_have_class_row() -> bool:
+    """Whether the installed transformers' Swin v1 keeps a class-token row in its absolute positions (4.x),
+    read off its own model (built on the meta device), not off its version number."""
+    config = tiny_config(1, image_size=128, use_absolute_embeddings=True)
+    with torch.device("meta"):
+        model = create_transformers_model(config, "base")
+    return model.embeddings.position_embeddings.shape[1] == (128 // 4) ** 2 + 1
+
+
 def transformers_backbone_twin(model: SwinPreTrainedModel) -> torch.nn.Module:
     """transformers' SwinBackbone / Swinv2Backbone holding ``model``'s (a swinzoo SwinBackbone) weights.
 
     transformers_layout has no backbone task, so the rules are assembled here: the base-model rules under
-    the ``swin.`` prefix (v1) or at the top level (v2), and ``stage_norms`` <-> ``hidden_states_norms``
-    (v1 only: transformers' Swinv2Backbone has no norms and no final LayerNorm).
+    the ``swin.`` prefix (v1 in transformers 5) or at the top level (v2, and v1 in 4.x), and ``stage_norms`` <->
+    ``hidden_states_norms`` (v1 only: transformers' Swinv2Backbone has no norms). The final LayerNorm is mapped
+    where the installed model has one (5.x's SwinBackbone; not 4.x's, nor Swinv2Backbone).
     """
     import transformers
 
@@ -101,10 +118,12 @@ def transformers_backbone_twin(model: SwinPreTrainedModel) -> torch.nn.Module:
     target = foreign_shapes(reference)
     rules = transformers_rules(config, "base", style=detect_style(target))
     source = {k.removeprefix("swin."): v for k, v in model.state_dict().items() if k.startswith("swin.")}
+    if any(k.startswith("swin.") for k in target):
+        rules = [_under_swin_prefix(r) for r in rules]
     if config.version == 1:
-        rules = [_under_swin_prefix(r) for r in rules] + [Rename("stage_norms.{rest}", "hidden_states_norms.{rest}")]
+        rules += [Rename("stage_norms.{rest}", "hidden_states_norms.{rest}")]
         source.update({k: v for k, v in model.state_dict().items() if k.startswith("stage_norms.")})
-    else:
+    if not any(k.removeprefix("swin.").startswith("layernorm.") for k in target):
         source = {k: v for k, v in source.items() if not k.startswith("norm.")}
     state, _ = convert_state_dict(source, rules, target, to_swinzoo=False)
     load_transformers_state(reference, state)

@@ -43,8 +43,10 @@ Pointing the client at the server
 once, at import, into ``huggingface_hub.constants``; the module-level ``HfApi`` behind
 ``huggingface_hub.model_info``, ``create_repo``... also keeps the import-time endpoint. So:
 
-* In-process tests: ``hub_env(server, cache_dir)`` patches those constants, the module-level ``HfApi`` and
-  the environment variables, closes the client's HTTP session, and restores everything on exit. It nests:
+* In-process tests: ``hub_env(server, cache_dir)`` patches those constants, the module-level ``HfApi``, the
+  copies huggingface_hub 0.x and transformers 4.x take of them at import (``file_download``'s URL template,
+  ``transformers.utils.hub``'s offline flag and cache path...) and the environment variables, closes the
+  client's HTTP session, and restores everything on exit. It nests:
   ``hub_env(server, cache_dir, offline=True)`` inside an online block switches to offline mode::
 
       from hubserver import HubServer, hub_env
@@ -1076,6 +1078,44 @@ def subprocess_env(
     return env
 
 
+def _import_time_copies(server: HubServer, cache: Path, home: Path, offline: bool) -> list[tuple[Any, str, Any]]:
+    """Module-level copies of the constants, taken at import by some versions, each with its value for `server`.
+
+    huggingface_hub 0.x: ``file_download`` builds every download URL from its own ``HUGGINGFACE_CO_URL_TEMPLATE``
+    (``from .constants import ...``), and ``hf_api``, ``_cache_manager``, ``_cache_assets`` and ``_git_credential``
+    keep ``ENDPOINT`` / cache paths. transformers 4.x (``transformers.utils.hub``): ``is_offline_mode()`` returns
+    ``_is_offline_mode``, read once from ``HF_HUB_OFFLINE``; ``TRANSFORMERS_CACHE`` (the default ``cache_dir`` of
+    its downloads) and ``HUGGINGFACE_CO_RESOLVE_ENDPOINT`` / ``HUGGINGFACE_CO_PREFIX`` likewise. Only names the
+    installed modules have are returned (newer versions read ``constants`` at call time and have none of them).
+    """
+    import importlib
+
+    template = server.url + "/{repo_id}/resolve/{revision}/{filename}"
+    wanted: dict[str, dict[str, Any]] = {
+        "huggingface_hub.file_download": {"HUGGINGFACE_CO_URL_TEMPLATE": template, "HUGGINGFACE_HUB_CACHE": str(cache)},
+        "huggingface_hub.hf_api": {"ENDPOINT": server.url},
+        "huggingface_hub.utils._cache_manager": {"HF_HUB_CACHE": str(cache)},
+        "huggingface_hub.utils._cache_assets": {"HF_ASSETS_CACHE": str(home / "assets")},
+        "huggingface_hub.utils._git_credential": {"ENDPOINT": server.url},
+        "transformers.utils.hub": {
+            "_is_offline_mode": offline,
+            "TRANSFORMERS_CACHE": str(cache),
+            "PYTORCH_TRANSFORMERS_CACHE": str(cache),
+            "PYTORCH_PRETRAINED_BERT_CACHE": str(cache),
+            "HUGGINGFACE_CO_RESOLVE_ENDPOINT": server.url,
+            "HUGGINGFACE_CO_PREFIX": server.url + "/{model_id}/resolve/{revision}/{filename}",
+        },
+    }
+    out: list[tuple[Any, str, Any]] = []
+    for module_name, names in wanted.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # transformers is optional for hub-only tests
+            continue
+        out += [(module, name, value) for name, value in names.items() if hasattr(module, name)]
+    return out
+
+
 @contextmanager
 def hub_env(
     server: HubServer,
@@ -1089,8 +1129,9 @@ def hub_env(
 
     Patches `huggingface_hub.constants` (ENDPOINT, URL template, cache/home/token paths, offline, Xet,
     telemetry), the module-level `HfApi` behind `huggingface_hub.create_repo/model_info/...`, the client's
-    trusted origins, and the environment variables of `subprocess_env` (for code reading them at call time
-    and for child processes).
+    trusted origins, the import-time copies of those constants that huggingface_hub 0.x and transformers 4.x
+    keep in their own modules (:func:`_import_time_copies`), and the environment variables of `subprocess_env`
+    (for code reading them at call time and for child processes).
     `token`: sets HF_TOKEN (removed otherwise, so no ambient token leaks in). `offline`: HF_HUB_OFFLINE=1.
     Everything is restored on exit and the client's HTTP session is closed on entry and exit.
     """
@@ -1123,16 +1164,12 @@ def hub_env(
     ]
     if hasattr(_http, "_HUB_ORIGINS"):
         patches.append((_http, "_HUB_ORIGINS", frozenset(_http._HUB_ORIGINS | {("http", "127.0.0.1", origin.port)})))
-    try:
-        from huggingface_hub.utils import _cache_manager
-
-        patches.append((_cache_manager, "HF_HUB_CACHE", str(cache)))
-    except ImportError:
-        pass
+    patches += [(module, name, value) for module, name, value in _import_time_copies(server, cache, home, offline)]
 
     saved_attrs = [(obj, name, getattr(obj, name, _UNSET)) for obj, name, _ in patches]
     saved_env = {name: os.environ.get(name) for name in variables}
-    close_session = getattr(_http, "close_session", lambda: None)
+    # huggingface_hub >= 1 (httpx) has close_session; 0.x (requests) caches one session per thread: reset_sessions
+    close_session = getattr(_http, "close_session", None) or getattr(_http, "reset_sessions", lambda: None)
     try:
         close_session()
         for obj, name, value in patches:

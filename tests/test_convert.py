@@ -22,7 +22,13 @@ from swinzoo.convert import ConvertError, convert
 from swinzoo.converters.engine import MappingError, convert_state_dict, shapes_of
 from swinzoo.converters.official import infer_config
 from swinzoo.converters.timm_layout import create_timm_model, timm_rules
-from swinzoo.converters.transformers_layout import create_transformers_model, detect_style, transformers_rules
+from swinzoo.converters.transformers_layout import (
+    create_transformers_model,
+    detect_style,
+    foreign_shapes,
+    load_transformers_state,
+    transformers_rules,
+)
 from swinzoo.manifest import get_entry
 from swinzoo.modeling import SwinForImageClassification
 from swinzoo.safeload import load_checkpoint
@@ -72,13 +78,14 @@ def transformers_mim_reference(checkpoint: Path, config: SwinConfig) -> torch.nn
     swin_state["decoder.conv.weight"] = raw["decoder.0.weight"]
     swin_state["decoder.conv.bias"] = raw["decoder.0.bias"]
     hf = create_transformers_model(config, "masked-image-modeling").eval()
+    target = foreign_shapes(hf)  # transformers 4.x keeps Swin's computed index buffer in its state dict
     hf_state, _ = convert_state_dict(
         swin_state,
-        transformers_rules(config, "masked-image-modeling", detect_style(hf.state_dict())),
-        shapes_of(hf),
+        transformers_rules(config, "masked-image-modeling", detect_style(target)),
+        target,
         to_swinzoo=False,
     )
-    hf.load_state_dict(hf_state)
+    load_transformers_state(hf, hf_state)
     return hf
 
 

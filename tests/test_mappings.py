@@ -21,6 +21,7 @@ from swinzoo.converters.timm_layout import create_timm_model, timm_rules
 from swinzoo.converters.transformers_layout import (
     create_transformers_model,
     detect_style,
+    foreign_shapes,
     transformers_rules,
 )
 from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModeling, SwinModel
@@ -65,13 +66,26 @@ def legacy_names(shapes: dict[str, torch.Size]) -> dict[str, torch.Size]:
     return out
 
 
+def q_proj_names(shapes: dict[str, torch.Size]) -> dict[str, torch.Size]:
+    """The inverse of ``legacy_names``: transformers >= 5 names and (1, N, C) positions, from 4.x's."""
+    out = {}
+    for key, shape in shapes.items():
+        for new, old in V5_TO_V4_NAMES:  # attention.output.dense. is replaced before output.dense.
+            key = key.replace(old, new)
+        if key.endswith("embeddings.position_embeddings"):
+            shape = torch.Size([shape[0], shape[1] - 1, shape[2]])
+        out[key] = shape
+    return out
+
+
 def transformers_shapes(config: SwinConfig, task: str, style: str) -> dict[str, torch.Size]:
-    """The key set and shapes of transformers' model, in 4.x names when ``style`` is legacy (v1)."""
-    shapes = shapes_of(create_transformers_model(config, task))
+    """The key set and shapes of transformers' model in ``style``'s names (v1): the installed model's own
+    parameters (4.x's computed buffers left out), renamed by the table above when the style is the other major's."""
+    shapes = foreign_shapes(create_transformers_model(config, task))
     installed = detect_style(shapes)
     if config.version == 1 and style != installed:
-        assert (installed, style) == ("q_proj", "legacy"), "the installed transformers is 4.x: no q_proj names"
-        shapes = legacy_names(shapes)
+        shapes = legacy_names(shapes) if style == "legacy" else q_proj_names(shapes)
+        assert detect_style(shapes) == style
     return shapes
 
 
@@ -122,20 +136,19 @@ def test_transformers_round_trip_with_absolute_positions_is_exact(style):
 
 
 def test_transformers_legacy_layout_loads_into_installed_transformers(tmp_path):
-    """'legacy' names are what 4.x saved; the installed transformers must still load them (its own renames)."""
+    """'legacy' names are what 4.x saves (its native layout) and what the exports use; the installed
+    transformers, 4.x or 5.x (through its own renames), must load them and give swinzoo's logits."""
     import transformers
 
     config = config_for(1)
     ours = random_model(SwinForImageClassification, config, seed=23)
     reference = create_transformers_model(config)
-    if detect_style(shapes_of(reference)) == "legacy":
-        pytest.skip("installed transformers is 4.x: legacy is its native layout (covered by the round trips)")
+    installed = foreign_shapes(reference)
+    target = installed if detect_style(installed) == "legacy" else legacy_names(installed)
     legacy, _ = convert_state_dict(
-        ours.state_dict(),
-        transformers_rules(config, style="legacy"),
-        legacy_names(shapes_of(reference)),
-        to_swinzoo=False,
+        ours.state_dict(), transformers_rules(config, style="legacy"), target, to_swinzoo=False
     )
+    assert detect_style(legacy) == "legacy"
     reference.config.save_pretrained(tmp_path)
     save_file({k: v.contiguous() for k, v in legacy.items()}, str(tmp_path / "model.safetensors"))
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "swin"
@@ -248,11 +261,18 @@ def test_every_error_is_listed_at_once():
 def test_absolute_position_embeddings_map_to_the_installed_transformers():
     """Swin v1 with use_absolute_embeddings: transformers >= 5 keeps (1, N, C) positions (no class-token row),
     4.x kept (1, 1 + N, C). The mapping must produce what the installed transformers' model holds."""
-    from conftest import transformers_twin
+    from conftest import NO_ABSOLUTE_POSITIONS_FORWARD, transformers_positions_have_class_row, transformers_twin
 
     config = tiny_config(1, image_size=128, use_absolute_embeddings=True)
     ours = random_model(SwinForImageClassification, config, seed=26)
     hf = transformers_twin(ours)  # convert_state_dict raises MappingError on a shape mismatch
+    positions = hf.swin.embeddings.position_embeddings.detach()
+    expected = ours.swin.patch_embed.position_embeddings.detach()
+    if transformers_positions_have_class_row():  # 4.x: a zero class-token row, then the patches' rows
+        assert torch.equal(positions[:, :1], torch.zeros_like(positions[:, :1]))
+        assert torch.equal(positions[:, 1:], expected)
+        pytest.skip(NO_ABSOLUTE_POSITIONS_FORWARD + "; the mapped tensors are checked above")
+    assert torch.equal(positions, expected)
     x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert max_diff(hf(x).logits, ours(x).logits) <= 1e-4

@@ -18,7 +18,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TOL, max_diff, random_model, timm_twin, tiny_config, transformers_twin
+from conftest import (
+    NO_ABSOLUTE_POSITIONS_FORWARD,
+    TOL,
+    max_diff,
+    random_model,
+    timm_twin,
+    tiny_config,
+    transformers_positions_have_class_row,
+    transformers_twin,
+)
 
 from swinzoo import reference_retarget as ref
 from swinzoo.config import SwinConfig
@@ -178,6 +187,8 @@ def test_simmim_pretrain_becomes_a_zero_head_classifier_equal_to_timm_and_transf
 
 def test_absolute_position_embeddings_retarget_equals_transformers():
     """timm has no absolute position embeddings; transformers' Swin holds them (with its class-token row)."""
+    if transformers_positions_have_class_row():
+        pytest.skip(NO_ABSOLUTE_POSITIONS_FORWARD)
     config = tiny_config(1, image_size=128, window_size=4, use_absolute_embeddings=True)
     state = random_model(SwinForImageClassification, config, seed=9).state_dict()
     new_state, new_config, record = retarget(state, config, "image-classification", image_size=192, window_size=6)

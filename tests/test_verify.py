@@ -543,7 +543,7 @@ def test_upstream_reference_passes_for_the_published_weights_and_fails_for_other
     from timm.models.swin_transformer import checkpoint_filter_fn
 
     from swinzoo.converters.timm_layout import create_timm_model
-    from swinzoo.converters.transformers_layout import create_transformers_model
+    from swinzoo.converters.transformers_layout import create_transformers_model, load_transformers_state
     from swinzoo.safeload import load_state_dict
     from swinzoo.synthetic import write_official_checkpoint
 
@@ -564,7 +564,8 @@ def test_upstream_reference_passes_for_the_published_weights_and_fails_for_other
         calls.append(("transformers", repo))
         model = create_transformers_model(entry.config())
         style = "q_proj" if any(".attention.q_proj." in k for k in model.state_dict()) else "legacy"
-        model.load_state_dict(V.official_to_transformers(load_state_dict(published["file"]), 1, False, style))
+        # strict, but for the index buffer 4.x keeps in its state dict and builds itself (as from_pretrained does)
+        load_transformers_state(model, V.official_to_transformers(load_state_dict(published["file"]), 1, False, style))
         return model
 
     monkeypatch.setattr(timm, "create_model", fake_timm)

@@ -54,7 +54,8 @@ def _load_transformers(ctx: Context) -> torch.nn.Module:
     """transformers' model built on the meta device and given the renamed source tensors (``assign=True``), its
     non-persistent buffers rebuilt by transformers' own methods. The source is read memory-mapped here (timm's
     reference reads it with torch's plain reader, so a bug of either path still shows). Where this transformers
-    cannot rebuild a buffer (4.x), the model is built on the CPU and the tensors copied in, as before."""
+    cannot rebuild a buffer (4.x), the model is built on the CPU (its buffers computed by its constructor) and then
+    given the same mapped tensors (``assign``): its own random weights are freed, the weights are the file's pages."""
     from ...converters.transformers_layout import create_transformers_model, detect_style, load_transformers_state
 
     model = build_on_meta(lambda: create_transformers_model(ctx.config, ctx.task))
@@ -69,7 +70,7 @@ def _load_transformers(ctx: Context) -> torch.nn.Module:
         rebuild_transformers_buffers(model)
     except (VerifyError, RuntimeError):  # 4.x: buffers it cannot rebuild on meta, or keeps in its state dict
         model = create_transformers_model(ctx.config, ctx.task)
-        load_transformers_state(model, mapped)
+        load_transformers_state(model, mapped, assign=True)
     return model.eval()
 
 
