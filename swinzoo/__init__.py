@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "ConfigError": "config",
     "SwinConfig": "config",
+    "ConvertedFolder": "folder",
+    "ConversionRecord": "records",
+    "VerificationRecord": "records",
     "ImageProcessor": "processing",
     "LoadError": "io",
     "from_pretrained": "io",
@@ -27,6 +30,8 @@ _PUBLIC = {
 
 __all__ = [
     "ConfigError",
+    "ConversionRecord",
+    "ConvertedFolder",
     "ImageProcessor",
     "LoadError",
     "SwinBackbone",
@@ -36,6 +41,7 @@ __all__ = [
     "SwinModel",
     "SwinPreTrainedModel",
     "SwinzooError",
+    "VerificationRecord",
     "from_pretrained",
     "save_pretrained",
 ]
@@ -43,6 +49,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .config import ConfigError, SwinConfig
     from .errors import SwinzooError
+    from .folder import ConvertedFolder
     from .io import LoadError, from_pretrained, save_pretrained
     from .modeling import (
         SwinBackbone,
@@ -52,6 +59,7 @@ if TYPE_CHECKING:
         SwinPreTrainedModel,
     )
     from .processing import ImageProcessor
+    from .records import ConversionRecord, VerificationRecord
 
 
 def __getattr__(name: str) -> Any:

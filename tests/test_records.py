@@ -165,3 +165,14 @@ def test_the_first_reference_shape_reads_as_todays_and_the_card_shows_it(tmp_pat
     assert (row["version"], row["logits"], row["hidden"], row["status"]) == ("0.9.2", 2e-6, 3e-6, "pass")
     failed = VerificationRecord.from_dict({"references": [{**first, "passed": False}]})
     assert reference_rows(failed)[0]["status"] == "fail"
+
+
+def test_the_folder_and_its_records_are_public_and_read_without_torch() -> None:
+    import subprocess
+    import sys
+
+    assert swinzoo.ConvertedFolder is ConvertedFolder and swinzoo.ConversionRecord is ConversionRecord
+    assert {"ConvertedFolder", "ConversionRecord", "VerificationRecord"} <= set(swinzoo.__all__)
+    code = "import sys, swinzoo; swinzoo.ConvertedFolder('.').conversion(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # a script reading records does not pay for torch
