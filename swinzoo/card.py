@@ -477,9 +477,7 @@ def reference_rows(verification: VerificationRecord | Mapping[str, Any]) -> list
     """The references of a verification.json as table rows (the record has read an older shape as today's)."""
     record = as_verification(verification)
     rows = []
-    for ref in (record.references if record is not None else None) or []:
-        if not isinstance(ref, Mapping):
-            continue
+    for ref in (record.references if record is not None else None) or []:  # objects: the record checked
         rows.append(
             {
                 "reference": str(ref.get("reference", "?")),

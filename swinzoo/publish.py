@@ -40,7 +40,6 @@ from .card import (
     VERIFICATION_NAME,
     CardError,
     build_card,
-    read_json,
     read_verification,
     reference_rows,
     verification_passed,
@@ -50,7 +49,7 @@ from .config import CONFIG_NAME, SwinConfig
 from .errors import SwinzooError, one_line
 from .folder import ConvertedFolder
 from .io import WEIGHTS_NAME
-from .records import VerificationRecord
+from .records import VerificationRecord, read_json
 
 KEEP_REMOTE = frozenset({".gitattributes"})
 _HASH_CHUNK = 8 * 1024 * 1024

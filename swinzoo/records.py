@@ -27,8 +27,7 @@ from typing import Any, ClassVar, Literal, TypeVar, overload
 from .errors import SwinzooError
 
 MAX_RECORD_BYTES = 16 * 1024 * 1024  # conversion.json of the largest entry is ~0.1 MB; bounds what a record costs
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true/false", float: "a number", list: "a list"}
-_TYPE_NAMES[dict] = "an object"
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true/false", list: "a list", dict: "an object"}
 
 
 class RecordError(SwinzooError, ValueError):
@@ -82,12 +81,14 @@ def read_json(
 def check_fields(path: Path | str, data: Mapping[str, Any], fields: Mapping[str, tuple[type, ...]]) -> None:
     """Refuse a record whose fields have the wrong JSON type, naming the file and the field."""
     for key, allowed in fields.items():
-        value = data.get(key)
-        # bool is an int in Python, but true is no version number
-        wrong = not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
-        if wrong:
-            expected = " or ".join(_TYPE_NAMES[t] for t in allowed if t in _TYPE_NAMES)
-            raise RecordError(f"{path}: field {key!r} is {_show(value)}, expected {expected}")
+        _check_type(path, key, data.get(key), allowed)
+
+
+def _check_type(where: Path | str, key: str, value: Any, allowed: tuple[type, ...]) -> None:
+    # bool is an int in Python, but true is no version number
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        expected = " or ".join(_TYPE_NAMES[t] for t in allowed if t in _TYPE_NAMES)
+        raise RecordError(f"{where}: field {key!r} is {_show(value)}, expected {expected}")
 
 
 # --------------------------------------------------------------------------------------------- the schema
@@ -103,9 +104,7 @@ def _json_types(hint: Any) -> tuple[tuple[type, ...], type | None]:
             (arg,) = typing.get_args(option) or (Any,)
             item = typing.get_origin(arg) or arg
             item = item if isinstance(item, type) else None
-        allowed.append(type(None) if option is None else origin)
-    if float in allowed:
-        allowed.append(int)
+        allowed.append(origin)
     return tuple(allowed), item
 
 
@@ -120,8 +119,8 @@ class Record:
 
     @classmethod
     def field_types(cls) -> dict[str, tuple[tuple[type, ...], type | None]]:
-        hints = typing.get_type_hints(cls)
-        return {f.name: _json_types(hints[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        """Each field's JSON types and list-item type, read off the annotations (once per class)."""
+        return _field_types(cls)
 
     @classmethod
     def from_dict(cls: type[R], data: Mapping[str, Any], where: Path | str | None = None) -> R:
@@ -130,13 +129,8 @@ class Record:
         where = where if where is not None else cls.KIND
         values: dict[str, Any] = {}
         for name, (allowed, item) in cls.field_types().items():
-            value = data.get(name)
-            if value is None and name not in data and type(None) not in allowed:
-                continue  # absent: the field's default (an empty list or object)
-            wrong = not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
-            if wrong:
-                expected = " or ".join(_TYPE_NAMES[t] for t in allowed if t in _TYPE_NAMES)
-                raise RecordError(f"{where}: field {name!r} is {_show(value)}, expected {expected}")
+            value = data.get(name)  # every field is optional: an absent one reads as None
+            _check_type(where, name, value, allowed)
             if item is not None and isinstance(value, list) and any(not isinstance(v, item) for v in value):
                 raise RecordError(f"{where}: field {name!r} must be a list of {_TYPE_NAMES[item].split()[-1]}s")
             values[name] = value
@@ -154,6 +148,17 @@ class Record:
     def to_json(self) -> str:
         """Strict JSON (no NaN / infinity: see :func:`finite`)."""
         return json.dumps(finite(self.to_dict()), indent=2, allow_nan=False) + "\n"
+
+
+_FIELD_TYPES: dict[str, dict[str, tuple[tuple[type, ...], type | None]]] = {}
+
+
+def _field_types(cls: type) -> dict[str, tuple[tuple[type, ...], type | None]]:
+    key = f"{cls.__module__}.{cls.__qualname__}"
+    if key not in _FIELD_TYPES:
+        hints = typing.get_type_hints(cls)
+        _FIELD_TYPES[key] = {f.name: _json_types(hints[f.name]) for f in dataclasses.fields(cls)}
+    return _FIELD_TYPES[key]
 
 
 def finite(data: Any) -> Any:
