@@ -14,18 +14,14 @@ gives timm's masked-image-modelling pretrains (e.g. ``timm/eva02_base_patch14_22
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
-import struct
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .folder import CARD_NAME, CONFIG_NAME, CONVERSION_NAME, VERIFICATION_NAME, WEIGHTS_NAME, ConvertedFolder
+from .folder import CARD_NAME, CONFIG_NAME, VERIFICATION_NAME, WEIGHTS_NAME, ConvertedFolder
+from .gate import as_verification, read_verification, sha256_of, verification_passed, verification_problems
 from .records import ConversionRecord, RecordError, VerificationRecord, read_json
 
 FORMATS = ("swinzoo", "transformers", "timm")
@@ -91,143 +87,6 @@ CONFIG_FIELDS: dict[str, tuple[type, ...]] = {
     "image_size": (int, list, type(None)),
     "id2label": (dict, type(None)),
 }
-
-
-def as_verification(verification: Any, where: Path | str = VERIFICATION_NAME) -> VerificationRecord | None:
-    """A :class:`VerificationRecord` from a record, a mapping (type-checked, ``where`` named) or None."""
-    if verification is None or isinstance(verification, VerificationRecord):
-        return verification
-    if isinstance(verification, Mapping):
-        return VerificationRecord.from_dict(verification, where)
-    raise CardError(f"verification={verification!r}: expected True (read the folder's), None or a mapping")
-
-
-def read_verification(folder: str | os.PathLike) -> VerificationRecord | None:
-    """``verification.json`` of ``folder`` (written by ``swinzoo verify --converted``), or None if absent."""
-    return ConvertedFolder(Path(folder)).verification()
-
-
-# --------------------------------------------------------------------------------------------- the gate
-VERIFICATION_SCHEMA = VerificationRecord.SCHEMA
-# Every file whose bytes change what the model computes, and the verification.json field holding its sha256.
-BOUND_FILES = {"weights_sha256": WEIGHTS_NAME, "config_sha256": CONFIG_NAME}
-REQUIRED_FIELDS = VerificationRecord.REQUIRED
-_SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
-_MAX_HEADER = 100 * 1024 * 1024
-
-
-def sha256_of(path: Path) -> str | None:
-    """Hex sha256 of a file (None if absent), read in chunks; a file unchanged since the last call is not re-read
-    (publish checks the gate, then renders the card: multi-GB weights are hashed once)."""
-    if not path.is_file():
-        return None
-    st = path.stat()
-    return _sha256_cached(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _sha256_cached(path: str, inode: int, size: int, mtime_ns: int) -> str:  # noqa: ARG001 - the cache key
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def bound_hashes(folder: Path) -> dict[str, str | None]:
-    """sha256 of each file in :data:`BOUND_FILES`: what verify records and publish compares."""
-    return {key: sha256_of(folder / name) for key, name in BOUND_FILES.items()}
-
-
-def stored_dtype(weights: Path) -> str | None:
-    """The one dtype a safetensors file stores (read from its header alone), or None if it cannot tell."""
-    try:
-        with weights.open("rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            if size > _MAX_HEADER:
-                return None
-            header = json.loads(f.read(size))
-    except (OSError, struct.error, ValueError, RecursionError):
-        return None
-    if not isinstance(header, dict):
-        return None
-    # str(): a non-string dtype (even an unhashable list) is simply not one of the known names
-    dtypes = {str(v.get("dtype")) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
-    return _SAFETENSORS_DTYPES.get(dtypes.pop(), None) if len(dtypes) == 1 else None
-
-
-def verify_command(folder: Path) -> str:
-    """The command that (re)writes a folder's verification.json."""
-    try:
-        name = (ConvertedFolder(folder).conversion() or ConversionRecord()).entry
-    except CardError:
-        name = None
-    return f"`swinzoo verify {name or 'NAME'} --converted {folder}`"
-
-
-def verification_problems(
-    folder: str | os.PathLike, verification: VerificationRecord | Mapping[str, Any] | None | bool = True
-) -> list[str]:
-    """Why the folder does not count as verified (empty list: it does, these exact bytes).
-
-    The verdict holds only for the bytes it was computed on: the sha256 of every file in :data:`BOUND_FILES`,
-    the swinzoo version and the tolerance verify.py applies to the stored dtype. A record of an older schema,
-    or one missing a field, is not a verdict at all. ``verification``: True reads the folder's file.
-    """
-    from .verify import TOLERANCES
-
-    folder = Path(folder)
-    where = folder / VERIFICATION_NAME
-    again = f"run {verify_command(folder)}"
-    record = read_verification(folder) if verification is True else as_verification(verification, where)
-    if record is None:
-        return [f"{where} is missing: {again} first"]
-    schema = record.schema_version
-    if schema != VERIFICATION_SCHEMA:
-        older = schema is None or (isinstance(schema, int) and schema < VERIFICATION_SCHEMA)
-        why = "an older schema" if older else "a schema this swinzoo does not know"
-        return [
-            f"{where} has {why} (schema_version {schema!r}, this swinzoo writes {VERIFICATION_SCHEMA}) and "
-            f"does not count as a verification: re-verify ({again})"
-        ]
-    missing = record.missing()
-    if missing:
-        return [f"{where} lacks the required field(s) {', '.join(missing)}, so it is not a verification: {again}"]
-    problems = []
-    if not record.verdict:
-        failed = [f"{r['reference']}: {r['status']}" for r in reference_rows(record) if r["status"] != "pass"]
-        which = f" ({'; '.join(failed)})" if failed else ""
-        problems.append(f"{where} says verification did not pass: status {record.status}{which}")
-    if record.swinzoo_version != __version__:
-        problems.append(
-            f"{where} field swinzoo_version is {record.swinzoo_version!r}, but this is swinzoo "
-            f"{__version__}: re-verify with this version ({again})"
-        )
-    for key, actual in bound_hashes(folder).items():
-        if getattr(record, key) != actual:
-            problems.append(
-                f"{where} was made for other files: {key} {getattr(record, key)} there, {actual} for "
-                f"{folder / BOUND_FILES[key]} here (it changed since verify: {again})"
-            )
-    dtype = stored_dtype(folder / WEIGHTS_NAME)
-    if dtype != record.dtype:
-        problems.append(f"{where} field dtype is {record.dtype!r}, but {WEIGHTS_NAME} stores {dtype}: {again}")
-    elif dtype not in TOLERANCES or dict(record.tolerance or {}) != TOLERANCES[dtype].to_dict():
-        policy = TOLERANCES[dtype].to_dict() if dtype in TOLERANCES else None
-        problems.append(
-            f"{where} field tolerance is {record.tolerance}, but swinzoo's policy for {dtype} is {policy}: {again}"
-        )
-    try:
-        conversion = ConvertedFolder(folder).conversion() or ConversionRecord()
-    except CardError as exc:
-        return [*problems, str(exc)]
-    claimed, actual = record.source_sha256, conversion.source_sha256
-    if claimed and actual and claimed != actual:
-        problems.append(
-            f"{where} was made for other weights: source_sha256 {claimed} there, {actual} in {CONVERSION_NAME} "
-            f"({again})"
-        )
-    return problems
 
 
 SYNTHETIC_TITLE = "RANDOM WEIGHTS (synthetic, for testing the pipeline only)"
@@ -464,13 +323,6 @@ def _fmt_agreement(value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{100 * value:.1f} %" if value <= 1 else f"{value:.1f} %"
     return "-"
-
-
-def verification_passed(verification: VerificationRecord | Mapping[str, Any] | None) -> bool:
-    """True only for a verification that ran and passed (``status`` "pass" when verify wrote one)."""
-    if isinstance(verification, Mapping):
-        verification = as_verification(verification)
-    return isinstance(verification, VerificationRecord) and verification.verdict
 
 
 def reference_rows(verification: VerificationRecord | Mapping[str, Any]) -> list[dict[str, Any]]:

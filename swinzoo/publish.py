@@ -18,7 +18,7 @@ The token comes from huggingface_hub (``HF_TOKEN`` or ``hf auth login``); swinzo
 
 from __future__ import annotations
 
-import hashlib
+import hashlib  # git's blob sha1; sha256 is fetch.sha256_file's
 import json
 import os
 import re
@@ -31,23 +31,20 @@ from typing import Any, cast
 import torch
 
 from . import __version__
-from .card import (
+from .card import CONFIG_FIELDS, FORMATS, CardError, build_card, reference_rows
+from .config import CONFIG_NAME, SwinConfig
+from .errors import SwinzooError, one_line
+from .fetch import sha256_file
+from .folder import CARD_NAME, CONVERSION_NAME, VERIFICATION_NAME, ConvertedFolder
+from .gate import (
     BOUND_FILES,
-    CARD_NAME,
-    CONFIG_FIELDS,
-    CONVERSION_NAME,
-    FORMATS,
-    VERIFICATION_NAME,
-    CardError,
-    build_card,
+    UnsafeFileError,
+    bound_hashes,
+    check_publishable,
     read_verification,
-    reference_rows,
     verification_passed,
     verification_problems,
 )
-from .config import CONFIG_NAME, SwinConfig
-from .errors import SwinzooError, one_line
-from .folder import ConvertedFolder
 from .io import WEIGHTS_NAME
 from .records import VerificationRecord, read_json
 
@@ -99,10 +96,10 @@ class UploadFile:
     def sha256(self) -> str:
         """What the Hub reports for an LFS file."""
         if self._sha256 is None:
-            h = hashlib.sha256()
-            for chunk in self._chunks():
-                h.update(chunk)
-            self._sha256 = h.hexdigest()
+            if isinstance(self.content, bytes):
+                self._sha256 = hashlib.sha256(self.content).hexdigest()
+            else:
+                self._sha256 = sha256_file(self.content)
         return self._sha256
 
     @property
@@ -159,8 +156,9 @@ class PublishResult:
 # --------------------------------------------------------------------------------------------- checks
 def _check_folder(folder: Path) -> dict[str, Any]:
     for name in (CONFIG_NAME, WEIGHTS_NAME, CONVERSION_NAME):
-        if not (folder / name).is_file():
+        if not (folder / name).exists() and not (folder / name).is_symlink():
             raise PublishError(f"{folder}: no {name}; publish takes a folder written by `swinzoo convert`")
+        _publishable(folder, name)
     config = read_json(folder / CONFIG_NAME, fields=CONFIG_FIELDS)
     if config.get("task") not in ("image-classification", "masked-image-modeling"):
         raise PublishError(
@@ -380,10 +378,23 @@ def _timm_labels(config: SwinConfig, entry_name: str | None) -> dict[str, Any]:
     return {"label_names": names}
 
 
+def _publishable(folder: Path, name: str) -> Path:
+    """``folder/name`` checked by the gate: a regular file inside the folder that parses as its name says."""
+    try:
+        return check_publishable(folder, name)
+    except UnsafeFileError as exc:
+        raise PublishError(str(exc)) from exc
+
+
+def _folder_files(folder: Path, names: list[str]) -> list[UploadFile]:
+    """The files of ``names`` the folder holds (a link counts as present, and is refused), read from the folder."""
+    present = [n for n in names if (folder / n).exists() or (folder / n).is_symlink()]
+    return [UploadFile(n, _publishable(folder, n)) for n in present]
+
+
 def export_swinzoo(folder: Path) -> list[UploadFile]:
     """The folder as converted (weights, config, conversion record and verification record)."""
-    names = [WEIGHTS_NAME, CONFIG_NAME, CONVERSION_NAME, VERIFICATION_NAME]
-    return [UploadFile(n, folder / n) for n in names if (folder / n).is_file()]
+    return _folder_files(folder, [WEIGHTS_NAME, CONFIG_NAME, CONVERSION_NAME, VERIFICATION_NAME])
 
 
 def _evaluation(folder: Path) -> list[UploadFile]:
@@ -392,6 +403,7 @@ def _evaluation(folder: Path) -> list[UploadFile]:
     path, record = converted.evaluation_file, converted.evaluation()
     if record is None:
         return []
+    _publishable(folder, path.name)
     weights = converted.weights
     if record.get("weights_sha256") != UploadFile(WEIGHTS_NAME, weights).sha256:
         raise PublishError(
@@ -413,7 +425,7 @@ def build_files(folder: Path, fmt: str, workdir: Path, repo_id: str) -> list[Upl
         raise PublishError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if fmt != "swinzoo":
         # the conversion and verification records travel in every format: they are the provenance.
-        files += [UploadFile(n, folder / n) for n in (CONVERSION_NAME, VERIFICATION_NAME) if (folder / n).is_file()]
+        files += _folder_files(folder, [CONVERSION_NAME, VERIFICATION_NAME])
     files += _evaluation(folder)
     card = build_card(folder, fmt=fmt, repo_id=repo_id)
     files.append(UploadFile(CARD_NAME, str(card).encode("utf-8")))
@@ -535,15 +547,19 @@ def _tag(api, result: PublishResult, tag: str) -> None:
 def _uploading_what_was_verified(
     folder: Path, files: list[UploadFile], verification: VerificationRecord | None
 ) -> None:
-    """The bytes about to be sent are the bytes the gate checked (a file replaced in between is refused)."""
-    sent = {f.path_in_repo: f.sha256 for f in files}
+    """The bytes about to be sent are the bytes the gate checked, in every format: the folder's bound files
+    hashed again now the export and the card are built from them (a file replaced in between is refused), and
+    each of them sent as is (swinzoo format, the records) is what was hashed."""
+    now = bound_hashes(folder)
+    sent = {f.path_in_repo: f.sha256 for f in files if isinstance(f.content, Path) and f.content.parent == folder}
     for key, name in BOUND_FILES.items():
         verified = getattr(verification, key, None)
-        if sent.get(name) != verified:
-            raise PublishError(
-                f"{folder / name} changed while publishing (sha256 {sent.get(name)}, verified "
-                f"{verified}): nothing was sent; run `swinzoo verify --converted {folder}` again"
-            )
+        for seen in (now[key], sent.get(name, verified)):
+            if seen != verified:
+                raise PublishError(
+                    f"{folder / name} changed while publishing (sha256 {seen}, verified "
+                    f"{verified}): nothing was sent; run `swinzoo verify --converted {folder}` again"
+                )
 
 
 _REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
@@ -590,7 +606,8 @@ def publish(
         raise PublishError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     _check_repo_id(repo_id)
     _check_folder(folder)
-    problems = verification_problems(folder)
+    verification = read_verification(folder)
+    problems = verification_problems(folder, verification)
     if problems and not force:
         raise PublishError(
             "refusing to publish unverified weights: "
@@ -605,12 +622,10 @@ def publish(
             raise
         except ValueError as exc:  # mapping / config errors from the converters
             raise PublishError(f"{folder}: cannot export to {fmt} format: {exc}") from exc
-        result = PublishResult(
-            repo_id, branch, fmt, files, read_verification(folder), dry_run=dry_run, forced_reasons=problems
-        )
+        result = PublishResult(repo_id, branch, fmt, files, verification, dry_run=dry_run, forced_reasons=problems)
         for f in files:
             f.freeze()
-        if not problems and fmt == "swinzoo":
+        if not problems:
             _uploading_what_was_verified(folder, files, result.verification)
         if dry_run:
             result.uploaded = [f.path_in_repo for f in files]
@@ -628,7 +643,7 @@ def _push(
     commit_message: str | None,
     token: str | bool | None,
 ) -> PublishResult:
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import CommitOperationDelete, HfApi
 
     api = HfApi(token=token, library_name="swinzoo", library_version=__version__)
     repo_url = _hub_call(
@@ -651,10 +666,7 @@ def _push(
                 "tags are not moved: choose a new tag (nothing was committed)"
             )
     if changed or stale:
-        operations = [
-            CommitOperationAdd(f.path_in_repo, f.content if isinstance(f.content, bytes) else str(f.content))
-            for f in changed
-        ] + [CommitOperationDelete(p) for p in stale]
+        operations = [_operation(f) for f in changed] + [CommitOperationDelete(p) for p in stale]
         message = commit_message or f"Publish {folder.name} ({result.fmt} format) with swinzoo {__version__}"
         info = _hub_call(
             f"committing to {result.repo_id}@{result.revision}",
@@ -676,6 +688,20 @@ def _push(
         _tag(api, result, tag)
     result.url = f"{api.endpoint}/{result.repo_id}/tree/{result.commit}"
     return result
+
+
+def _operation(f: UploadFile):
+    """The commit operation for ``f``, whose bytes (hashed again by huggingface_hub as it prepares the upload,
+    the hash the Hub's LFS store checks) must be the ones hashed for the gate."""
+    from huggingface_hub import CommitOperationAdd
+
+    op = CommitOperationAdd(f.path_in_repo, f.content if isinstance(f.content, bytes) else str(f.content))
+    if op.upload_info.sha256.hex() != f.sha256:
+        raise PublishError(
+            f"{f.content} changed while publishing (sha256 {op.upload_info.sha256.hex()}, checked {f.sha256}): "
+            "nothing was sent; publish again"
+        )
+    return op
 
 
 def _description(result: PublishResult) -> str:

@@ -221,7 +221,7 @@ class VerificationRecord(Record):
     :func:`swinzoo.card.reference_rows` reads them, old shape included.
     """
 
-    SCHEMA: ClassVar[int] = 2
+    SCHEMA: ClassVar[int] = 3  # 3: conversion.json's bytes bound too (conversion_sha256)
     KIND: ClassVar[str] = "verification.json"
     #: What a record must hold to count as a verdict at all (the publish gate names the ones missing).
     REQUIRED: ClassVar[tuple[str, ...]] = (
@@ -233,6 +233,7 @@ class VerificationRecord(Record):
         "tolerance",
         "weights_sha256",
         "config_sha256",
+        "conversion_sha256",
     )
 
     schema_version: int | None = None
@@ -247,6 +248,7 @@ class VerificationRecord(Record):
     source_sha256: str | None = None
     weights_sha256: str | None = None
     config_sha256: str | None = None
+    conversion_sha256: str | None = None
     synthetic: bool | None = None
     dtype: str | None = None
     tolerance: dict[str, Any] | None = None

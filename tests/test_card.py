@@ -22,26 +22,22 @@ from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModel
 IN21K = "imagenet-21k"  # ImageNet-22K's id on the Hub
 
 
-def _as_converted_from(folder: Path, synthetic: bool) -> Path:
-    """make_folder records a synthetic source; a card of real weights needs a record of a real download."""
-    if not synthetic:
-        path = folder / "conversion.json"
-        record = json.loads(path.read_text())
-        record.update(
-            source="https://github.com/SwinTransformer/storage/releases/download/v1.0.0/x.pth", synthetic=False
-        )
-        path.write_text(json.dumps(record))
-    return folder
+def _converted_from(synthetic: bool) -> dict | None:
+    """make_folder records a synthetic source; a card of real weights needs a record of a real download (bound
+    by the verdict as verify binds it)."""
+    if synthetic:
+        return None
+    return {"source": "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/x.pth", "synthetic": False}
 
 
 def classifier_folder(path: Path, entry: str = "", *, synthetic: bool = False, **kwargs) -> Path:
-    folder = make_folder(path, random_model(SwinForImageClassification, small_config()), entry=entry, **kwargs)
-    return _as_converted_from(folder, synthetic)
+    model = random_model(SwinForImageClassification, small_config())
+    return make_folder(path, model, entry=entry, conversion=_converted_from(synthetic), **kwargs)
 
 
 def mim_folder(path: Path, entry: str, version: int = 1, *, synthetic: bool = False, **kwargs) -> Path:
     model = random_model(SwinForMaskedImageModeling, small_config(version, num_labels=1, encoder_stride=16))
-    return _as_converted_from(make_folder(path, model, entry=entry, **kwargs), synthetic)
+    return make_folder(path, model, entry=entry, conversion=_converted_from(synthetic), **kwargs)
 
 
 def card_of(folder: Path) -> ModelCard:
@@ -375,7 +371,7 @@ def test_verification_that_is_neither_true_none_nor_a_mapping_is_a_card_error(tm
 def test_a_safetensors_header_with_a_non_string_dtype_has_no_known_dtype(tmp_path: Path, dtype: object) -> None:
     import struct
 
-    from swinzoo.card import stored_dtype
+    from swinzoo.gate import stored_dtype
 
     def weights(value: object) -> Path:
         header = json.dumps({"w": {"dtype": value, "shape": [1], "data_offsets": [0, 4]}}).encode()

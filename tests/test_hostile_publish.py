@@ -98,7 +98,9 @@ def _bound(folder: Path, **changes) -> dict:
     record = verification_record(
         weights_sha256=sha256_file(folder / "model.safetensors"),
         config_sha256=sha256_file(folder / "config.json"),
+        conversion_sha256=sha256_file(folder / "conversion.json"),
         dtype="float32",
+        synthetic=True,
     )
     record.update(changes)
     return record
@@ -106,9 +108,13 @@ def _bound(folder: Path, **changes) -> dict:
 
 HAND_WRITTEN = [
     ("passed-only", lambda f: {"passed": True}, ["schema_version", "re-verify"]),
-    ("passed-status-only", lambda f: {"passed": True, "status": "pass", "schema_version": 2}, ["weights_sha256"]),
+    ("passed-status-only", lambda f: {"passed": True, "status": "pass", "schema_version": 3}, ["weights_sha256"]),
     ("no-weights-hash", lambda f: {k: v for k, v in _bound(f).items() if k != "weights_sha256"}, ["weights_sha256"]),
     ("no-config-hash", lambda f: {k: v for k, v in _bound(f).items() if k != "config_sha256"}, ["config_sha256"]),
+    ("no-conversion-hash", lambda f: {k: v for k, v in _bound(f).items() if k != "conversion_sha256"}, ["conversion"]),
+    ("schema-2", lambda f: _bound(f, schema_version=2), ["older schema", "re-verify"]),
+    ("other-source", lambda f: _bound(f, source_sha256="6" * 64), ["source_sha256", "6" * 64]),
+    ("says-real", lambda f: _bound(f, synthetic=False), ["synthetic", "conversion.json"]),
     ("no-tolerance", lambda f: {k: v for k, v in _bound(f).items() if k != "tolerance"}, ["tolerance"]),
     ("no-dtype", lambda f: {k: v for k, v in _bound(f).items() if k != "dtype"}, ["dtype"]),
     ("old-schema", lambda f: {k: v for k, v in _bound(f).items() if k != "schema_version"}, ["older schema"]),
@@ -137,8 +143,8 @@ def test_the_bound_record_itself_is_accepted(hub, folder: Path) -> None:
     assert summary_of(result.output)["verified"] is True
 
 
-def test_the_card_does_not_say_verified_for_a_changed_config(folder: Path) -> None:
-    edit_json(folder / "conversion.json", synthetic=False)  # real weights: random ones are never tagged verified
+def test_the_card_does_not_say_verified_for_a_changed_config(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "real", conversion={"synthetic": False})  # random weights are never verified
     assert "verified" in build_card(folder).data.tags
     edit_json(folder / "config.json", layer_norm_eps=1e-2)
     card = build_card(folder)
@@ -350,3 +356,149 @@ def test_an_oversized_record_is_refused_before_it_is_read(hub, folder: Path, nam
     with (folder / name).open("r+b") as f:
         f.truncate(64 * 1024 * 1024)  # sparse: 64 MB of NULs that cost no disk
     publish_fails(folder, name, "bytes; a swinzoo record is at most")
+
+
+# ----------------------------------------------------------------------------------------- the provenance (issue 21)
+CONVERSION_EDITS = [
+    ("says-real", {"synthetic": False}),
+    ("other-entry", {"entry": "swin-large-patch4-window12-384-22k"}),
+    ("other-source", {"source": "https://example.org/other.pth"}),
+    ("other-source-sha", {"source_sha256": "6" * 64}),
+    ("no-source-sha", {"source_sha256": None}),
+    ("retargeted", {"retarget": {"from": {"image_size": 224}, "to": {"image_size": 384}}}),
+    ("pinned", {"source_pinned": True}),
+]
+
+
+@pytest.mark.parametrize("changes", [c for _, c in CONVERSION_EDITS], ids=[n for n, _ in CONVERSION_EDITS])
+def test_editing_the_provenance_after_verify_is_refused(hub, tmp_path: Path, changes: dict) -> None:
+    """conversion.json is what the card states (entry, source and its sha256, synthetic or not, retargeting):
+    the verdict binds its bytes, so any edit after verify voids it."""
+    folder = make_folder(tmp_path / "real", conversion={"synthetic": False})
+    assert "verified" in build_card(folder).data.tags  # the control: as verified, the card says so
+    edit_json(folder / "conversion.json", **changes)
+    publish_fails(folder, "conversion_sha256", "conversion.json", "changed since verify")
+    assert hub.exchanges == []
+    card = build_card(folder)
+    assert "verified" not in card.data.tags and "**NOT VERIFIED**" in card.text
+
+
+def test_forcing_an_edited_provenance_publishes_it_as_not_verified(hub, tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "real", conversion={"synthetic": False})
+    edit_json(folder / "conversion.json", entry="swin-tiny-patch4-window7-224")
+    result = run_cli("publish", folder, "--repo-id", "alice/tiny", "--force", "--json", seconds=SECONDS)
+    assert result.exit_code == 0, result.output
+    assert summary_of(result.output)["verified"] is False
+    repo = hub.repo("alice/tiny")
+    readme = repo.content(repo.commits[repo.branches["main"]].tree["README.md"]).decode()
+    assert "not-verified" in readme and "**NOT VERIFIED**" in readme and "conversion_sha256" in readme
+
+
+def test_a_verdict_copied_from_another_folder_is_refused(hub, tmp_path: Path) -> None:
+    """Two folders of the same weights, config and source, but one of them says its weights are real: the
+    verification.json of the synthetic one does not make the other verified."""
+    synthetic = make_folder(tmp_path / "synthetic")
+    real = make_folder(tmp_path / "real", conversion={"synthetic": False}, verification=None)
+    (real / "verification.json").write_bytes((synthetic / "verification.json").read_bytes())
+    publish_fails(real, "conversion_sha256")
+
+
+# ------------------------------------------------------------------------------------- what publish sends (issue 21)
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "conversion.json", "verification.json"])
+def test_force_never_sends_a_file_reached_through_a_link(hub, folder: Path, tmp_path: Path, name: str) -> None:
+    """A private file linked into the folder (as a bound file or a record) is not read and not sent."""
+    private = tmp_path / "private" / name
+    private.parent.mkdir()
+    private.write_bytes((folder / name).read_bytes())  # the same bytes: the verdict would even match
+    (folder / name).unlink()
+    (folder / name).symlink_to(private)
+    for args in ((), ("--force",)):
+        publish_fails(folder, str(folder / name), "symbolic link", args=args)
+    assert hub.exchanges == []
+
+
+def test_force_never_sends_a_weights_file_that_is_not_safetensors(hub, folder: Path) -> None:
+    (folder / "model.safetensors").write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n" + b"A" * 400)
+    publish_fails(folder, "model.safetensors", "not a safetensors file", args=("--force",))
+    assert hub.exchanges == []
+
+
+def test_force_never_sends_a_record_that_is_not_json(hub, folder: Path) -> None:
+    (folder / "verification.json").write_bytes(b"aws_secret_access_key = AKIA0123456789ABCDEF\n")
+    publish_fails(folder, "verification.json", "not valid JSON", args=("--force",))
+    assert hub.exchanges == []
+
+
+@pytest.mark.parametrize("fmt", ["swinzoo", "transformers", "timm"])
+def test_weights_replaced_after_the_gate_are_refused_in_every_format(
+    hub, folder: Path, tmp_path: Path, monkeypatch, fmt: str
+) -> None:
+    """The gate passes, then the weights are swapped before the export reads them: the bytes sent (or exported)
+    are not the verified ones, whatever the format."""
+    import swinzoo.publish as P
+
+    other = make_folder(tmp_path / "other", seed=1)
+    original = P.build_files
+
+    def swap_then_build(folder_: Path, *args, **kwargs):  # runs after the gate passed
+        (folder_ / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+        return original(folder_, *args, **kwargs)
+
+    monkeypatch.setattr(P, "build_files", swap_then_build)
+    with pytest.raises(PublishError, match="model.safetensors changed while publishing.*nothing was sent"):
+        publish(folder, "alice/tiny", fmt=fmt)
+    assert hub.exchanges == []
+
+
+# ------------------------------------------------------------------------- verify binds what it compared (issue 21)
+def test_weights_swapped_during_verify_are_not_bound_into_a_passing_verdict(
+    verified: Path,
+    cache: Path,
+    tmp_path: Path,
+    monkeypatch,  # noqa: F811
+) -> None:
+    import swinzoo.verify.orchestration as O
+    from swinzoo.convert import convert
+    from swinzoo.gate import verification_problems
+    from swinzoo.verify import verify_entry
+
+    compared = sha256_file(verified / "model.safetensors")
+    other = tmp_path / "other"
+    convert("tiny-swin", synthetic=True, seed=1, out_dir=other, cache_dir=cache, progress=False)
+    original = O.run_swinzoo
+
+    def swap_after_reading(*args, **kwargs):  # the folder's weights are read: swinzoo's outputs are computed now
+        (verified / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(O, "run_swinzoo", swap_after_reading)
+    verify_entry("tiny-swin", synthetic=True, converted=verified, cache_dir=cache)
+    record = json.loads((verified / "verification.json").read_text())
+    assert record["weights_sha256"] == compared  # the bytes compared, not the ones there at the end
+    assert any("weights_sha256" in p for p in verification_problems(verified))
+
+
+def test_weights_swapped_while_verify_reads_them_fail_the_run(
+    verified: Path,
+    cache: Path,
+    tmp_path: Path,
+    monkeypatch,  # noqa: F811
+) -> None:
+    import swinzoo.io
+    from swinzoo.convert import convert
+    from swinzoo.gate import verification_problems
+    from swinzoo.verify import verify_entry
+
+    other = tmp_path / "other"
+    convert("tiny-swin", synthetic=True, seed=1, out_dir=other, cache_dir=cache, progress=False)
+    original = swinzoo.io.from_pretrained
+
+    def swap_then_load(path, *args, **kwargs):  # after the folder's bytes were hashed, before they are loaded
+        (verified / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(swinzoo.io, "from_pretrained", swap_then_load)
+    report = verify_entry("tiny-swin", synthetic=True, converted=verified, cache_dir=cache)
+    assert report.status == "fail"
+    assert any("model.safetensors changed while verify read it" in p for p in report.problems)
+    assert any("did not pass" in p for p in verification_problems(verified))

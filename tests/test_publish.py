@@ -50,7 +50,7 @@ def verification_record(passed: bool = True, source_sha256: str = SOURCE_SHA, **
     """verification.json as swinzoo.verify writes it (status/passed/references with library versions)."""
     status = "pass" if passed else "fail"
     record = {
-        "schema_version": 2,
+        "schema_version": 3,
         "swinzoo_version": swinzoo.__version__,
         "entry": "",
         "status": status,
@@ -91,11 +91,14 @@ def make_folder(
     entry: str = "",
     verification: dict | None | bool = True,
     seed: int = 0,
+    conversion: dict | None = None,
 ) -> Path:
-    """A converted folder as `swinzoo convert` leaves it (+ verification.json), holding a tiny random model."""
+    """A converted folder as `swinzoo convert` leaves it (+ verification.json), holding a tiny random model.
+
+    ``conversion``: fields of conversion.json to change before the verdict binds it."""
     model = model if model is not None else random_model(SwinForImageClassification, small_config(), seed)
     save_pretrained(model, path, metadata={"entry": entry, "source_sha256": SOURCE_SHA})
-    conversion = {
+    record = {
         "swinzoo_version": swinzoo.__version__,
         "source": "synthetic official-swin checkpoint (seed 0)",
         "source_sha256": SOURCE_SHA,
@@ -108,19 +111,31 @@ def make_folder(
         "dropped": {},
         "notes": [],
     }
-    (path / "conversion.json").write_text(json.dumps(conversion, indent=2))
+    record = {**record, **(conversion or {})}
+    (path / "conversion.json").write_text(json.dumps(record, indent=2))
     if verification is True:
-        verification = verification_record()
+        verification = verification_record(entry=record["entry"])
     if verification:
-        # bound to these bytes, as swinzoo.verify binds them (hashlib here, not swinzoo's code)
         verification = {
-            "weights_sha256": sha256_file(path / "model.safetensors"),
-            "config_sha256": sha256_file(path / "config.json"),
+            "synthetic": record["synthetic"],
             "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
             **verification,
         }
         (path / "verification.json").write_text(json.dumps(verification, indent=2))
+        rebind(path)
     return path
+
+
+def rebind(path: Path) -> None:
+    """Bind verification.json to the folder's bytes as they are now, as `swinzoo verify` binds them (hashlib
+    here, not swinzoo's code): a re-verify after an edit."""
+    record = json.loads((path / "verification.json").read_text())
+    record.update(
+        weights_sha256=sha256_file(path / "model.safetensors"),
+        config_sha256=sha256_file(path / "config.json"),
+        conversion_sha256=sha256_file(path / "conversion.json"),
+    )
+    (path / "verification.json").write_text(json.dumps(record, indent=2))
 
 
 @pytest.fixture
@@ -184,12 +199,15 @@ def test_a_changed_file_commits_only_what_differs(hub: HubServer, folder: Path) 
     conversion = json.loads((folder / "conversion.json").read_text())
     conversion["notes"] = ["a note added after the first publish"]
     (folder / "conversion.json").write_text(json.dumps(conversion))
+    rebind(folder)  # verified again after the edit
     second = publish(folder, "alice/tiny-swin")
     assert second.changed and second.commit != first.commit
-    # the card lists the notes, so it changes with conversion.json; weights and config do not
-    assert sorted(second.uploaded) == ["README.md", "conversion.json"]
+    # the card lists the notes, so it changes with conversion.json (and the verdict binding it); weights and
+    # config do not
+    assert sorted(second.uploaded) == ["README.md", "conversion.json", "verification.json"]
     lines = [json.loads(line) for line in commit_requests(hub)[-1].request_body.splitlines()]
-    assert sorted(x["value"]["path"] for x in lines if x["key"] != "header") == ["README.md", "conversion.json"]
+    sent = sorted(x["value"]["path"] for x in lines if x["key"] != "header")
+    assert sent == ["README.md", "conversion.json", "verification.json"]
     assert commits("alice/tiny-swin")[:2] == [second.commit, first.commit]
 
 
@@ -506,17 +524,18 @@ def test_convert_verify_publish_reload_a_real_entry_end_to_end(hub: HubServer, t
 # --------------------------------------------------------------------------------------------- the gate's record
 def test_the_record_verify_writes_is_accepted_and_voided_by_a_config_edit(tmp_path: Path) -> None:
     """swinzoo.verify's own writer and the publish gate agree on the record; a config edit afterwards voids it."""
-    from swinzoo.card import verification_problems
+    from swinzoo.gate import verification_problems
     from swinzoo.verify import TOLERANCES, EntryReport, ReferenceResult, write_verification
 
     folder = make_folder(tmp_path / "tiny", verification=None)
-    report = EntryReport(entry="", status="pass", source_sha256=SOURCE_SHA, dtype="float32")
+    report = EntryReport(entry="", status="pass", source_sha256=SOURCE_SHA, dtype="float32", synthetic=True)
     report.references = [ReferenceResult(reference="timm", status="pass", library="timm", library_version="1")]
     write_verification(folder, report)
     record = json.loads((folder / "verification.json").read_text())
-    assert record["schema_version"] == 2 and record["swinzoo_version"] == swinzoo.__version__
+    assert record["schema_version"] == 3 and record["swinzoo_version"] == swinzoo.__version__
     assert record["weights_sha256"] == sha256_file(folder / "model.safetensors")
     assert record["config_sha256"] == sha256_file(folder / "config.json")
+    assert record["conversion_sha256"] == sha256_file(folder / "conversion.json")
     assert record["tolerance"] == TOLERANCES["float32"].to_dict()
     assert verification_problems(folder) == []
     config = json.loads((folder / "config.json").read_text())

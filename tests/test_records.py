@@ -15,9 +15,9 @@ import pytest
 from test_convert import tiny
 
 import swinzoo
-from swinzoo.card import verification_problems
 from swinzoo.convert import convert
 from swinzoo.folder import ConvertedFolder
+from swinzoo.gate import verification_problems
 from swinzoo.records import ConversionRecord, RecordError, VerificationRecord
 from swinzoo.synthetic import write_official_checkpoint
 from swinzoo.verify import TOLERANCES, Comparison, EntryReport, ReferenceResult, write_verification
@@ -30,8 +30,8 @@ CONVERSION_FIELDS = {
 #: What verification.json binds its verdict to, and what the card's table shows.
 VERIFICATION_FIELDS = {
     "schema_version", "swinzoo_version", "verified_at", "entry", "status", "passed", "problems", "unchecked",
-    "source", "source_sha256", "weights_sha256", "config_sha256", "synthetic", "dtype", "tolerance", "images",
-    "seed", "mask", "libraries", "references",
+    "source", "source_sha256", "weights_sha256", "config_sha256", "conversion_sha256", "synthetic", "dtype",
+    "tolerance", "images", "seed", "mask", "libraries", "references",
 }  # fmt: skip
 
 
@@ -67,8 +67,9 @@ def test_verify_writes_every_schema_field_and_the_gate_accepts_it(converted: Pat
     assert set(raw) == VERIFICATION_FIELDS
     record = ConvertedFolder(converted).verification()
     assert record is not None and record.to_dict() == raw
-    assert record.schema_version == 2 and record.verdict and record.missing() == []
+    assert record.schema_version == 3 and record.verdict and record.missing() == []
     assert record.weights_sha256 == hashlib.sha256((converted / "model.safetensors").read_bytes()).hexdigest()
+    assert record.conversion_sha256 == hashlib.sha256((converted / "conversion.json").read_bytes()).hexdigest()
     assert record.tolerance == TOLERANCES["float32"].to_dict()
     assert verification_problems(converted) == []
 

@@ -10,7 +10,8 @@ Where things are:
 
 * ``references/``: one module per reference (``timm``, ``transformers``, ``upstream``), registered in
   ``references/__init__.py``; ``references/base.py`` says what a reference is. Add a reference there.
-* ``tolerances.py``: the tolerance policy per stored dtype and how one output is compared. Change a tolerance there.
+* ``tolerances.py``: how one output is compared, under the tolerance policy per stored dtype that
+  :mod:`swinzoo.gate` holds (a verdict counts only under it). Change a tolerance there.
 * ``simmim.py``, ``transformers_names.py``, ``official_state.py``: the independent reference pieces (SimMIM's mask
   and loss, the official -> transformers rename table, the official file as the references read it); they import
   nothing of swinzoo's converter.

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..config import SwinConfig
+from ..gate import BOUND_FILES, bound_hashes
 from ..manifest import ZooEntry
 from .context import Context, release, run_swinzoo
 from .errors import VerifyError
@@ -81,6 +82,9 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
 
     o = options
     cache = Path(o.cache_dir) if o.cache_dir else None
+    # a folder's verdict binds the bytes read for the comparison: hashed before its records, config and weights
+    # are read, and again once they are (a file replaced in between fails the run instead of being bound)
+    report.bound = bound_hashes(folder) if folder is not None else None
     retarget = read_record(folder) if folder is not None else None
     images = Path(o.images_dir) if o.images_dir is not None else None  # load_samples takes a Path or str
     pixels, report.images = load_samples(sample_preprocessing(entry, retarget), images)
@@ -110,6 +114,7 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
         model = from_pretrained(folder)
         config = model.config
         report.problems += check_folder_config(config, entry, retarget)
+        report.problems += _unchanged_while_read(folder, report.bound or {})
     report.source, report.source_sha256, report.synthetic = src.description, src.sha256, src.synthetic
     dtype = next(model.parameters()).dtype
     report.dtype = str(dtype).removeprefix("torch.")
@@ -126,6 +131,18 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
     return Context(
         entry, config, report.task, Path(src.path), src.synthetic, pixels, mask, ours, dtype, report.tolerance, retarget
     )
+
+
+def _unchanged_while_read(folder: Path, before: dict[str, str | None]) -> list[str]:
+    """The bound files hashed again after verify read them: any change means the outputs may come from bytes
+    other than the hashed ones."""
+    after = bound_hashes(folder)
+    return [
+        f"{folder / BOUND_FILES[key]} changed while verify read it (sha256 {before.get(key)}, then {after[key]}): "
+        "nothing else may write to the folder during a verify; run it again"
+        for key in BOUND_FILES
+        if after[key] != before.get(key)
+    ]
 
 
 def _mask(entry: ZooEntry, config: SwinConfig, count: int, seed: int, report: EntryReport) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 
 from .. import __version__
 from ..folder import ConvertedFolder, OutputError, atomic_write_text
+from ..gate import bound_hashes
 from ..records import VerificationRecord, finite
 from .results import EntryReport
 from .tolerances import TOLERANCES
@@ -118,13 +119,12 @@ def write_json(path: str, reports: Sequence[EntryReport]) -> None:
 def write_verification(folder: Path, report: EntryReport) -> Path:
     """``verification.json`` beside the converted weights (atomically): what the model card reports.
 
-    The verdict is bound to what produced it (card.verification_problems checks each): the sha256 of every
-    file that changes what the model computes, this swinzoo version and the tolerance of the stored dtype.
+    The verdict is bound to what produced it (gate.verification_problems checks each): the sha256 of every
+    file that changes what the model computes or what the card claims, as verify read them (``report.bound``),
+    this swinzoo version and the tolerance of the stored dtype.
     """
-    from ..card import bound_hashes
-
     versions = library_versions()
-    hashes = bound_hashes(folder)
+    hashes = report.bound if report.bound is not None else bound_hashes(folder)
     record = VerificationRecord(
         schema_version=VerificationRecord.SCHEMA,
         swinzoo_version=__version__,
@@ -139,6 +139,7 @@ def write_verification(folder: Path, report: EntryReport) -> Path:
         # the exact bytes that were checked: publish refuses a folder whose weights or config changed since
         weights_sha256=hashes["weights_sha256"],
         config_sha256=hashes["config_sha256"],
+        conversion_sha256=hashes["conversion_sha256"],
         synthetic=report.synthetic,
         dtype=report.dtype,
         tolerance=report.tolerance.to_dict(),

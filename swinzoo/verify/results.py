@@ -95,6 +95,7 @@ class EntryReport:
     source_seconds: float = 0.0  # finding the source: generating a synthetic file, or fetching and hashing one
     convert_seconds: float = 0.0  # swinzoo's model (converted in memory, or the folder's) and its outputs
     source_evicted: bool = False  # the checkpoint was deleted from the cache after the run (--evict-sources)
+    bound: dict[str, str | None] | None = None  # --converted: sha256 of the folder's files as verify read them
 
     @property
     def passed(self) -> bool:

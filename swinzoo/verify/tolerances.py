@@ -1,7 +1,8 @@
 """The comparison and tolerance policy: how one output of swinzoo is held against a reference's.
 
-Change a tolerance here (:data:`TOLERANCES`, one line per stored dtype); docs/verification.md says why the
-values are what they are. Every reference compares through :func:`compare` and :func:`top5_agreement`.
+The policy itself (:data:`TOLERANCES`, one line per stored dtype) lives in :mod:`swinzoo.gate`, since a verdict
+counts only if it was computed under it; change a tolerance there. docs/verification.md says why the values are
+what they are. Every reference compares through :func:`compare` and :func:`top5_agreement`.
 """
 
 from __future__ import annotations
@@ -13,38 +14,10 @@ from typing import Any
 
 import torch
 
+from ..gate import TOLERANCES, Tolerance
 from .errors import VerifyError
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Allowed ``max |ours - reference|`` for one output: ``atol + rtol * max |reference|``.
-
-    Relative to the output's own scale because Swin's residual stream grows stage by stage (hidden states of
-    real checkpoints reach the hundreds) while logits and reconstructions stay near 1-10.
-    """
-
-    atol: float
-    rtol: float
-
-    def limit(self, scale: float) -> float:
-        return self.atol + self.rtol * scale
-
-    def to_dict(self) -> dict[str, float]:
-        return {"atol": self.atol, "rtol": self.rtol}
-
-
-# Both sides always run in float32. A bfloat16 / float16 folder is upcast, and the reference gets the source's
-# weights rounded to the same dtype first, so both hold bit-identical weights and only float32 implementation
-# differences remain: measured <= 1.3e-6 relative on real-size synthetic Swin-T / SwinV2-T / SimMIM Swin-L (every
-# stage), 3.8e-6 for a normalised-target SimMIM loss. So one bound serves every dtype, 25-100x above that noise;
-# a 1e-2 shift of one attention bias of a real-size Swin-T (the hardest case measured) comes out at 8x the bound.
-# Kept per dtype so a change for one dtype is one line.
-TOLERANCES: dict[str, Tolerance] = {
-    "float32": Tolerance(atol=1e-5, rtol=1e-4),
-    "bfloat16": Tolerance(atol=1e-5, rtol=1e-4),
-    "float16": Tolerance(atol=1e-5, rtol=1e-4),
-}
+__all__ = ["TOLERANCES", "Comparison", "Tolerance", "compare", "tolerance_for", "top5_agreement"]
 
 
 def tolerance_for(dtype: torch.dtype | str) -> Tolerance:
