@@ -17,6 +17,9 @@ from .manifest import FAMILIES, KINDS, ManifestError, ZooEntry, load_manifests
 @click.version_option(__version__, prog_name="swinzoo")
 def main() -> None:
     """Official Swin / Swin V2 / SimMIM checkpoints: list, convert, verify, publish."""
+    from .errors import redact_library_logs
+
+    redact_library_logs()  # credentials in HF_ENDPOINT and other URLs never reach the terminal through a library
 
 
 # --------------------------------------------------------------------------------------------- list

@@ -6,10 +6,11 @@ module keeps its own subclass so Python callers can catch what they care about.
 
 from __future__ import annotations
 
+import logging
 import re
 import urllib.parse
 
-__all__ = ["SwinzooError", "redact", "redact_url", "one_line"]
+__all__ = ["SwinzooError", "redact", "redact_url", "one_line", "redact_library_logs"]
 
 # Hugging Face user/org tokens, bearer tokens in echoed headers, and common credential query parameters.
 _TOKEN_PATTERNS = [
@@ -58,3 +59,28 @@ def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
     if len(text) > limit:
         text = text[:limit] + f"... ({len(text) - limit} more characters)"
     return text
+
+
+def _redacted_record(factory):
+    def make(*args, **kwargs) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: logging reports it itself when it formats it
+            return record
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return record
+
+    make.swinzoo_redacts = True  # type: ignore[attr-defined]
+    return make
+
+
+def redact_library_logs() -> None:
+    """Every log record of this process (huggingface_hub logs each retry with its full URL, and a URL of
+    HF_ENDPOINT may hold a password) goes through :func:`redact` as it is made, whichever handler prints it.
+    The CLI installs it; a library caller keeps its own logging."""
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "swinzoo_redacts", False):
+        logging.setLogRecordFactory(_redacted_record(factory))

@@ -453,9 +453,9 @@ def test_weights_replaced_after_the_gate_are_refused_in_every_format(
 # ------------------------------------------------------------------------- verify binds what it compared (issue 21)
 def test_weights_swapped_during_verify_are_not_bound_into_a_passing_verdict(
     verified: Path,
-    cache: Path,
+    cache: Path,  # noqa: F811 - the fixture of test_verify
     tmp_path: Path,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ) -> None:
     import swinzoo.verify.orchestration as O
     from swinzoo.convert import convert
@@ -480,9 +480,9 @@ def test_weights_swapped_during_verify_are_not_bound_into_a_passing_verdict(
 
 def test_weights_swapped_while_verify_reads_them_fail_the_run(
     verified: Path,
-    cache: Path,
+    cache: Path,  # noqa: F811 - the fixture of test_verify
     tmp_path: Path,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ) -> None:
     import swinzoo.io
     from swinzoo.convert import convert
@@ -502,3 +502,45 @@ def test_weights_swapped_while_verify_reads_them_fail_the_run(
     assert report.status == "fail"
     assert any("model.safetensors changed while verify read it" in p for p in report.problems)
     assert any("did not pass" in p for p in verification_problems(verified))
+
+
+# ----------------------------------------------------------------------------------------- secrets in URLs (issue 21)
+def test_a_password_in_hf_endpoint_is_printed_nowhere(hub: HubServer, tmp_path: Path, monkeypatch) -> None:
+    """HF_ENDPOINT=http://user:pass@host: swinzoo's message and every log line of the libraries it calls (the
+    client logs each retry with the full URL) show the host without the credentials."""
+    import logging
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+    from PIL import Image
+
+    password = "s3cret-Pa55word"
+    with socket.socket() as s:  # a port nobody listens on: the client retries, logging each try
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://alice:{password}@127.0.0.1:{port}"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(_http.time, "sleep", lambda seconds: None)  # the client's retries, without their waits
+    image = tmp_path / "cat.png"
+    Image.new("RGB", (8, 8)).save(image)
+
+    class Lines(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(self.format(record))
+
+    lines = Lines()
+    logging.getLogger("huggingface_hub").addHandler(lines)
+    try:
+        result = run_cli("predict", image, "--model", "alice/tiny", seconds=SECONDS)
+    finally:
+        logging.getLogger("huggingface_hub").removeHandler(lines)
+        logging.setLogRecordFactory(logging.LogRecord)  # the CLI's redaction, installed for its process
+    assert_clean_failure(result, "alice/tiny")
+    assert any("127.0.0.1" in line for line in lines.lines), (result.output, lines.lines)  # the URL was logged
+    assert password not in result.output and all(password not in line for line in lines.lines), lines.lines

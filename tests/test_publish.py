@@ -309,7 +309,7 @@ def test_a_failed_verification_is_refused(hub: HubServer, tmp_path: Path) -> Non
 
 def test_a_verification_of_another_source_is_refused(hub: HubServer, tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "tiny", verification=verification_record(source_sha256="6" * 64))
-    with pytest.raises(PublishError, match="made for other weights: source_sha256"):
+    with pytest.raises(PublishError, match="made for other provenance: source_sha256"):
         publish(folder, "alice/tiny-swin")
 
 
