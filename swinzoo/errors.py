@@ -73,7 +73,7 @@ def _redacted_record(factory):
             record.msg, record.args = clean, ()
         return record
 
-    make.swinzoo_redacts = True  # type: ignore[attr-defined]
+    make.swinzoo_redacts = True
     return make
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -265,15 +266,47 @@ def _commit(tmp: Path, target: Path) -> None:
     if not any(target.iterdir()):
         os.replace(tmp, target)  # rename(2) replaces an empty folder
         return
-    # A previous swinzoo output, overwrite asked for: replace swinzoo's files only, drop stale ones.
-    new = {p.name for p in tmp.iterdir()}
-    for name in SWINZOO_FILES:
-        old = target / name
-        if name not in new and (old.is_file() or old.is_symlink()):
-            old.unlink()
-    for name in SWINZOO_FILES:
-        if name in new:
-            os.replace(tmp / name, target / name)
+    _replace_whole(tmp, target)
+
+
+def _replace_whole(tmp: Path, target: Path) -> None:
+    """A previous swinzoo output, overwrite asked for: swinzoo's files of ``target`` become ``tmp``'s (stale ones
+    go), other files stay. Whole or not at all: the old files are first moved aside, then the new ones in, each
+    by a rename; should any step fail, every rename is undone and the old output (verdict included) is as it
+    was. A name of swinzoo's that holds something else (a folder, a link) is refused before anything moves."""
+    old = [name for name in SWINZOO_FILES if os.path.lexists(target / name)]
+    for name in old:
+        mode = os.lstat(target / name).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "symbolic link" if stat.S_ISLNK(mode) else "folder" if stat.S_ISDIR(mode) else "special file"
+            raise OutputError(
+                f"--out {target}: {target / name} is a {kind}, not the file swinzoo wrote; nothing was replaced "
+                "(move it away, or choose another folder)"
+            )
+    new = [name for name in SWINZOO_FILES if (tmp / name).exists()]
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.old.", suffix=_PARTIAL, dir=target.parent))
+    moved: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in old:
+            os.rename(target / name, aside / name)
+            moved.append(name)
+        for name in new:
+            os.rename(tmp / name, target / name)
+            placed.append(name)
+    except BaseException as exc:
+        for name in reversed(placed):
+            os.rename(target / name, tmp / name)
+        for name in reversed(moved):
+            os.rename(aside / name, target / name)
+        aside.rmdir()
+        if isinstance(exc, OSError):
+            raise OutputError(
+                f"--out {target}: cannot replace {exc.filename or 'a file'} ({exc.strerror or exc}); the previous "
+                "output was left as it was"
+            ) from exc
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

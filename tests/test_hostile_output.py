@@ -88,6 +88,53 @@ def test_previous_output_needs_overwrite_which_replaces_only_swinzoo_files(tmp_p
     assert leftovers(tmp_path) == []
 
 
+def _verified_output(tmp_path: Path, ckpt: Path) -> Path:
+    out = tmp_path / "d"
+    assert run_cli(*convert_args(ckpt, out)).exit_code == 0
+    (out / "verification.json").write_text(json.dumps({"swinzoo_version": "0", "passed": True}))
+    return out
+
+
+def test_overwrite_onto_a_readme_that_is_a_folder_leaves_the_old_output_whole(tmp_path, ckpt):
+    """issue 21: the replace used to stop midway (new weights beside the old card, the verdict deleted)."""
+    HOSTILE.append("--overwrite with README.md a folder")
+    out = _verified_output(tmp_path, ckpt)
+    (out / "README.md").unlink()
+    (out / "README.md").mkdir()
+    (out / "README.md" / "draft.txt").write_text("my draft")
+    before = tree_digest(out)
+    other = ckpt.parent / "other.pth"
+    write_official_checkpoint(other, tiny(1), "official-swin", seed=5)
+    assert_clean_failure(
+        run_cli(*convert_args(other, out, "--overwrite")), str(out / "README.md"), "nothing was replaced"
+    )
+    assert tree_digest(out) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_overwrite_failing_midway_puts_every_old_file_back(tmp_path, ckpt, monkeypatch):
+    """Any rename of the replace failing (here the third) undoes the ones before it: old weights, card and
+    verdict, as they were."""
+    HOSTILE.append("--overwrite failing midway")
+    out = _verified_output(tmp_path, ckpt)
+    before = tree_digest(out)
+    other = ckpt.parent / "other.pth"
+    write_official_checkpoint(other, tiny(1), "official-swin", seed=5)
+    real_rename, calls = os.rename, []
+
+    def flaky_rename(src, dst, *args, **kwargs):
+        calls.append((src, dst))
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(src))
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(folder_mod.os, "rename", flaky_rename)
+    assert_clean_failure(run_cli(*convert_args(other, out, "--overwrite")), "left as it was")
+    monkeypatch.undo()
+    assert tree_digest(out) == before
+    assert leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("kind", ["dangling", "to-folder"])
 def test_out_as_a_symlink_is_refused_before_any_work(tmp_path, ckpt, kind):
     HOSTILE.append(f"--out symlink {kind}")
