@@ -438,7 +438,8 @@ def _synthetic_model(spec: str, revision: str | None) -> bool:
     from the Hub cache the load just filled (no second request)."""
     from pathlib import Path
 
-    from .card import CONVERSION_NAME, is_synthetic
+    from .card import is_synthetic
+    from .folder import CONVERSION_NAME
     from .manifest import load_manifests
     from .predict import CONVERTED_DIR
 

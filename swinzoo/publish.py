@@ -698,7 +698,7 @@ def _operation(f: UploadFile):
     op = CommitOperationAdd(f.path_in_repo, f.content if isinstance(f.content, bytes) else str(f.content))
     if op.upload_info.sha256.hex() != f.sha256:
         raise PublishError(
-            f"{f.content} changed while publishing (sha256 {op.upload_info.sha256.hex()}, checked {f.sha256}): "
+            f"{f.path_in_repo} changed while publishing (sha256 {op.upload_info.sha256.hex()}, checked {f.sha256}): "
             "nothing was sent; publish again"
         )
     return op
