@@ -22,10 +22,8 @@ WARNING = "SYNTHETIC weights"
 
 
 def _folder(path: Path, synthetic: bool) -> Path:
-    folder = make_folder(path, random_model(SwinForImageClassification, small_config()))
-    record = json.loads((folder / "conversion.json").read_text())
-    (folder / "conversion.json").write_text(json.dumps({**record, "synthetic": synthetic}))
-    return folder
+    model = random_model(SwinForImageClassification, small_config())
+    return make_folder(path, model, conversion={"synthetic": synthetic})
 
 
 def _predict(*args: str) -> click.testing.Result:
