@@ -2,8 +2,9 @@
 
 Uses only the standard library's urllib (no extra HTTP dependency). A download is written to
 ``<name>.part`` next to its final place; an interrupted transfer is continued with an HTTP ``Range``
-request (validated with ``If-Range`` when the server gave an ETag/Last-Modified), and a server that
-ignores ``Range`` is handled by starting over. The file is fsynced and moved into place with
+request validated with ``If-Range`` (the server's strong ETag or Last-Modified; a partial file whose server
+gave neither, or a 206 whose validator changed, starts over: resuming could splice two versions), and a
+server that ignores ``Range`` is handled by starting over. The file is fsynced and moved into place with
 ``os.replace`` only after the whole body arrived, looked like a checkpoint and, when a hash is pinned,
 the hash matched.
 
@@ -667,7 +668,7 @@ def fetch(
                 hit = _from_cache(entry, expected, progress)
                 if hit is not None:
                     return hit
-                seen = _download(url, entry, progress, timeout, cap)
+                seen = _download(url, entry, progress, timeout, cap, pinned=expected is not None)
                 if expected is not None and seen != expected:
                     entry.unlink(entry.part)
                     entry.unlink(entry.meta)
@@ -763,7 +764,7 @@ def _fetch_local(path: Path, expected: str | None, progress: bool) -> FetchResul
     return FetchResult(path, seen, from_cache=True, pinned=expected is not None)
 
 
-def _download(url: str, entry: _Entry, progress: bool, timeout: float, cap: tuple[int, str]) -> str:
+def _download(url: str, entry: _Entry, progress: bool, timeout: float, cap: tuple[int, str], *, pinned: bool) -> str:
     """Fill ``<final>.part`` with the whole body of ``url`` (resuming) and return its sha256.
 
     Retries within the call while each attempt makes progress, so a flaky connection does not need
@@ -773,7 +774,7 @@ def _download(url: str, entry: _Entry, progress: bool, timeout: float, cap: tupl
     for attempt in range(_MAX_ATTEMPTS):
         before = _size(entry, entry.part)
         try:
-            _download_once(url, entry, progress, timeout, cap)
+            _download_once(url, entry, progress, timeout, cap, pinned=pinned)
         except _Interrupted as e:
             failure = e
             now = _size(entry, entry.part)
@@ -867,12 +868,33 @@ def _too_large(url: str, entry: _Entry, cap: tuple[int, str], what: str) -> Down
     )
 
 
-def _download_once(url: str, entry: _Entry, progress: bool, timeout: float, cap: tuple[int, str]) -> int:
-    """One HTTP request: append to (or restart) ``part``. Raises _Interrupted on a broken transfer."""
+def _resumable(url: str, entry: _Entry, pinned: bool) -> tuple[int, dict[str, str]]:
+    """Bytes of ``part`` worth resuming from, and its recorded validators. A partial file resumes only when the
+    server can prove it still has the same file (a strong ETag or a Last-Modified, sent as ``If-Range``) or a
+    pinned sha256 will check the result: else the old head could be spliced onto a new tail, so it starts from
+    zero."""
     have = _size(entry, entry.part)
     meta = entry.read_meta() if have else {}
     if meta.get("url_sha256", _url_key(url)) != _url_key(url) or meta.get("url", url) != url:
-        have, meta = 0, {}
+        return 0, {}
+    validator = meta.get("ETag") or meta.get("Last-Modified")
+    if have and not pinned and (not validator or validator.startswith("W/")):
+        os.close(entry.open(entry.part, os.O_WRONLY | os.O_APPEND))  # a planted link is still refused, by name
+        log.info("%s: nothing proves the partial file's source unchanged: restarting from 0", _shown(url))
+        return 0, {}
+    return have, meta
+
+
+def _same_file(meta: dict[str, str], headers: http.client.HTTPMessage) -> bool:
+    """Does a 206 answer come from the file the partial download began (its validators unchanged)?"""
+    return all(not meta.get(k) or headers.get(k) in (None, meta[k]) for k in ("ETag", "Last-Modified"))
+
+
+def _download_once(
+    url: str, entry: _Entry, progress: bool, timeout: float, cap: tuple[int, str], *, pinned: bool
+) -> int:
+    """One HTTP request: append to (or restart) ``part``. Raises _Interrupted on a broken transfer."""
+    have, meta = _resumable(url, entry, pinned)
     target, auth = _split_credentials(url)
     headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
     if have:
@@ -909,6 +931,9 @@ def _download_once(url: str, entry: _Entry, progress: bool, timeout: float, cap:
         limit = cap[0]
         if status == 206 and have:
             cr = _content_range(response.headers.get("Content-Range"))
+            if not _same_file(meta, response.headers):  # a server that ignored If-Range: another file
+                entry.unlink(entry.part)
+                raise _Interrupted("the file changed on the server since the partial download; restarting", None, True)
             if cr is None or cr[0] != have:
                 # A range we did not ask for: drop the partial file and start clean next attempt.
                 entry.unlink(entry.part)

@@ -70,6 +70,8 @@ class FileServer:
         self.directory = Path(directory) if directory is not None else None
         self.requests: list[RequestRecord] = []
         self.ignore_range = False
+        self.honour_if_range = True  # False: a server that answers a Range whatever If-Range says
+        self.send_validators = True  # False: no ETag, as a plain server that cannot prove a file unchanged
         self._interrupts: dict[str, list[int]] = {}
         self._failures: dict[str, list[int]] = {}
         self._always_fail: dict[str, int] = {}
@@ -237,7 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
         start, end, status = 0, size - 1, 200
         range_header = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
-        use_range = range_header and not owner.ignore_range and (if_range is None or if_range == etag)
+        same = if_range is None or if_range == etag or not owner.honour_if_range
+        use_range = range_header and not owner.ignore_range and same
         if use_range:
             m = _RANGE_RE.match(range_header.strip())
             if not m or (not m.group(1) and not m.group(2)):
@@ -257,7 +260,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", etag)
+        if owner.send_validators:
+            self.send_header("ETag", etag)
         self.send_header("Accept-Ranges", "none" if owner.ignore_range else "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")

@@ -345,3 +345,60 @@ def test_unwritable_cache_dir_is_a_one_line_error_naming_it(server, tmp_path):
                      seconds=SECONDS)  # fmt: skip
     assert_clean_failure(result, str(cache))
     assert server.requests == []
+
+
+# ------------------------------------------------------------------------------------------------ resume (issue 21)
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory) -> tuple[bytes, bytes]:
+    """Two versions of one checkpoint (same layout and size, other values): what a server may hold before and
+    after an update."""
+    folder = tmp_path_factory.mktemp("versions")
+    old, new = (
+        write_official_checkpoint(folder / f"v{seed}.pth", tiny_config(1, embed_dim=16), "official-swin", seed=seed)
+        for seed in (1, 2)
+    )
+    assert old.stat().st_size == new.stat().st_size
+    return old.read_bytes(), new.read_bytes()
+
+
+def _partial_download(url: str, cache: Path, head: bytes, **validators: str) -> None:
+    """The cache as an earlier, interrupted download left it: the head of the file, and its validators."""
+    final = cache_path_for(url, cache)
+    final.parent.mkdir(parents=True)
+    Path(f"{final}.part").write_bytes(head)
+    meta = {"url_sha256": hashlib.sha256(url.encode()).hexdigest(), **validators}
+    Path(f"{final}.part.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("validators", [{}, {"ETag": 'W/"weak"'}], ids=["none", "weak-etag"])
+def test_a_partial_download_is_not_resumed_when_nothing_proves_the_file_unchanged(
+    server, tmp_path, two_versions, validators
+):
+    """The file changed on the server since the partial download, and the server sends no validator: resuming
+    would splice the old head onto the new tail. The download starts over and is the new file whole."""
+    from swinzoo.fetch import fetch
+
+    old, new = two_versions
+    server.files["changed.pth"] = new
+    server.send_validators = False
+    url = server.url("changed.pth")
+    _partial_download(url, tmp_path / "cache", old[: len(old) // 2], **validators)
+    result = fetch(url, cache_dir=tmp_path / "cache", progress=False)
+    assert Path(result.path).read_bytes() == new
+    assert all("range" not in r.headers for r in server.requests_for("changed.pth"))
+
+
+def test_a_partial_download_of_a_file_that_changed_is_not_resumed_by_a_server_ignoring_if_range(
+    server, tmp_path, two_versions
+):
+    """The partial file's ETag is not the server's any more, and the server ignores If-Range (answers the range
+    of its new file): the changed ETag of its 206 is caught and the download starts over."""
+    from swinzoo.fetch import fetch
+
+    old, new = two_versions
+    server.files["changed.pth"] = new
+    url = server.url("changed.pth")
+    server.honour_if_range = False
+    _partial_download(url, tmp_path / "cache", old[: len(old) // 2], ETag='"' + hashlib.sha256(old).hexdigest() + '"')
+    result = fetch(url, cache_dir=tmp_path / "cache", progress=False)
+    assert Path(result.path).read_bytes() == new
