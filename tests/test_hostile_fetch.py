@@ -353,10 +353,11 @@ def two_versions(tmp_path_factory) -> tuple[bytes, bytes]:
     """Two versions of one checkpoint (same layout and size, other values): what a server may hold before and
     after an update."""
     folder = tmp_path_factory.mktemp("versions")
-    old, new = (
-        write_official_checkpoint(folder / f"v{seed}.pth", tiny_config(1, embed_dim=16), "official-swin", seed=seed)
+    old, new = (  # one file name: the zip's record names are the same in both
+        write_official_checkpoint(folder / f"v{seed}" / "ckpt.pth", tiny_config(1, embed_dim=16), "official-swin",
+                                  seed=seed)
         for seed in (1, 2)
-    )
+    )  # fmt: skip
     assert old.stat().st_size == new.stat().st_size
     return old.read_bytes(), new.read_bytes()
 
@@ -402,3 +403,14 @@ def test_a_partial_download_of_a_file_that_changed_is_not_resumed_by_a_server_ig
     _partial_download(url, tmp_path / "cache", old[: len(old) // 2], ETag='"' + hashlib.sha256(old).hexdigest() + '"')
     result = fetch(url, cache_dir=tmp_path / "cache", progress=False)
     assert Path(result.path).read_bytes() == new
+
+
+def test_a_checkpoint_spliced_from_two_versions_fails_its_crc_on_load(server, tmp_path, two_versions):
+    """What an unguarded resume made (the old head, the new tail): every zip record states its CRC-32, which
+    torch's reader does not check; swinzoo does, and names the file."""
+    old, new = two_versions
+    half = len(old) // 2
+    server.files["spliced.pth"] = old[:half] + new[half:]
+    result = convert(server.url("spliced.pth"), tmp_path)
+    assert_clean_failure(result, "spliced.pth", "CRC", "download it again")
+    assert not (tmp_path / "out").exists()
