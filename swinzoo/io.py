@@ -135,6 +135,35 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _check_hub_hash(path: Path, what: str) -> None:
+    """The weights huggingface_hub gave are the bytes the Hub states: its cache names each blob after the file's
+    ETag (for an LFS file the ``X-Linked-Etag``, its sha256; for a regular file git's blob sha1), which the
+    client does not check against the bytes it stored. A mismatch (a tampered mirror or cache, a corrupted
+    transfer) is refused by name."""
+    import hashlib
+    import re
+
+    from .fetch import sha256_file
+
+    blob = path.resolve()
+    stated = blob.name
+    if re.fullmatch(r"[0-9a-f]{64}", stated):
+        actual, kind = sha256_file(blob), "sha256"
+    elif re.fullmatch(r"[0-9a-f]{40}", stated):
+        h = hashlib.sha1(f"blob {blob.stat().st_size}\0".encode())
+        with blob.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        actual, kind = h.hexdigest(), "git blob sha1"
+    else:
+        return  # not a Hub cache blob (a local_dir copy): nothing stated to check against
+    if actual != stated:
+        raise LoadError(
+            f"{what}: the Hub states {kind} {stated}, but the downloaded file ({blob}) has {actual}: a corrupted "
+            "download or a tampered mirror or cache; delete that file and download again"
+        )
+
+
 def _download_from_hub(
     repo_id: str, revision: str | None, cache_dir: str | None, only_config: bool = False
 ) -> tuple[Path, Path]:
@@ -176,6 +205,8 @@ def _download_from_hub(
         except _network_errors() as exc:  # the connection failed or dropped midway: one line naming the repo
             why = redact(one_line(str(exc) or type(exc).__name__))
             raise LoadError(f"{at}: cannot download {filename} from the Hub (network failure: {why})") from exc
+        if filename == WEIGHTS_NAME:
+            _check_hub_hash(files[-1], f"{at}: {filename}")
         # The cache keeps each file under snapshots/<commit>/: pin the next download to that commit.
         commit = files[-1].parent.name
         if re.fullmatch(r"[0-9a-f]{40}", commit):

@@ -544,3 +544,25 @@ def test_a_password_in_hf_endpoint_is_printed_nowhere(hub: HubServer, tmp_path: 
     assert_clean_failure(result, "alice/tiny")
     assert any("127.0.0.1" in line for line in lines.lines), (result.output, lines.lines)  # the URL was logged
     assert password not in result.output and all(password not in line for line in lines.lines), lines.lines
+
+
+# ----------------------------------------------------------------------------------------- Hub downloads (issue 21)
+def test_weights_that_do_not_match_the_sha256_the_hub_states_are_refused(hub: HubServer, folder: Path) -> None:
+    """The Hub's storage serves other bytes (same size) under the sha256 it states (X-Linked-Etag): predict and
+    from_pretrained refuse them, naming the file and both hashes."""
+    from PIL import Image
+
+    publish(folder, "alice/tiny")
+    repo = hub.repo("alice/tiny")
+    stated = sha256_file(folder / "model.safetensors")
+    good = repo.lfs_objects[stated]
+    tampered = bytearray(good)
+    tampered[-64:] = bytes(64)  # the last tensor's values changed; the header (and the size) as before
+    repo.lfs_objects[stated] = bytes(tampered)
+    image = folder.parent / "cat.png"
+    Image.new("RGB", (64, 64)).save(image)
+    result = run_cli("predict", image, "--model", "alice/tiny", seconds=SECONDS)
+    message = assert_clean_failure(result, "alice/tiny", "model.safetensors", stated)
+    assert hashlib.sha256(bytes(tampered)).hexdigest() in message
+    with pytest.raises(swinzoo.io.LoadError, match="the Hub states sha256"):
+        swinzoo.from_pretrained("alice/tiny")
