@@ -47,6 +47,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -73,6 +74,7 @@ __all__ = [
     "clean_stale_temporaries",
     "describe_source",
     "sha256_file",
+    "git_blob_sha1",
     "fetch",
 ]
 
@@ -326,8 +328,9 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def _sha256_fd(fd: int, size: int, name: str, progress: bool) -> str:
-    h = hashlib.sha256()
+def _sha256_fd(fd: int, size: int, name: str, progress: bool, h: Any = None) -> str:
+    """Hex digest of the open file (sha256, or the hash object ``h`` given), from its start."""
+    h = hashlib.sha256() if h is None else h
     os.lseek(fd, 0, os.SEEK_SET)
     with _bar(size, 0, f"sha256 {name}", progress and size > 64 * _CHUNK) as bar:
         while chunk := os.read(fd, _CHUNK):
@@ -337,13 +340,25 @@ def _sha256_fd(fd: int, size: int, name: str, progress: bool) -> str:
 
 
 def sha256_file(path: Path, progress: bool = False) -> str:
-    """Hex sha256 of a regular file, read in 1 MiB chunks (a FIFO or device is refused, never read)."""
+    """Hex sha256 of a regular file, read in 1 MiB chunks (a FIFO or device is refused, never read): swinzoo's
+    one file hash (downloads, the publish gate, verify, evaluate, the Hub check)."""
+    return _hash_file(path, progress, git_blob=False)
+
+
+def git_blob_sha1(path: Path) -> str:
+    """Git's blob id of a regular file (sha1 of ``blob <size>\0`` + bytes): what the Hub states for a file that
+    is not in LFS."""
+    return _hash_file(path, False, git_blob=True)
+
+
+def _hash_file(path: Path, progress: bool, *, git_blob: bool) -> str:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise LocalSourceError(f"{path} is a {_kind(st.st_mode)}, not a regular file")
-        return _sha256_fd(fd, st.st_size, Path(path).name, progress)
+        h = hashlib.sha1(f"blob {st.st_size}\0".encode()) if git_blob else None
+        return _sha256_fd(fd, st.st_size, Path(path).name, progress, h)
     finally:
         os.close(fd)
 

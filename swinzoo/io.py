@@ -140,21 +140,16 @@ def _check_hub_hash(path: Path, what: str) -> None:
     ETag (for an LFS file the ``X-Linked-Etag``, its sha256; for a regular file git's blob sha1), which the
     client does not check against the bytes it stored. A mismatch (a tampered mirror or cache, a corrupted
     transfer) is refused by name."""
-    import hashlib
     import re
 
-    from .fetch import sha256_file
+    from .fetch import git_blob_sha1, sha256_file
 
     blob = path.resolve()
     stated = blob.name
     if re.fullmatch(r"[0-9a-f]{64}", stated):
         actual, kind = sha256_file(blob), "sha256"
     elif re.fullmatch(r"[0-9a-f]{40}", stated):
-        h = hashlib.sha1(f"blob {blob.stat().st_size}\0".encode())
-        with blob.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        actual, kind = h.hexdigest(), "git blob sha1"
+        actual, kind = git_blob_sha1(blob), "git blob sha1"
     else:
         return  # not a Hub cache blob (a local_dir copy): nothing stated to check against
     if actual != stated:

@@ -34,7 +34,7 @@ from . import __version__
 from .card import CONFIG_FIELDS, FORMATS, CardError, build_card, reference_rows
 from .config import CONFIG_NAME, SwinConfig
 from .errors import SwinzooError, one_line
-from .fetch import sha256_file
+from .fetch import git_blob_sha1, sha256_file
 from .folder import CARD_NAME, CONVERSION_NAME, VERIFICATION_NAME, ConvertedFolder
 from .gate import (
     BOUND_FILES,
@@ -49,7 +49,6 @@ from .io import WEIGHTS_NAME
 from .records import VerificationRecord, read_json
 
 KEEP_REMOTE = frozenset({".gitattributes"})
-_HASH_CHUNK = 8 * 1024 * 1024
 
 
 class PublishError(SwinzooError, RuntimeError):
@@ -84,14 +83,6 @@ class UploadFile:
         _ = self.size, self.sha256
         return self
 
-    def _chunks(self):
-        if isinstance(self.content, bytes):
-            yield self.content
-            return
-        with self.content.open("rb") as f:
-            while chunk := f.read(_HASH_CHUNK):
-                yield chunk
-
     @property
     def sha256(self) -> str:
         """What the Hub reports for an LFS file."""
@@ -106,10 +97,10 @@ class UploadFile:
     def git_sha1(self) -> str:
         """Git's blob id (sha1 of ``blob <size>\\0`` + bytes): what the Hub reports for a regular file."""
         if self._sha1 is None:
-            h = hashlib.sha1(f"blob {self.size}\0".encode())
-            for chunk in self._chunks():
-                h.update(chunk)
-            self._sha1 = h.hexdigest()
+            if isinstance(self.content, bytes):
+                self._sha1 = hashlib.sha1(f"blob {self.size}\0".encode() + self.content).hexdigest()
+            else:
+                self._sha1 = git_blob_sha1(self.content)
         return self._sha1
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -336,3 +337,18 @@ def test_evict_never_deletes_a_file_outside_the_cache_a_link_or_a_hard_linked_fi
     outside.mkdir()
     (outside / "x.pth").write_bytes(DATA)
     assert evict(outside / "x.pth", cache) is False and (outside / "x.pth").exists()
+
+
+def test_file_hashes_match_sha256sum_and_git_hash_object(tmp_path):
+    """swinzoo's one home for file hashes agrees with the tools that define them (coreutils, git)."""
+    import shutil
+
+    from swinzoo.fetch import git_blob_sha1, sha256_file
+
+    path = tmp_path / "blob.bin"
+    path.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    assert sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True)
+    assert git_blob_sha1(path) == git.stdout.strip()
