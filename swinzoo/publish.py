@@ -13,6 +13,11 @@ or ``Swin(v2)ForMaskedImageModeling`` load; 4.x parameter names, which 5.x also 
 (config.json with ``architecture``/``model_args``/``pretrained_cfg`` + model.safetensors in timm's layout,
 for ``timm.create_model("hf-hub:ORG/NAME", pretrained=True)``). Every format gets the model card.
 
+The gate (:mod:`swinzoo.gate`) decides what counts as verified; publish asks it before building anything, and
+again, in every format, once the files are built (the folder's bound files hashed anew, each file sent from
+the folder the one hashed), so a file replaced between the gate and the upload is refused. Only regular files
+inside the folder that parse as what their name says are read, even with ``--force``.
+
 The token comes from huggingface_hub (``HF_TOKEN`` or ``hf auth login``); swinzoo never reads or prints it.
 """
 
