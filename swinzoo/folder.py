@@ -172,6 +172,7 @@ def check_output(target: str | os.PathLike, *, overwrite: bool = False) -> Path:
                     f"--out {target}: already holds a swinzoo conversion; pass --overwrite to replace swinzoo's "
                     "files in it (other files are kept), or choose another folder"
                 )
+            _replaceable(raw)  # before any work: a folder or link where swinzoo's file would go is refused
     return raw
 
 
@@ -269,11 +270,8 @@ def _commit(tmp: Path, target: Path) -> None:
     _replace_whole(tmp, target)
 
 
-def _replace_whole(tmp: Path, target: Path) -> None:
-    """A previous swinzoo output, overwrite asked for: swinzoo's files of ``target`` become ``tmp``'s (stale ones
-    go), other files stay. Whole or not at all: the old files are first moved aside, then the new ones in, each
-    by a rename; should any step fail, every rename is undone and the old output (verdict included) is as it
-    was. A name of swinzoo's that holds something else (a folder, a link) is refused before anything moves."""
+def _replaceable(target: Path) -> list[str]:
+    """swinzoo's file names present in ``target``, each a regular file (else :class:`OutputError` naming it)."""
     old = [name for name in SWINZOO_FILES if os.path.lexists(target / name)]
     for name in old:
         mode = os.lstat(target / name).st_mode
@@ -283,6 +281,15 @@ def _replace_whole(tmp: Path, target: Path) -> None:
                 f"--out {target}: {target / name} is a {kind}, not the file swinzoo wrote; nothing was replaced "
                 "(move it away, or choose another folder)"
             )
+    return old
+
+
+def _replace_whole(tmp: Path, target: Path) -> None:
+    """A previous swinzoo output, overwrite asked for: swinzoo's files of ``target`` become ``tmp``'s (stale ones
+    go), other files stay. Whole or not at all: the old files are first moved aside, then the new ones in, each
+    by a rename; should any step fail, every rename is undone and the old output (verdict included) is as it
+    was. A name of swinzoo's that holds something else (a folder, a link) is refused before anything moves."""
+    old = _replaceable(target)
     new = [name for name in SWINZOO_FILES if (tmp / name).exists()]
     aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.old.", suffix=_PARTIAL, dir=target.parent))
     moved: list[str] = []
