@@ -73,7 +73,8 @@ def test_hidden_states_are_embeddings_plus_one_per_stage(version):
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_every_blocks_attention_equals_transformers(version):
-    config = tiny_config(version, image_size=128, depths=[2, 2, 2, 2])
+    """``output_block_attentions=True``: one entry per block; by default one per stage, as transformers."""
+    config = tiny_config(version, image_size=128, depths=[2, 2, 2, 2], output_block_attentions=True)
     model = random_model(SwinForImageClassification, config, seed=5)
     hf = transformers_twin(model)
     captured = []
@@ -97,6 +98,12 @@ def test_every_blocks_attention_equals_transformers(version):
     assert len(theirs.attentions) == config.num_layers
     for i, ref in zip(last_of_stage, theirs.attentions, strict=True):
         assert max_diff(mine.attentions[i], ref) <= TOL
+    model.config.output_block_attentions = False
+    with torch.no_grad():
+        per_stage = model(x, output_attentions=True).attentions
+    assert len(per_stage) == config.num_layers
+    for a, ref in zip(per_stage, theirs.attentions, strict=True):
+        assert max_diff(a, ref) <= TOL
     # Windows of stage 1: (2 images * 8 * 8 windows, 1 head, 16 tokens, 16 tokens).
     assert mine.attentions[0].shape == (128, 1, 16, 16)
     # The attention path gives the same logits as the fused (scaled_dot_product_attention) path.
@@ -529,7 +536,7 @@ def both_paths(model, *args, **kwargs):
     """The model's output on the fast path (the default) and on the reference path, in that order."""
     with torch.no_grad():
         fast = model(*args, **kwargs)
-        model.set_inference_path("reference")
+        model.set_inference_path("readable")
         try:
             reference = model(*args, **kwargs)
         finally:
@@ -602,9 +609,9 @@ def test_window_gather_indices_equal_roll_then_partition(height, width, window, 
 
 def test_unknown_inference_path_is_rejected_by_name():
     model = SwinModel(tiny_config(1))
-    with pytest.raises(ValueError, match="inference path 'turbo'.*fast, reference"):
+    with pytest.raises(ValueError, match="inference path 'turbo'.*fast, readable"):
         model.set_inference_path("turbo")
-    assert model.set_inference_path("reference").inference_path == "reference"
+    assert model.set_inference_path("readable").inference_path == "readable"
 
 
 def test_training_after_an_inference_mode_forward_works():
