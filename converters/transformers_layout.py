@@ -22,6 +22,18 @@ CLASS_ROW = Transform(
 )
 
 
+def class_row(config: SwinConfig, write_row: bool) -> Transform:
+    """Absolute positions to transformers' layout (with the class-token row when ``write_row``) and back. Read
+    back, the row is dropped only where the tensor has one: transformers 5 saves Swin v1 without it, under
+    either key style."""
+    n = config.num_patches
+    return Transform(
+        CLASS_ROW.name if write_row else "positions (1, N, C), with a class-token row dropped where one is stored",
+        to_foreign=CLASS_ROW.to_foreign if write_row else IDENTITY.to_foreign,
+        to_swinzoo=lambda t: t[:, 1:] if t.shape[1] == n + 1 else t,
+    )
+
+
 def detect_style(foreign_keys) -> str:
     """'q_proj' (transformers >= 5 Swin v1) or 'legacy' (4.x names, also Swinv2 in 5.x)."""
     return "q_proj" if any(".attention.q_proj." in k for k in foreign_keys) else "legacy"
@@ -43,7 +55,7 @@ def transformers_rules(config: SwinConfig, task: str = "image-classification", s
         Rename(
             f"{src}patch_embed.position_embeddings",
             f"{pre}embeddings.position_embeddings",
-            IDENTITY if (config.version == 1 and style == "q_proj") else CLASS_ROW,
+            class_row(config, write_row=not (config.version == 1 and style == "q_proj")),
         ),
         Rename(blk + "norm1.{rest}", hf + "layernorm_before.{rest}"),
         Rename(blk + "norm2.{rest}", hf + "layernorm_after.{rest}"),

@@ -662,14 +662,20 @@ class SwinPreTrainedModel(nn.Module):
         elif isinstance(module, PatchEmbedding) and module.position_embeddings is not None:
             nn.init.trunc_normal_(module.position_embeddings, std=std)
 
-    def _flags(self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None):
+    def _flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> tuple[bool, bool]:
         """A forward's keywords, None meaning the config's setting (as in transformers)."""
         c = self.config
         return (
             c.output_attentions if output_attentions is None else output_attentions,
             c.output_hidden_states if output_hidden_states is None else output_hidden_states,
-            c.return_dict if return_dict is None else return_dict,
         )
+
+    def _finish(self, result: ModelOutput, return_dict: bool | None) -> Any:
+        """``result``, or its tuple for ``return_dict=False``. Unset, the config decides, and torch.jit.trace
+        gets the tuple (it refuses dict outputs; transformers' ``torchscript`` setting does the same)."""
+        if return_dict is None:
+            return_dict = self.config.return_dict and not torch.jit.is_tracing()
+        return result if return_dict else result.to_tuple()
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
         from .io import save_pretrained
@@ -771,9 +777,7 @@ class SwinModel(SwinPreTrainedModel):
         output_hidden_states_before_downsampling: bool = False,
         return_dict: bool | None = None,
     ) -> Any:
-        output_attentions, output_hidden_states, return_dict = self._flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+        output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
         trace = self.forward_stages(pixel_values, bool_masked_pos, head_mask, output_attentions)
         x = self.norm(trace.final)
         pooled = x.mean(dim=(1, 2)) if self.add_pooling_layer else None
@@ -793,7 +797,7 @@ class SwinModel(SwinPreTrainedModel):
             attentions=tuple(trace.attentions) if output_attentions else None,
             reshaped_hidden_states=reshaped,
         )
-        return out if return_dict and not torch.jit.is_tracing() else out.to_tuple()
+        return self._finish(out, return_dict)
 
 
 class SwinForImageClassification(SwinPreTrainedModel):
@@ -814,9 +818,7 @@ class SwinForImageClassification(SwinPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> Any:
-        output_attentions, output_hidden_states, return_dict = self._flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+        output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
         out = self.swin(
             pixel_values,
             head_mask=head_mask,
@@ -833,7 +835,7 @@ class SwinForImageClassification(SwinPreTrainedModel):
             attentions=out.attentions,
             reshaped_hidden_states=out.reshaped_hidden_states,
         )
-        return result if return_dict and not torch.jit.is_tracing() else result.to_tuple()
+        return self._finish(result, return_dict)
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: SwinConfig) -> torch.Tensor:
@@ -899,9 +901,7 @@ class SwinForMaskedImageModeling(SwinPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> Any:
-        output_attentions, output_hidden_states, return_dict = self._flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+        output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
         out = self.swin(
             pixel_values,
             bool_masked_pos=bool_masked_pos,
@@ -924,7 +924,7 @@ class SwinForMaskedImageModeling(SwinPreTrainedModel):
             attentions=out.attentions,
             reshaped_hidden_states=out.reshaped_hidden_states,
         )
-        return result if return_dict and not torch.jit.is_tracing() else result.to_tuple()
+        return self._finish(result, return_dict)
 
     def _final_grid(self, height: int, width: int) -> tuple[int, int]:
         gh, gw = -(-height // self.config.patch_size), -(-width // self.config.patch_size)
@@ -1013,9 +1013,7 @@ class SwinBackbone(SwinPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> Any:
-        output_attentions, output_hidden_states, return_dict = self._flags(
-            output_attentions, output_hidden_states, return_dict
-        )
+        output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
         trace = self.swin.forward_stages(pixel_values, head_mask=head_mask, output_attentions=output_attentions)
         tokens = [trace.after[0], *trace.before]  # every stage before its merge, as transformers' backbone
         sizes = [trace.sizes_after[0], *trace.sizes_before]
@@ -1029,7 +1027,7 @@ class SwinBackbone(SwinPreTrainedModel):
             hidden_states=tuple(tokens) if output_hidden_states else None,
             attentions=tuple(trace.attentions) if output_attentions else None,
         )
-        return result if return_dict and not torch.jit.is_tracing() else result.to_tuple()
+        return self._finish(result, return_dict)
 
 
 TASK_CLASSES: dict[str, type[SwinPreTrainedModel]] = {
