@@ -2,7 +2,7 @@
 
 ``SwinBlock.forward`` in swinzoo.modeling is the paper's roll -> partition -> attend -> reverse -> roll back.
 When :func:`applies` (eval, no gradients, on the CPU, not traced, neither attentions nor a head mask asked for)
-and the model's inference path is ``"fast"`` (the default; ``model.set_inference_path("reference")`` turns it
+and the model's inference path is ``"fast"`` (the default; ``model.set_inference_path("readable")`` turns it
 off), the block runs :func:`swin_block` instead, which buys 13-26% over timm at batch 8 on CPU
 (benchmarks/bench_throughput.py) with four things:
 
