@@ -273,11 +273,10 @@ class SwinConfig:
         return h * w
 
     def stage_resolution(self, stage: int) -> tuple[int, int]:
-        """Token grid of a stage at the configured image size (merging halves it, rounding up as padding does)."""
+        """Token grid of a stage at the configured image size, halved (rounding down) per merge: the grid the
+        official code, timm and transformers size each stage's windows from (docs/geometry.md)."""
         h, w = self.patches_resolution
-        for _ in range(stage):
-            h, w = (h + 1) // 2, (w + 1) // 2
-        return h, w
+        return h // 2**stage, w // 2**stage
 
     def stage_window(self, stage: int) -> tuple[int, bool]:
         """The official clamp: a stage no larger than the window runs unshifted, window = its resolution."""

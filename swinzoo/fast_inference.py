@@ -120,7 +120,7 @@ def forget(model: nn.Module) -> None:
 def swin_block(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
     """``SwinBlock.forward(x)`` for eval on the CPU: gathers, image groups, the cached bias, in-place tails."""
     b, h, w, c = x.shape
-    window, shift = block.window, block.shift_at(h, w)
+    window, shift = block.window, block.shift
     hp, wp = h + -h % window, w + -w % window
     shortcut = x.reshape(b, h * w, c)
     if not block.post_norm:

@@ -35,6 +35,10 @@ from .config import SwinConfig
 from .fast_inference import is_tracing
 
 INFERENCE_PATHS = ("fast", "readable")
+# The epsilon of the embedding, patch-merging and backbone stage norms: transformers builds these with LayerNorm's
+# default whatever config.layer_norm_eps says (which only the block norms and the final norm read); the official
+# code has no such setting (1e-5 everywhere). See docs/geometry.md.
+FIXED_EPS = 1e-5
 MASK_VALUE = -100.0  # what the official code adds to attention logits across shifted-window seams
 
 
@@ -267,7 +271,7 @@ class PatchEmbedding(nn.Module):
         self.patch_size = config.patch_size
         self.grid = config.patches_resolution
         self.proj = nn.Conv2d(config.num_channels, config.embed_dim, config.patch_size, config.patch_size)
-        self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(config.embed_dim, eps=FIXED_EPS)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim)) if use_mask_token else None
         self.position_embeddings = (
             nn.Parameter(torch.zeros(1, config.num_patches, config.embed_dim))
@@ -462,10 +466,6 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.mlp = Mlp(dim, int(dim * config.mlp_ratio), config.hidden_act, config.hidden_dropout_prob)
 
-    def shift_at(self, height: int, width: int) -> int:
-        """A grid no larger than the window needs no shift (the official clamp, applied to the actual input)."""
-        return self.shift if min(height, width) > self.window else 0
-
     def shift_mask(self, height: int, width: int, shift: int, device: torch.device) -> torch.Tensor | None:
         return shifted_window_mask(height, width, self.window, shift, device) if shift else None
 
@@ -479,7 +479,7 @@ class SwinBlock(nn.Module):
         if fast and fast_inference.applies(x, self.training, head_mask, output_attentions):
             return fast_inference.swin_block(self, x), None
         _, h, w, _ = x.shape
-        window, shift = self.window, self.shift_at(h, w)
+        window, shift = self.window, self.shift  # fixed by the configured size, whatever the input (docs/geometry.md)
         shortcut = x
         if not self.post_norm:
             x = self.norm1(x)
@@ -510,7 +510,7 @@ class PatchMerging(nn.Module):
         super().__init__()
         self.norm_first = config.version == 1
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(4 * dim if self.norm_first else 2 * dim, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(4 * dim if self.norm_first else 2 * dim, eps=FIXED_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
@@ -671,10 +671,11 @@ class SwinPreTrainedModel(nn.Module):
         )
 
     def _finish(self, result: ModelOutput, return_dict: bool | None) -> Any:
-        """``result``, or its tuple for ``return_dict=False``. Unset, the config decides, and torch.jit.trace
-        gets the tuple (it refuses dict outputs; transformers' ``torchscript`` setting does the same)."""
+        """``result``, or its tuple for ``return_dict=False``. Unset, the config decides, and a model given to
+        torch.jit.trace itself returns the tuple (the tracer refuses dict outputs; transformers needs its
+        ``torchscript`` setting for this)."""
         if return_dict is None:
-            return_dict = self.config.return_dict and not torch.jit.is_tracing()
+            return_dict = self.config.return_dict and not _traced_as_a_whole(self)
         return result if return_dict else result.to_tuple()
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
@@ -697,6 +698,15 @@ class SwinPreTrainedModel(nn.Module):
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _traced_as_a_whole(model: nn.Module) -> bool:
+    """Whether ``model`` is the module torch.jit.trace was given (not one called inside a traced wrapper, which
+    may read ``.logits``): the tracer names the module it traces ``"__module"``."""
+    if not torch.jit.is_tracing():
+        return False
+    names = getattr(torch.jit._trace, "_trace_module_map", None) or {}
+    return names.get("__module") is model
 
 
 def _per_stage_head_mask(head_mask: Any, num_stages: int) -> list[torch.Tensor | None]:
@@ -961,7 +971,7 @@ class SwinBackbone(SwinPreTrainedModel):
         self.stage_norms = nn.ModuleDict({name: self._stage_norm(name) for name in config.out_features})
 
     def _stage_norm(self, name: str) -> nn.LayerNorm:
-        return nn.LayerNorm(self.num_features[self.config.stage_names.index(name)], eps=self.config.layer_norm_eps)
+        return nn.LayerNorm(self.num_features[self.config.stage_names.index(name)], eps=FIXED_EPS)
 
     @property
     def stage_names(self) -> list[str]:

@@ -310,3 +310,41 @@ def test_accepted_transformers_keywords_load_and_the_rest_are_refused_with_a_rea
     for keyword, value in [("from_tf", True), ("quantization_config", {}), ("variant", "fp16")]:
         with pytest.raises(SwinzooError, match=f"{keyword}.*not supported \\("):
             swinzoo.from_pretrained(folder, **{keyword: value})
+
+
+# --------------------------------------------------------------------------------------------- numerics, official code silent
+@pytest.mark.parametrize("size", [60, 64, 72])
+def test_v2_grids_odd_after_a_merge_equal_transformers(size):
+    """Image 60, window 5: grids 15, 7, 3, 1 as transformers sizes its stages (rounded down; ceil gave 8, 4, 2)."""
+    config = tiny_config(2, image_size=60, window_size=5)
+    model = random_model(SwinForImageClassification, config, seed=20)
+    hf = transformers_twin(model)
+    x = images(2, size, size)
+    with torch.no_grad():
+        mine, theirs = model(x, output_hidden_states=True), hf(x, output_hidden_states=True)
+    assert max_diff(mine.logits, theirs.logits) <= TOL
+    for a, b in zip(mine.reshaped_hidden_states, theirs.reshaped_hidden_states, strict=True):
+        assert max_diff(a, b) <= TOL
+
+
+@pytest.mark.parametrize("size", [(20, 20), (12, 28), (8, 8)])
+def test_v2_inputs_smaller_than_a_window_keep_the_configured_shift_as_transformers(size):
+    model = random_model(SwinForImageClassification, tiny_config(2, image_size=128, window_size=8), seed=21)
+    hf = transformers_twin(model)
+    x = images(2, *size)
+    with torch.no_grad():
+        assert max_diff(model(x).logits, hf(x).logits) <= TOL
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_layer_norm_eps_applies_where_transformers_applies_it(version):
+    """eps 0.1 (a large value makes the difference visible): block norms and the final norm read it; the
+    embedding and merging norms keep LayerNorm's default, as in transformers."""
+    model = random_model(SwinForImageClassification, tiny_config(version, image_size=128, layer_norm_eps=0.1), 22)
+    hf = transformers_twin(model)
+    x = images(2, 128, 128)
+    with torch.no_grad():
+        mine, theirs = model(x, output_hidden_states=True), hf(x, output_hidden_states=True)
+    assert max_diff(mine.logits, theirs.logits) <= TOL
+    for a, b in zip(mine.hidden_states, theirs.hidden_states, strict=True):
+        assert max_diff(a, b) <= TOL
