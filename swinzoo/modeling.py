@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -624,6 +624,14 @@ class SwinPreTrainedModel(nn.Module):
             if isinstance(module, SwinPreTrainedModel):
                 module.inference_path = path
         return self
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The patch projection (transformers' ``get_input_embeddings`` of its vision models)."""
+        swin = self if isinstance(self, SwinModel) else self.swin
+        return cast(nn.Module, swin.patch_embed.proj)
+
+    def get_output_embeddings(self) -> None:
+        return None  # no tied output embeddings in a vision model
 
     @property
     def is_gradient_checkpointing(self) -> bool:
