@@ -11,7 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import safe_open
@@ -168,9 +168,7 @@ def _download_from_hub(
     pinned = revision
     for filename in (CONFIG_NAME,) if only_config else (CONFIG_NAME, WEIGHTS_NAME):
         try:
-            files.append(
-                Path(hf_hub_download(repo_id, filename, revision=pinned, cache_dir=cache_dir, **(hub or {})))
-            )
+            files.append(Path(hf_hub_download(repo_id, filename, revision=pinned, cache_dir=cache_dir, **(hub or {}))))
         except RepositoryNotFoundError as exc:
             raise LoadError(f"Hub repo {repo_id!r} not found (or private: log in with `hf auth login`)") from exc
         except RevisionNotFoundError as exc:
@@ -500,8 +498,11 @@ class _Options:
 def _transformers_options(kwargs: dict[str, Any], device: str | torch.device | None) -> _Options:
     """Take transformers' loading keywords out of ``kwargs``: honoured, accepted as what swinzoo always does,
     or refused with the reason (what is left is checked by :func:`_config_changes`)."""
-    hub = {k: kwargs.pop(k) for k in ("token", "force_download", "local_files_only") if k in kwargs}
-    hub = {k: v for k, v in hub.items() if v not in (None, False)}
+    hub: dict[str, Any] = {}
+    for name in ("token", "force_download", "local_files_only"):
+        value = kwargs.pop(name, None)
+        if value not in (None, False):
+            hub[name] = value
     subfolder = kwargs.pop("subfolder", "") or ""
     if subfolder:
         hub["subfolder"] = subfolder
@@ -600,8 +601,10 @@ def _assemble(
     if task == "backbone":  # norms of stages not asked for now (a backbone saved with other out_features) go
         state = {k: v for k, v in state.items() if not k.startswith("stage_norms.") or k in expected}
     missing = [k for k in expected if k not in state]
-    fresh_norms = sorted({k.split(".")[1] for k in missing if k.startswith("stage_norms.")}) if task == "backbone" else []
-    missing = [k for k in missing if not k.startswith("stage_norms.")] if task == "backbone" else missing
+    fresh_norms: list[str] = []
+    if task == "backbone":  # stage norms a classifier or base checkpoint does not have start fresh
+        fresh_norms = sorted({k.split(".")[1] for k in missing if k.startswith("stage_norms.")})
+        missing = [k for k in missing if not k.startswith("stage_norms.")]
     unexpected = [k for k in state if k not in expected]
     wrong = [
         f"{k}: file {tuple(state[k].shape)}, config {tuple(v.shape)}"
@@ -621,8 +624,9 @@ def _assemble(
     model.load_state_dict(state, strict=not fresh_norms, assign=True)
     if fresh_norms:  # a classifier or base checkpoint as a backbone: new (identity) norms for the stages it lacks
         fresh = SwinBackbone(config.copy(depths=[1] * config.num_layers)).stage_norms
+        norms = cast(SwinBackbone, model).stage_norms
         for name in fresh_norms:
-            model.stage_norms[name] = fresh[name]
+            norms[name] = fresh[name]
     return model.eval()
 
 

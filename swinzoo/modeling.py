@@ -627,8 +627,8 @@ class SwinPreTrainedModel(nn.Module):
 
     def get_input_embeddings(self) -> nn.Module:
         """The patch projection (transformers' ``get_input_embeddings`` of its vision models)."""
-        swin = self if isinstance(self, SwinModel) else self.swin
-        return cast(nn.Module, swin.patch_embed.proj)
+        swin = self if isinstance(self, SwinModel) else cast(SwinModel, self.swin)
+        return swin.patch_embed.proj
 
     def get_output_embeddings(self) -> None:
         return None  # no tied output embeddings in a vision model
@@ -986,7 +986,7 @@ class SwinBackbone(SwinPreTrainedModel):
         return list(self.config.stage_names)
 
     @property
-    def num_features(self) -> list[int]:  # type: ignore[override]
+    def num_features(self) -> list[int]:
         """Channels of every stage, the stem first (transformers' ``BackboneMixin.num_features``)."""
         return [self.config.embed_dim] + self.config.hidden_sizes
 
@@ -1004,7 +1004,7 @@ class SwinBackbone(SwinPreTrainedModel):
 
     @out_features.setter
     def out_features(self, names: list[str] | None) -> None:
-        self.config.out_features = names  # type: ignore[assignment]
+        self.config.out_features = names
         self._add_missing_norms()
 
     @property
@@ -1013,7 +1013,7 @@ class SwinBackbone(SwinPreTrainedModel):
 
     @out_indices.setter
     def out_indices(self, indices: list[int] | None) -> None:
-        self.config.out_indices = indices  # type: ignore[assignment]
+        self.config.out_indices = indices
         self._add_missing_norms()
 
     def _add_missing_norms(self) -> None:

@@ -292,8 +292,7 @@ def test_hub_keywords_reach_the_download(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     swinzoo.from_pretrained("org/name", token="hf_x", force_download=True, local_files_only=True, subfolder="s")
     assert calls and all(
-        c["token"] == "hf_x" and c["force_download"] and c["local_files_only"] and c["subfolder"] == "s"
-        for c in calls
+        c["token"] == "hf_x" and c["force_download"] and c["local_files_only"] and c["subfolder"] == "s" for c in calls
     )
 
 
@@ -312,7 +311,7 @@ def test_accepted_transformers_keywords_load_and_the_rest_are_refused_with_a_rea
             swinzoo.from_pretrained(folder, **{keyword: value})
 
 
-# --------------------------------------------------------------------------------------------- numerics, official code silent
+# ---------------------------------------------------------------------------- numerics, official code silent
 @pytest.mark.parametrize("size", [60, 64, 72])
 def test_v2_grids_odd_after_a_merge_equal_transformers(size):
     """Image 60, window 5: grids 15, 7, 3, 1 as transformers sizes its stages (rounded down; ceil gave 8, 4, 2)."""

@@ -110,7 +110,8 @@ class Tester:
         return torch.rand(self.batch_size, channels, size, size, generator=g)
 
     def labels(self, seed: int = 1) -> torch.Tensor:
-        return torch.randint(0, self.type_sequence_label_size, (self.batch_size,), generator=torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        return torch.randint(0, self.type_sequence_label_size, (self.batch_size,), generator=g)
 
 
 @pytest.fixture(params=[1, 2], ids=["swin", "swinv2"])

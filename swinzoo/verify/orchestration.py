@@ -141,7 +141,10 @@ def compare_paths(fast: Outputs, readable: Outputs, tolerance: Tolerance) -> dic
     """max |readable - fast| over the head's output and every hidden state, each within ``tolerance``."""
     head = [t for t in (fast.logits, fast.reconstruction) if t is not None]
     head_r = [t for t in (readable.logits, readable.reconstruction) if t is not None]
-    pairs = {"output": list(zip(head, head_r, strict=True)), "hidden": list(zip(fast.hidden, readable.hidden, strict=True))}
+    pairs = {
+        "output": list(zip(head, head_r, strict=True)),
+        "hidden": list(zip(fast.hidden, readable.hidden, strict=True)),
+    }
     result: dict[str, Any] = {"status": "pass"}
     for part, tensors in pairs.items():
         worst = 0.0
