@@ -273,10 +273,12 @@ class SwinConfig:
         return h * w
 
     def stage_resolution(self, stage: int) -> tuple[int, int]:
-        """Token grid of a stage at the configured image size, halved (rounding down) per merge: the grid the
-        official code, timm and transformers size each stage's windows from (docs/geometry.md)."""
+        """Token grid of a stage at the configured image size: halved per merge, rounding up as the padding
+        before a merge does (as timm sizes its stages; transformers' Swinv2 rounds down: docs/geometry.md)."""
         h, w = self.patches_resolution
-        return h // 2**stage, w // 2**stage
+        for _ in range(stage):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        return h, w
 
     def stage_window(self, stage: int) -> tuple[int, bool]:
         """The official clamp: a stage no larger than the window runs unshifted, window = its resolution."""

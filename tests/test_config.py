@@ -155,8 +155,7 @@ def test_official_clamp_for_swin_large_window12_at_192():
         (384, 12, [(12, True), (12, True), (12, True), (12, False)]),  # 96, 48, 24, 12
         (256, 16, [(16, True), (16, True), (16, False), (8, False)]),  # 64, 32, 16, 8
         (384, 24, [(24, True), (24, True), (24, False), (12, False)]),  # 96, 48, 24, 12
-        # 25, 12, 6, 3: rounded down, as the official code, timm and transformers size their stages
-        (100, 7, [(7, True), (7, True), (6, False), (3, False)]),
+        (100, 7, [(7, True), (7, True), (7, False), (4, False)]),  # 25, 13, 7, 4 (merging rounds up)
         ([192, 128], 8, [(8, True), (8, True), (8, False), (4, False)]),  # min(48, 32)=32, 16, 8, 4
     ],
 )

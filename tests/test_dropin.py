@@ -312,18 +312,17 @@ def test_accepted_transformers_keywords_load_and_the_rest_are_refused_with_a_rea
 
 
 # ---------------------------------------------------------------------------- numerics, official code silent
-@pytest.mark.parametrize("size", [60, 64, 72])
-def test_v2_grids_odd_after_a_merge_equal_transformers(size):
-    """Image 60, window 5: grids 15, 7, 3, 1 as transformers sizes its stages (rounded down; ceil gave 8, 4, 2)."""
+def test_windows_of_grids_odd_before_a_merge_are_sized_from_the_padded_grid():
+    """Image 60, window 5: stage grids 15, 8, 4, 2 as the padding makes them (rounded up, as timm and the
+    official-layout buffers swinzoo converts are sized); transformers' Swinv2 sizes them from 15, 7, 3, 1 and
+    so differs here (docs/geometry.md says why swinzoo does not follow it)."""
+    import transformers
+
     config = tiny_config(2, image_size=60, window_size=5)
-    model = random_model(SwinForImageClassification, config, seed=20)
-    hf = transformers_twin(model)
-    x = images(2, size, size)
-    with torch.no_grad():
-        mine, theirs = model(x, output_hidden_states=True), hf(x, output_hidden_states=True)
-    assert max_diff(mine.logits, theirs.logits) <= TOL
-    for a, b in zip(mine.reshaped_hidden_states, theirs.reshaped_hidden_states, strict=True):
-        assert max_diff(a, b) <= TOL
+    assert [config.stage_window(i) for i in range(4)] == [(5, True), (5, True), (4, False), (2, False)]
+    hf = transformers_twin(random_model(SwinForImageClassification, config, seed=20))
+    assert isinstance(hf, transformers.Swinv2ForImageClassification)
+    assert [layer.blocks[0].window_size for layer in hf.swinv2.encoder.layers] == [5, 5, 3, 1]
 
 
 @pytest.mark.parametrize("size", [(20, 20), (12, 28), (8, 8)])
