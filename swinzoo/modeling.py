@@ -794,7 +794,10 @@ class SwinModel(SwinPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_hidden_states_before_downsampling: bool = False,
         return_dict: bool | None = None,
+        interpolate_pos_encoding: bool = True,
     ) -> Any:
+        """transformers' keywords; ``interpolate_pos_encoding`` is accepted for its callers: absolute positions are
+        always interpolated to the input (``PatchEmbedding._positions``)."""
         output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
         trace = self.forward_stages(pixel_values, bool_masked_pos, head_mask, output_attentions)
         x = self.norm(trace.final)
@@ -835,6 +838,7 @@ class SwinForImageClassification(SwinPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        interpolate_pos_encoding: bool = True,  # accepted; positions are always interpolated (see SwinModel)
     ) -> Any:
         output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
         out = self.swin(
@@ -918,6 +922,7 @@ class SwinForMaskedImageModeling(SwinPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        interpolate_pos_encoding: bool = True,  # accepted; positions are always interpolated (see SwinModel)
     ) -> Any:
         output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
         out = self.swin(

@@ -36,8 +36,6 @@ NOT_APPLICABLE = {
     "transformers-format folder for them (tests/test_ecosystem.py)",
     "test_torch_compile_* / test_generate_*": "generation and compile-time caches of text models",
     "test_headmasking": "transformers 5 removed head_mask from Swin; swinzoo keeps it (tests/test_model_behaviour.py)",
-    "test_inference_interpolate_pos_encoding": "swinzoo always interpolates absolute positions to the input "
-    "(no interpolate_pos_encoding keyword); checked against transformers in tests/test_model_behaviour.py",
     "test_can_load_with_device_context_manager / _with_meta_device / test_model_parallelism": "accelerate "
     "big-model machinery; a swinzoo model lives on one device",
     "test_save_load_fast_init_*": "transformers' _fast_init loading; swinzoo builds on the meta device always",
@@ -239,6 +237,15 @@ def test_hidden_states_output_with_padding(tester):
         check_hidden_states(tester, config, cls, (padded, padded), output_hidden_states=True)
         config.output_hidden_states = True
         check_hidden_states(tester, config, cls, (padded, padded))
+
+
+def test_inference_interpolate_pos_encoding(tester):
+    """transformers' integration test at 481 pixels, on a random model with absolute positions (no download):
+    the keyword is accepted and the positions follow the input (swinzoo always interpolates)."""
+    model = SwinModel(tester.config(use_absolute_embeddings=True)).eval()
+    with torch.no_grad():
+        out = model(tester.pixels(size=50)[:1], interpolate_pos_encoding=True)
+    assert out.last_hidden_state.shape == (1, 7 * 7, 64)  # 50 / 2 = 25, then 13, 7
 
 
 # --------------------------------------------------------------------------------------------- ConfigTester
