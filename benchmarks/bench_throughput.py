@@ -92,7 +92,7 @@ def build(
         foreign["transformers-eager"] = (create_transformers_model(config), [])
     models: dict[str, torch.nn.Module] = {"swinzoo": swinzoo_model}
     if reference_too:
-        models["swinzoo-reference"] = copy.deepcopy(swinzoo_model).set_inference_path("reference")
+        models["swinzoo-reference"] = copy.deepcopy(swinzoo_model).set_inference_path("readable")
     for key, (model, rules) in foreign.items():
         target = shapes_of(model)
         if key.startswith("transformers"):
@@ -218,7 +218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--reference-path",
         action="store_true",
-        help="also time swinzoo with model.set_inference_path('reference') (no swinzoo.fast_inference)",
+        help="also time swinzoo with model.set_inference_path('readable') (no swinzoo.fast_inference)",
     )
     p.add_argument("--json", nargs="?", const="-", metavar="PATH", help="write results as JSON (to stdout: -)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every round to stderr")

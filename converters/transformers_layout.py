@@ -22,6 +22,18 @@ CLASS_ROW = Transform(
 )
 
 
+def class_row(config: SwinConfig, write_row: bool) -> Transform:
+    """Absolute positions to transformers' layout (with the class-token row when ``write_row``) and back. Read
+    back, the row is dropped only where the tensor has one: transformers 5 saves Swin v1 without it, under
+    either key style."""
+    n = config.num_patches
+    return Transform(
+        CLASS_ROW.name if write_row else "positions (1, N, C), with a class-token row dropped where one is stored",
+        to_foreign=CLASS_ROW.to_foreign if write_row else IDENTITY.to_foreign,
+        to_swinzoo=lambda t: t[:, 1:] if t.shape[1] == n + 1 else t,
+    )
+
+
 def detect_style(foreign_keys) -> str:
     """'q_proj' (transformers >= 5 Swin v1) or 'legacy' (4.x names, also Swinv2 in 5.x)."""
     return "q_proj" if any(".attention.q_proj." in k for k in foreign_keys) else "legacy"
@@ -43,7 +55,7 @@ def transformers_rules(config: SwinConfig, task: str = "image-classification", s
         Rename(
             f"{src}patch_embed.position_embeddings",
             f"{pre}embeddings.position_embeddings",
-            IDENTITY if (config.version == 1 and style == "q_proj") else CLASS_ROW,
+            class_row(config, write_row=not (config.version == 1 and style == "q_proj")),
         ),
         Rename(blk + "norm1.{rest}", hf + "layernorm_before.{rest}"),
         Rename(blk + "norm2.{rest}", hf + "layernorm_after.{rest}"),
@@ -142,6 +154,7 @@ def transformers_config(config: SwinConfig):
         encoder_stride=config.encoder_stride,
         id2label={int(k): v for k, v in config.id2label.items()},
         label2id=dict(config.label2id),
+        problem_type=config.problem_type,
     )
     if config.version == 2:
         kwargs["pretrained_window_sizes"] = list(config.pretrained_window_sizes)
@@ -177,6 +190,7 @@ _SHARED_FIELDS = (
     "image_size", "patch_size", "num_channels", "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio",
     "qkv_bias", "hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "hidden_act",
     "use_absolute_embeddings", "layer_norm_eps", "initializer_range", "encoder_stride", "id2label", "label2id",
+    "problem_type", "output_hidden_states", "output_attentions", "return_dict", "out_features", "out_indices",
 )  # fmt: skip
 _TASK_OF_ARCHITECTURE = {
     "ForImageClassification": "image-classification",
@@ -193,8 +207,11 @@ def swinzoo_config_from_transformers(data: dict) -> tuple[SwinConfig, str]:
     """A transformers ``config.json`` (Swin or Swinv2) as a swinzoo config and task, read field by field."""
     version = 1 if data["model_type"] == "swin" else 2
     fields = {k: data[k] for k in _SHARED_FIELDS if k in data and data[k] is not None}
-    if version == 2 and data.get("pretrained_window_sizes") is not None:
-        fields["pretrained_window_sizes"] = data["pretrained_window_sizes"]
+    windows = data.get("pretrained_window_sizes")
+    if version == 2 and isinstance(windows, list) and isinstance(fields.get("depths"), list):
+        # transformers reads pretrained_window_sizes[i] per stage and ignores the rest: its default of four
+        # zeros stays in config.json of a model with fewer stages.
+        fields["pretrained_window_sizes"] = windows[: len(fields["depths"])]
     architectures = data.get("architectures") or []
     base = "Swin" if version == 1 else "Swinv2"
     task = None

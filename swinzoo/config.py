@@ -12,6 +12,8 @@ from .errors import SwinzooError
 from .folder import CONFIG_NAME
 
 _ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "gelu_pytorch_tanh", "quick_gelu")
+# transformers' loss selection for a classification head (``None``: inferred from num_labels and the labels' dtype).
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
 class ConfigError(SwinzooError, ValueError):
@@ -142,6 +144,11 @@ class SwinConfig:
         num_labels: int | None = None,
         id2label: dict[int | str, str] | None = None,
         label2id: dict[str, int] | None = None,
+        problem_type: str | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_dict: bool = True,
+        output_block_attentions: bool = False,
         **extra: Any,
     ) -> None:
         self.version = _int("version", version)
@@ -191,13 +198,39 @@ class SwinConfig:
             if label2id is not None
             else {v: k for k, v in self.id2label.items()}
         )
+        if problem_type is not None and problem_type not in PROBLEM_TYPES:
+            raise ConfigError(f"problem_type: {_show(problem_type)} is not one of {', '.join(PROBLEM_TYPES)}")
+        self.problem_type = problem_type
+        # What a forward returns when its own keyword is left at None (as transformers' PretrainedConfig).
+        self.output_hidden_states = _bool("output_hidden_states", output_hidden_states)
+        self.output_attentions = _bool("output_attentions", output_attentions)
+        self.return_dict = _bool("return_dict", return_dict)
         self.stage_names = ["stem"] + [f"stage{i + 1}" for i in range(len(self.depths))]
-        self.out_features, self.out_indices = self._align_out_features(out_features, out_indices)
+        self._out_features, self._out_indices = self._align_out_features(out_features, out_indices)
+        self.output_block_attentions = _bool("output_block_attentions", output_block_attentions)
         # Unknown keys (e.g. transformers bookkeeping in a foreign config.json) are kept, not lost.
         self.extra = dict(extra)
         self.validate()
 
     # ----------------------------------------------------------------- derived values
+    @property
+    def out_features(self) -> list[str]:
+        """Stages a backbone returns; setting it (None: the last stage) sets ``out_indices`` too."""
+        return list(self._out_features)
+
+    @out_features.setter
+    def out_features(self, names: list[str] | None) -> None:
+        self._out_features, self._out_indices = self._align_out_features(names, None)
+
+    @property
+    def out_indices(self) -> list[int]:
+        """Indices into ``stage_names`` of ``out_features`` (negative ones count from the end)."""
+        return list(self._out_indices)
+
+    @out_indices.setter
+    def out_indices(self, indices: list[int] | None) -> None:
+        self._out_features, self._out_indices = self._align_out_features(None, indices)
+
     @property
     def num_labels(self) -> int:
         return len(self.id2label)
@@ -240,7 +273,8 @@ class SwinConfig:
         return h * w
 
     def stage_resolution(self, stage: int) -> tuple[int, int]:
-        """Token grid of a stage at the configured image size (merging halves it, rounding up as padding does)."""
+        """Token grid of a stage at the configured image size: halved per merge, rounding up as the padding
+        before a merge does (as timm sizes its stages; transformers' Swinv2 rounds down: docs/geometry.md)."""
         h, w = self.patches_resolution
         for _ in range(stage):
             h, w = (h + 1) // 2, (w + 1) // 2
@@ -392,6 +426,11 @@ class SwinConfig:
             "num_labels": self.num_labels,
             "id2label": {str(k): v for k, v in self.id2label.items()},
             "label2id": dict(self.label2id),
+            "problem_type": self.problem_type,
+            "output_hidden_states": self.output_hidden_states,
+            "output_attentions": self.output_attentions,
+            "return_dict": self.return_dict,
+            "output_block_attentions": self.output_block_attentions,
         }
         out.update(copy.deepcopy(self.extra))
         return out

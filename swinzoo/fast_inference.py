@@ -2,7 +2,7 @@
 
 ``SwinBlock.forward`` in swinzoo.modeling is the paper's roll -> partition -> attend -> reverse -> roll back.
 When :func:`applies` (eval, no gradients, on the CPU, not traced, neither attentions nor a head mask asked for)
-and the model's inference path is ``"fast"`` (the default; ``model.set_inference_path("reference")`` turns it
+and the model's inference path is ``"fast"`` (the default; ``model.set_inference_path("readable")`` turns it
 off), the block runs :func:`swin_block` instead, which buys 13-26% over timm at batch 8 on CPU
 (benchmarks/bench_throughput.py) with four things:
 
@@ -120,7 +120,7 @@ def forget(model: nn.Module) -> None:
 def swin_block(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
     """``SwinBlock.forward(x)`` for eval on the CPU: gathers, image groups, the cached bias, in-place tails."""
     b, h, w, c = x.shape
-    window, shift = block.window, block.shift_at(h, w)
+    window, shift = block.window, block.shift
     hp, wp = h + -h % window, w + -w % window
     shortcut = x.reshape(b, h * w, c)
     if not block.post_norm:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import safe_open
@@ -30,16 +31,20 @@ class LoadError(SwinzooError, RuntimeError):
     """A model folder or Hub repo cannot be loaded; the message names the repo, revision, file or key."""
 
 
+class DtypeError(SwinzooError, ValueError):
+    """A dtype swinzoo does not store or load; the message names the value."""
+
+
 def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     """A dtype from its name; ``None`` and ``"auto"`` mean: keep what is stored."""
     if name is None or name == "auto":
         return None
     if isinstance(name, torch.dtype):
         if name not in _DTYPES.values():
-            raise ValueError(f"dtype: {name} is not one of {', '.join(_DTYPES)}")
+            raise DtypeError(f"dtype: {name} is not one of {', '.join(_DTYPES)}")
         return name
     if not isinstance(name, str) or name.removeprefix("torch.") not in _DTYPES:
-        raise ValueError(f"dtype: {name!r} is not one of {', '.join(_DTYPES)} or 'auto'")
+        raise DtypeError(f"dtype: {name!r} is not one of {', '.join(_DTYPES)} or 'auto'")
     name = name.removeprefix("torch.")
     return _DTYPES[name]
 
@@ -106,8 +111,14 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 # --------------------------------------------------------------------------------------------- loading
 def _resolve_files(
-    name_or_path: str | os.PathLike, revision: str | None, cache_dir: str | None, only_config: bool = False
+    name_or_path: str | os.PathLike,
+    revision: str | None,
+    cache_dir: str | None,
+    only_config: bool = False,
+    hub: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
+    """config.json and model.safetensors of a folder, or of a Hub repo (``hub``: hf_hub_download's token,
+    force_download, local_files_only)."""
     path = Path(name_or_path)
     if path.is_dir():
         if revision is not None:
@@ -120,7 +131,7 @@ def _resolve_files(
         return config, weights
     if path.suffix or path.exists() or str(name_or_path).count("/") != 1:
         raise LoadError(f"{name_or_path}: not a folder with {CONFIG_NAME} and {WEIGHTS_NAME}, nor a Hub id ORG/NAME")
-    return _download_from_hub(str(name_or_path), revision, cache_dir, only_config)
+    return _download_from_hub(str(name_or_path), revision, cache_dir, only_config, hub or {})
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -160,7 +171,7 @@ def _check_hub_hash(path: Path, what: str) -> None:
 
 
 def _download_from_hub(
-    repo_id: str, revision: str | None, cache_dir: str | None, only_config: bool = False
+    repo_id: str, revision: str | None, cache_dir: str | None, only_config: bool = False, hub: dict | None = None
 ) -> tuple[Path, Path]:
     """config.json and model.safetensors of one commit: the weights are fetched at the commit the config came
     from, so a push landing between the two downloads cannot pair one commit's config with another's weights.
@@ -181,7 +192,7 @@ def _download_from_hub(
     pinned = revision
     for filename in (CONFIG_NAME,) if only_config else (CONFIG_NAME, WEIGHTS_NAME):
         try:
-            files.append(Path(hf_hub_download(repo_id, filename, revision=pinned, cache_dir=cache_dir)))
+            files.append(Path(hf_hub_download(repo_id, filename, revision=pinned, cache_dir=cache_dir, **(hub or {}))))
         except RepositoryNotFoundError as exc:
             raise LoadError(f"Hub repo {repo_id!r} not found (or private: log in with `hf auth login`)") from exc
         except RevisionNotFoundError as exc:
@@ -208,7 +219,7 @@ def _download_from_hub(
             pinned = commit
     if not only_config and pinned is not None:
         for optional in OPTIONAL_RECORDS:
-            _fetch_optional(repo_id, optional, pinned, cache_dir)
+            _fetch_optional(repo_id, optional, pinned, cache_dir, hub or {})
     return files[0], files[-1]
 
 
@@ -217,13 +228,13 @@ def _download_from_hub(
 OPTIONAL_RECORDS = (CONVERSION_NAME, "preprocessor_config.json")
 
 
-def _fetch_optional(repo_id: str, filename: str, commit: str, cache_dir: str | None) -> None:
+def _fetch_optional(repo_id: str, filename: str, commit: str, cache_dir: str | None, hub: dict) -> None:
     """Download an optional file into the same snapshot (ignored when absent, or offline and not cached)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        hf_hub_download(repo_id, filename, revision=commit, cache_dir=cache_dir)
+        hf_hub_download(repo_id, filename, revision=commit, cache_dir=cache_dir, **hub)
     except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError):
         pass
 
@@ -268,16 +279,41 @@ def _check_weights(state: dict[str, torch.Tensor], weights_file: Path) -> None:
 # refused, since the weights fix them (image_size / window_size retarget the weights instead).
 RUNTIME_FIELDS = frozenset(
     {"hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "initializer_range", "mim_norm_target",
-     "mim_norm_target_patch_size"}
+     "mim_norm_target_patch_size", "problem_type", "output_hidden_states", "output_attentions", "return_dict",
+     "output_block_attentions"}
 )  # fmt: skip
 ARCHITECTURE_FIELDS = frozenset(
     {"version", "patch_size", "num_channels", "embed_dim", "depths", "num_heads", "mlp_ratio", "qkv_bias",
      "hidden_act", "use_absolute_embeddings", "layer_norm_eps", "pretrained_window_sizes", "encoder_stride"}
 )  # fmt: skip
 LOAD_KEYWORDS = (
-    "model_class", "revision", "cache_dir", "token", "local_files_only", "dtype", "torch_dtype", "device",
-    "num_labels", "id2label", "label2id", "ignore_mismatched_sizes", "out_features", "out_indices",
+    "model_class", "revision", "cache_dir", "token", "local_files_only", "force_download", "dtype", "torch_dtype",
+    "device", "device_map", "num_labels", "id2label", "label2id", "ignore_mismatched_sizes", "out_features",
+    "out_indices", "output_loading_info", "use_safetensors", "weights_only", "low_cpu_mem_usage",
+    "trust_remote_code", "attn_implementation", "subfolder", "variant", "config",
 )  # fmt: skip
+# transformers' from_pretrained keywords swinzoo does not honour, each with the reason given when one is passed.
+REFUSED_KEYWORDS = {
+    "state_dict": "load the folder, then model.load_state_dict(state)",
+    "proxies": "set HTTPS_PROXY in the environment (huggingface_hub reads it)",
+    "from_tf": "swinzoo loads PyTorch safetensors only",
+    "from_flax": "swinzoo loads PyTorch safetensors only",
+    "gguf_file": "swinzoo loads safetensors only",
+    "quantization_config": "swinzoo models are not quantized; load, then quantize with torch.ao",
+    "max_memory": "a swinzoo model lives on one device (device= or a one-device device_map)",
+    "offload_folder": "a swinzoo model lives on one device",
+    "offload_state_dict": "a swinzoo model lives on one device",
+    "offload_buffers": "a swinzoo model lives on one device",
+    "tp_plan": "tensor parallelism is not supported; the largest Swin fits one accelerator",
+    "tp_size": "tensor parallelism is not supported; the largest Swin fits one accelerator",
+    "key_mapping": "swinzoo maps swinzoo, transformers and timm layouts itself (converters/)",
+    "adapter_name": "PEFT adapters are not supported",
+    "adapter_kwargs": "PEFT adapters are not supported",
+    "code_revision": "swinzoo runs no remote code",
+    "use_kernels": "no hub kernels: swinzoo's CPU fast path is built in",
+    "mirror": "removed from transformers; use HF_ENDPOINT",
+    "resume_download": "deprecated in huggingface_hub: downloads always resume",
+}
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -344,8 +380,11 @@ def _config_changes(raw: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, An
     import difflib
 
     changes = {k: kwargs.pop(k) for k in list(kwargs) if k in RUNTIME_FIELDS}
-    if "device_map" in kwargs:
-        raise LoadError("device_map is not supported: a swinzoo model lives on one device; pass device='cuda:0'")
+    refused = sorted(k for k in kwargs if k in REFUSED_KEYWORDS)
+    if refused:
+        raise LoadError(
+            "from_pretrained: " + "; ".join(f"{k} is not supported ({REFUSED_KEYWORDS[k]})" for k in refused)
+        )
     arch = sorted(k for k in kwargs if k in ARCHITECTURE_FIELDS)
     if arch:
         raise LoadError(
@@ -395,8 +434,15 @@ def from_pretrained(
     if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
         raise LoadError(f"from_pretrained: dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; give one")
     dtype = dtype if dtype is not None else torch_dtype
-    config_file, weights_file = _resolve_files(name_or_path, revision, cache_dir)
+    parse_dtype(dtype)  # a bad name fails before any download
+    options = _transformers_options(kwargs, device)
+    device = options.device
+    if options.subfolder and Path(name_or_path).is_dir():
+        name_or_path = Path(name_or_path) / options.subfolder
+    config_file, weights_file = _resolve_files(name_or_path, revision, cache_dir, hub=options.hub)
     saved_config, saved_task, fmt = read_config(config_file)
+    if options.config is not None:  # transformers' config=: this config instead of the folder's
+        saved_config = options.config
     raw = saved_config.to_dict()
     changes = _config_changes(raw, kwargs)
     if out_features is not None or out_indices is not None:
@@ -449,9 +495,79 @@ def from_pretrained(
     model.retarget_record = record  # how the weights were moved to this geometry
     from .processing import ImageProcessor
 
-    # The checkpoint's own eval transform, as transformers users get from AutoImageProcessor.
-    model.image_processor = ImageProcessor.for_model(model, folder=config_file.parent)
+    # The checkpoint's own eval transform, as transformers users get from AutoImageProcessor. A model the
+    # processor cannot serve (a non-square image_size) still loads: the processor's refusal is kept to be shown.
+    try:
+        model.image_processor = ImageProcessor.for_model(model, folder=config_file.parent)
+    except SwinzooError as exc:
+        model.image_processor = None
+        model.image_processor_error = str(exc)
+    if options.output_loading_info:
+        info: dict[str, list] = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+        if new_head:
+            info["mismatched_keys"] = ["head.weight", "head.bias"]
+        return model, info  # type: ignore[return-value]
     return model
+
+
+@dataclass
+class _Options:
+    """transformers' from_pretrained keywords that swinzoo honours beyond its own signature."""
+
+    hub: dict[str, Any]  # hf_hub_download's token, force_download, local_files_only, subfolder
+    device: str | torch.device | None
+    subfolder: str
+    output_loading_info: bool
+    config: SwinConfig | None
+
+
+def _transformers_options(kwargs: dict[str, Any], device: str | torch.device | None) -> _Options:
+    """Take transformers' loading keywords out of ``kwargs``: honoured, accepted as what swinzoo always does,
+    or refused with the reason (what is left is checked by :func:`_config_changes`)."""
+    hub: dict[str, Any] = {}
+    for name in ("token", "force_download", "local_files_only"):
+        value = kwargs.pop(name, None)
+        if value not in (None, False):
+            hub[name] = value
+    subfolder = kwargs.pop("subfolder", "") or ""
+    if subfolder:
+        hub["subfolder"] = subfolder
+    device_map = kwargs.pop("device_map", None)
+    if device_map is not None:
+        if isinstance(device_map, dict) and set(device_map) == {""}:
+            device_map = device_map[""]
+        if isinstance(device_map, int) and not isinstance(device_map, bool):
+            device_map = torch.device("cuda", device_map)
+        if device_map == "auto":
+            device_map = "cuda" if torch.cuda.is_available() else "cpu"
+        if not isinstance(device_map, (str, torch.device)):
+            raise LoadError(
+                f"from_pretrained: device_map={device_map!r} splits the model; a swinzoo model lives on one device "
+                "(device_map='cuda:0', 'auto' or {'': device})"
+            )
+        if device is not None and torch.device(device) != torch.device(device_map):
+            raise LoadError(f"from_pretrained: device={device!r} and device_map={device_map!r} disagree")
+        device = device_map
+    checks = {
+        "use_safetensors": (lambda v: v in (None, True), "swinzoo loads safetensors only"),
+        "weights_only": (lambda v: v in (None, True), "swinzoo never unpickles: weights are safetensors"),
+        "variant": (lambda v: v is None, "a swinzoo folder holds one model.safetensors, no variants"),
+        "attn_implementation": (
+            lambda v: v in (None, "eager", "sdpa"),
+            "swinzoo runs SDPA, and the eager maths when attentions are asked for",
+        ),
+        "low_cpu_mem_usage": (lambda v: True, ""),  # always: built on the meta device, weights assigned
+        "trust_remote_code": (lambda v: True, ""),  # swinzoo runs no remote code
+    }
+    for name, (ok, why) in checks.items():
+        if name in kwargs:
+            value = kwargs.pop(name)
+            if not ok(value):
+                raise LoadError(f"from_pretrained: {name}={value!r} is not supported ({why})")
+    config = kwargs.pop("config", None)
+    if config is not None and not isinstance(config, SwinConfig):
+        config = load_config(config)
+    return _Options(hub, device, subfolder, bool(kwargs.pop("output_loading_info", False)), config)
 
 
 def _retarget(
@@ -508,8 +624,12 @@ def _assemble(
     with torch.device("meta"):
         model = cls(config)
     expected = model.state_dict()
+    if task == "backbone":  # norms of stages not asked for now (a backbone saved with other out_features) go
+        state = {k: v for k, v in state.items() if not k.startswith("stage_norms.") or k in expected}
     missing = [k for k in expected if k not in state]
-    if task == "backbone":
+    fresh_norms: list[str] = []
+    if task == "backbone":  # stage norms a classifier or base checkpoint does not have start fresh
+        fresh_norms = sorted({k.split(".")[1] for k in missing if k.startswith("stage_norms.")})
         missing = [k for k in missing if not k.startswith("stage_norms.")]
     unexpected = [k for k in state if k not in expected]
     wrong = [
@@ -527,9 +647,12 @@ def _assemble(
             parts.append(f"not expected by {cls.__name__}: " + ", ".join(unexpected[:10]))
         raise LoadError(f"{where}: weights do not fit the config: " + " | ".join(parts))
     # Non-persistent buffers are derived from shapes and were built on the CPU.
-    model.load_state_dict(state, strict=task != "backbone", assign=True)
-    if task == "backbone":
-        model.stage_norms = SwinBackbone(config.copy(depths=[1] * config.num_layers)).stage_norms
+    model.load_state_dict(state, strict=not fresh_norms, assign=True)
+    if fresh_norms:  # a classifier or base checkpoint as a backbone: new (identity) norms for the stages it lacks
+        fresh = SwinBackbone(config.copy(depths=[1] * config.num_layers)).stage_norms
+        norms = cast(SwinBackbone, model).stage_norms
+        for name in fresh_norms:
+            norms[name] = fresh[name]
     return model.eval()
 
 

@@ -10,80 +10,118 @@ Internally every stage works on a (B, H, W, C) token grid. v1 and v2 differ only
 What depends only on shapes (shift masks, relative position indices, v2's log-spaced coordinate table) is
 computed once. This file is the reference code path; eval on the CPU without gradients runs the same maths
 through :mod:`swinzoo.fast_inference` (gathers, image groups, in-place tails, a cached position bias), switched
-off per model with ``model.set_inference_path("reference")``.
+off per model with ``model.set_inference_path("readable")`` (the model's ``inference_path`` attribute).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
+import torch.utils._pytree
+import torch.utils.checkpoint
 from torch import nn
 
 from . import fast_inference
 from .config import SwinConfig
 from .fast_inference import is_tracing
 
-INFERENCE_PATHS = ("fast", "reference")
+INFERENCE_PATHS = ("fast", "readable")
+# The epsilon of the embedding, patch-merging and backbone stage norms: transformers builds these with LayerNorm's
+# default whatever config.layer_norm_eps says (which only the block norms and the final norm read); the official
+# code has no such setting (1e-5 everywhere). See docs/geometry.md.
+FIXED_EPS = 1e-5
 MASK_VALUE = -100.0  # what the official code adds to attention logits across shifted-window seams
 
 
 # --------------------------------------------------------------------------------------------- outputs
-class ModelOutput:
-    """Dataclass outputs that also answer ``out["logits"]`` and ``out.to_tuple()`` like transformers'."""
+class ModelOutput(OrderedDict):
+    """transformers' ``ModelOutput`` contract without transformers (an optional dependency): a dataclass whose
+    fields that are not None are also the items of an ordered dict, so ``out.logits``, ``out["logits"]``,
+    ``out[0]``, ``len(out)``, ``out.keys()`` and ``out.to_tuple()`` all work. Registered as a pytree node, so
+    ``torch.export`` and ``torch.compile`` see through it."""
 
     # Every subclass is a @dataclass; declared so type checkers accept ``fields(self)`` here.
     __dataclass_fields__: ClassVar[dict[str, Any]]
 
-    def __getitem__(self, key: str | int) -> Any:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        torch.utils._pytree.register_pytree_node(
+            cls,
+            lambda out: ([getattr(out, f.name) for f in fields(out)], [f.name for f in fields(out)]),
+            lambda values, names: cls(**dict(zip(names, values, strict=True))),
+            serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
+        )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                super().__setitem__(f.name, value)
+
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
-            return getattr(self, key)
+            return dict(self.items())[key]
         return self.to_tuple()[key]
 
-    def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dataclass_fields__ and value is not None:
+            super().__setitem__(name, value)
+        elif name in self.__dataclass_fields__ and name in self.keys():
+            super().__delitem__(name)
+        super().__setattr__(name, value)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        super().__setattr__(key, value)
+
+    def __reduce__(self):  # pickle / copy as the dataclass, not as a dict
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
 
     def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, k) for k in self.keys())
+        """The fields that are not None, in declaration order: what ``return_dict=False`` returns."""
+        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
 
 
+# Field order follows transformers' output classes (``out[0]`` and ``return_dict=False`` tuples index alike).
 @dataclass
 class SwinModelOutput(ModelOutput):
-    last_hidden_state: torch.Tensor
+    last_hidden_state: torch.Tensor | None = None
     pooler_output: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
-    reshaped_hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    reshaped_hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
 class SwinImageClassifierOutput(ModelOutput):
-    logits: torch.Tensor
     loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
-    reshaped_hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    reshaped_hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
 class SwinMaskedImageModelingOutput(ModelOutput):
-    reconstruction: torch.Tensor
     loss: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
-    reshaped_hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    reshaped_hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
 class BackboneOutput(ModelOutput):
-    feature_maps: tuple[torch.Tensor, ...]
+    feature_maps: tuple[torch.Tensor, ...] | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
@@ -233,7 +271,7 @@ class PatchEmbedding(nn.Module):
         self.patch_size = config.patch_size
         self.grid = config.patches_resolution
         self.proj = nn.Conv2d(config.num_channels, config.embed_dim, config.patch_size, config.patch_size)
-        self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(config.embed_dim, eps=FIXED_EPS)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim)) if use_mask_token else None
         self.position_embeddings = (
             nn.Parameter(torch.zeros(1, config.num_patches, config.embed_dim))
@@ -403,12 +441,10 @@ class WindowAttention(nn.Module):
 class SwinBlock(nn.Module):
     """(Shifted-)window attention + MLP with residuals; pre-norm in v1, res-post-norm in v2.
 
-    The forward below is the paper's: roll, partition into windows, attend, reverse, roll back. Eval on the CPU
-    without gradients runs the same maths through :mod:`swinzoo.fast_inference` unless the model was switched to
-    the reference path (``model.set_inference_path("reference")``).
+    The forward below is the paper's: roll, partition into windows, attend, reverse, roll back. With ``fast``
+    (the model's ``inference_path == "fast"``, its default), eval on the CPU without gradients runs the same
+    maths through :mod:`swinzoo.fast_inference` instead.
     """
-
-    inference_path = "fast"  # "fast" or "reference"; set for every block by SwinPreTrainedModel.set_inference_path
 
     def __init__(
         self,
@@ -430,20 +466,20 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.mlp = Mlp(dim, int(dim * config.mlp_ratio), config.hidden_act, config.hidden_dropout_prob)
 
-    def shift_at(self, height: int, width: int) -> int:
-        """A grid no larger than the window needs no shift (the official clamp, applied to the actual input)."""
-        return self.shift if min(height, width) > self.window else 0
-
     def shift_mask(self, height: int, width: int, shift: int, device: torch.device) -> torch.Tensor | None:
         return shifted_window_mask(height, width, self.window, shift, device) if shift else None
 
     def forward(
-        self, x: torch.Tensor, head_mask: torch.Tensor | None = None, output_attentions: bool = False
+        self,
+        x: torch.Tensor,
+        head_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        fast: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.inference_path == "fast" and fast_inference.applies(x, self.training, head_mask, output_attentions):
+        if fast and fast_inference.applies(x, self.training, head_mask, output_attentions):
             return fast_inference.swin_block(self, x), None
         _, h, w, _ = x.shape
-        window, shift = self.window, self.shift_at(h, w)
+        window, shift = self.window, self.shift  # fixed by the configured size, whatever the input (docs/geometry.md)
         shortcut = x
         if not self.post_norm:
             x = self.norm1(x)
@@ -474,7 +510,7 @@ class PatchMerging(nn.Module):
         super().__init__()
         self.norm_first = config.version == 1
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(4 * dim if self.norm_first else 2 * dim, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(4 * dim if self.norm_first else 2 * dim, eps=FIXED_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
@@ -508,29 +544,63 @@ class SwinStage(nn.Module):
             for i in range(config.depths[index])
         )
         self.merge = PatchMerging(config, dim) if index < config.num_layers - 1 else None
+        self.gradient_checkpointing = False
+        self.checkpoint_kwargs: dict[str, Any] = {}  # torch.utils.checkpoint's keywords (use_reentrant)
 
     def forward(
-        self, x: torch.Tensor, head_mask: torch.Tensor | None = None, output_attentions: bool = False
+        self,
+        x: torch.Tensor,
+        head_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        fast: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """x: (B, H, W, C). Returns (the merged grid, the (B, H*W, C) tokens before merging, the attentions)."""
         attentions = []
         for block in self.blocks:
-            x, probs = block(x, head_mask, output_attentions)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                # Activations of the block are recomputed in backward instead of kept: memory for compute.
+                x, probs = torch.utils.checkpoint.checkpoint(
+                    block, x, head_mask, output_attentions, fast, **self.checkpoint_kwargs
+                )
+            else:
+                x, probs = block(x, head_mask, output_attentions, fast)
             if probs is not None:
                 attentions.append(probs)
-        before_merge = x
+        before_merge, x = on_path(x)
         if self.merge is not None:
             x = self.merge(x)
         return x, before_merge, attentions
 
 
+def on_path(grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H, W, C) -> (tokens (B, H*W, C), grid as a view of those tokens).
+
+    The caller goes on from the returned grid, so the tokens it reports as a hidden state are on the gradient
+    path (``retain_grad`` works, a loss on them trains the model), as transformers' hidden states are.
+    """
+    b, h, w, c = grid.shape
+    tokens = grid.reshape(b, h * w, c)
+    return tokens, tokens.view(b, h, w, c)
+
+
 # --------------------------------------------------------------------------------------------- models
 class SwinPreTrainedModel(nn.Module):
-    """Weight init, config handling and save/load shared by every head."""
+    """Weight init, config handling and save/load shared by every head.
+
+    ``inference_path`` (an attribute of every model, set with :meth:`set_inference_path`): ``"fast"``, the
+    default, runs eval on the CPU without gradients through :mod:`swinzoo.fast_inference`; ``"readable"`` runs
+    every forward through the code of this module. Both compute the same function (tests and ``swinzoo verify``
+    check both).
+    """
 
     config: SwinConfig
     loaded_format: str  # the layout from_pretrained read: "swinzoo", "transformers" or "timm"; "" if built here
     retarget_record: Any  # swinzoo.retarget's record of how the weights were moved to this geometry, or None
     image_processor: Any  # the checkpoint's eval transform (swinzoo.processing.ImageProcessor), set by from_pretrained
+    image_processor_error: str | None  # why from_pretrained attached no processor (say, a non-square image_size)
+    inference_path: str  # "fast" or "readable" (see the class docstring)
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: SwinConfig) -> None:
         super().__init__()
@@ -540,24 +610,46 @@ class SwinPreTrainedModel(nn.Module):
         self.loaded_format = ""
         self.retarget_record = None
         self.image_processor = None
+        self.image_processor_error = None
+        self.inference_path = "fast"
 
     def init_weights(self) -> None:
         self.apply(self._init_module)
 
     def set_inference_path(self, path: str) -> SwinPreTrainedModel:
-        """``"fast"`` (the default): eval on the CPU without gradients runs :mod:`swinzoo.fast_inference`;
-        ``"reference"``: every forward runs the readable code of this module. Both compute the same function."""
+        """``"fast"`` or ``"readable"`` for this model and the models inside it (see the class docstring)."""
         if path not in INFERENCE_PATHS:
             raise ValueError(f"inference path {path!r}: expected one of {', '.join(INFERENCE_PATHS)}")
         for module in self.modules():
-            if isinstance(module, SwinBlock):
+            if isinstance(module, SwinPreTrainedModel):
                 module.inference_path = path
         return self
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The patch projection (transformers' ``get_input_embeddings`` of its vision models)."""
+        swin = self if isinstance(self, SwinModel) else cast(SwinModel, self.swin)
+        return swin.patch_embed.proj
+
+    def get_output_embeddings(self) -> None:
+        return None  # no tied output embeddings in a vision model
+
     @property
-    def inference_path(self) -> str:
-        paths = {m.inference_path for m in self.modules() if isinstance(m, SwinBlock)}
-        return paths.pop() if len(paths) == 1 else "mixed"
+    def is_gradient_checkpointing(self) -> bool:
+        return any(getattr(m, "gradient_checkpointing", False) for m in self.modules())
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
+        """Recompute each block's activations in backward (transformers' switch; ``use_reentrant`` defaults to
+        True as there). Takes effect in training mode with gradients on."""
+        kwargs = {"use_reentrant": True, **(gradient_checkpointing_kwargs or {})}
+        for module in self.modules():
+            if isinstance(module, SwinStage):
+                module.gradient_checkpointing = True
+                module.checkpoint_kwargs = dict(kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        for module in self.modules():
+            if isinstance(module, SwinStage):
+                module.gradient_checkpointing = False
 
     def train(self, mode: bool = True) -> SwinPreTrainedModel:
         if mode:  # training never reads the eval bias cache: let its memory go
@@ -577,6 +669,22 @@ class SwinPreTrainedModel(nn.Module):
             nn.init.trunc_normal_(module.relative_position_bias_table, std=std)
         elif isinstance(module, PatchEmbedding) and module.position_embeddings is not None:
             nn.init.trunc_normal_(module.position_embeddings, std=std)
+
+    def _flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> tuple[bool, bool]:
+        """A forward's keywords, None meaning the config's setting (as in transformers)."""
+        c = self.config
+        return (
+            c.output_attentions if output_attentions is None else output_attentions,
+            c.output_hidden_states if output_hidden_states is None else output_hidden_states,
+        )
+
+    def _finish(self, result: ModelOutput, return_dict: bool | None) -> Any:
+        """``result``, or its tuple for ``return_dict=False``. Unset, the config decides, and a model given to
+        torch.jit.trace itself returns the tuple (the tracer refuses dict outputs; transformers needs its
+        ``torchscript`` setting for this)."""
+        if return_dict is None:
+            return_dict = self.config.return_dict and not _traced_as_a_whole(self)
+        return result if return_dict else result.to_tuple()
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
         from .io import save_pretrained
@@ -600,6 +708,15 @@ class SwinPreTrainedModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def _traced_as_a_whole(model: nn.Module) -> bool:
+    """Whether ``model`` is the module torch.jit.trace was given (not one called inside a traced wrapper, which
+    may read ``.logits``): the tracer names the module it traces ``"__module"``."""
+    if not torch.jit.is_tracing():
+        return False
+    names = getattr(torch.jit._trace, "_trace_module_map", None) or {}
+    return names.get("__module") is model
+
+
 def _per_stage_head_mask(head_mask: Any, num_stages: int) -> list[torch.Tensor | None]:
     """head_mask: None, or one entry per stage (None or a (heads,) tensor of multipliers, 1 keeps a head)."""
     if head_mask is None:
@@ -607,6 +724,23 @@ def _per_stage_head_mask(head_mask: Any, num_stages: int) -> list[torch.Tensor |
     if len(head_mask) != num_stages:
         raise ValueError(f"head_mask needs one entry per stage ({num_stages}), got {len(head_mask)}")
     return list(head_mask)
+
+
+@dataclass
+class StageTrace:
+    """What one pass through the stages saw: tokens (B, H*W, C) on the gradient path, with their grid sizes."""
+
+    final: torch.Tensor  # (B, H, W, C) after the last stage
+    after: list[torch.Tensor]  # embeddings, then each stage after its merge
+    before: list[torch.Tensor]  # each stage before its merge
+    sizes_after: list[tuple[int, int]]
+    sizes_before: list[tuple[int, int]]
+    attentions: list[torch.Tensor]
+
+
+def _grid(tokens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, H*W, C) -> (B, C, H, W), transformers' reshaped hidden state."""
+    return tokens.view(tokens.shape[0], *size, tokens.shape[-1]).permute(0, 3, 1, 2)
 
 
 class SwinModel(SwinPreTrainedModel):
@@ -631,43 +765,60 @@ class SwinModel(SwinPreTrainedModel):
         bool_masked_pos: torch.Tensor | None = None,
         head_mask: Any = None,
         output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        """Run embedding + stages. Returns (final grid, [embeddings, after each stage], [each stage before merging],
-        attentions), grids in (B, H, W, C)."""
-        x = self.patch_embed(pixel_values, bool_masked_pos)
-        after, before, attentions = [x], [], []
+    ) -> StageTrace:
+        """Run the embedding and the stages, keeping every stage's tokens (on the gradient path)."""
+        fast = self.inference_path == "fast"
+        tokens, x = on_path(self.patch_embed(pixel_values, bool_masked_pos))
+        trace = StageTrace(x, [tokens], [], [tuple(x.shape[1:3])], [], [])  # type: ignore[list-item]
         for stage, stage_head_mask in zip(self.stages, _per_stage_head_mask(head_mask, len(self.stages)), strict=True):
-            x, before_merge, probs = stage(x, stage_head_mask, output_attentions)
-            after.append(x)
-            before.append(before_merge)
-            attentions.extend(probs)
-        return x, after, before, attentions
+            size = tuple(x.shape[1:3])
+            x, before_merge, probs = stage(x, stage_head_mask, output_attentions, fast)
+            tokens, x = on_path(x)
+            trace.after.append(tokens)
+            trace.sizes_after.append(tuple(x.shape[1:3]))  # type: ignore[arg-type]
+            trace.before.append(before_merge)
+            trace.sizes_before.append(size)  # type: ignore[arg-type]
+            if self.config.output_block_attentions:
+                trace.attentions.extend(probs)
+            elif probs:  # transformers' convention: one per stage, that of its last block
+                trace.attentions.append(probs[-1])
+        trace.final = x
+        return trace
 
     def forward(
         self,
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.Tensor | None = None,
         head_mask: Any = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         output_hidden_states_before_downsampling: bool = False,
-    ) -> SwinModelOutput:
-        x, after, before, attentions = self.forward_stages(pixel_values, bool_masked_pos, head_mask, output_attentions)
-        x = self.norm(x)
+        return_dict: bool | None = None,
+        interpolate_pos_encoding: bool = True,
+    ) -> Any:
+        """transformers' keywords; ``interpolate_pos_encoding`` is accepted for its callers: absolute positions are
+        always interpolated to the input (``PatchEmbedding._positions``)."""
+        output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
+        trace = self.forward_stages(pixel_values, bool_masked_pos, head_mask, output_attentions)
+        x = self.norm(trace.final)
         pooled = x.mean(dim=(1, 2)) if self.add_pooling_layer else None
         hidden = None
         reshaped = None
         if output_hidden_states:
-            grids = [after[0], *before] if output_hidden_states_before_downsampling else after
-            hidden = tuple(g.flatten(1, 2) for g in grids)
-            reshaped = tuple(g.permute(0, 3, 1, 2) for g in grids)
-        return SwinModelOutput(
+            if output_hidden_states_before_downsampling:
+                tokens, sizes = [trace.after[0], *trace.before], [trace.sizes_after[0], *trace.sizes_before]
+            else:
+                tokens, sizes = trace.after, trace.sizes_after
+            hidden = tuple(tokens)
+            reshaped = tuple(_grid(t, size) for t, size in zip(tokens, sizes, strict=True))
+        out = SwinModelOutput(
             last_hidden_state=x.flatten(1, 2),
             pooler_output=pooled,
             hidden_states=hidden,
+            attentions=tuple(trace.attentions) if output_attentions else None,
             reshaped_hidden_states=reshaped,
-            attentions=tuple(attentions) if output_attentions else None,
         )
+        return self._finish(out, return_dict)
 
 
 class SwinForImageClassification(SwinPreTrainedModel):
@@ -684,32 +835,48 @@ class SwinForImageClassification(SwinPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         head_mask: Any = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> SwinImageClassifierOutput:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        interpolate_pos_encoding: bool = True,  # accepted; positions are always interpolated (see SwinModel)
+    ) -> Any:
+        output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
         out = self.swin(
             pixel_values,
             head_mask=head_mask,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         logits = self.head(out.pooler_output)
-        loss = None if labels is None else classification_loss(logits, labels)
-        return SwinImageClassifierOutput(
-            logits=logits,
+        loss = None if labels is None else classification_loss(logits, labels, self.config)
+        result = SwinImageClassifierOutput(
             loss=loss,
+            logits=logits,
             hidden_states=out.hidden_states,
-            reshaped_hidden_states=out.reshaped_hidden_states,
             attentions=out.attentions,
+            reshaped_hidden_states=out.reshaped_hidden_states,
         )
+        return self._finish(result, return_dict)
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """transformers' rule: one output -> MSE; integer labels -> cross-entropy; float labels -> multi-label BCE."""
-    if logits.shape[-1] == 1:
-        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
-    if labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8):
-        return F.cross_entropy(logits, labels.view(-1))
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: SwinConfig) -> torch.Tensor:
+    """transformers' rule: ``config.problem_type`` picks MSE, cross-entropy or multi-label BCE; unset, it is
+    inferred (and recorded on the config, as transformers does) from the label count and the labels' dtype."""
+    num_labels = logits.shape[-1]
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        if num_labels == 1:
+            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+        return F.mse_loss(logits, labels.to(logits.dtype))
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
@@ -752,15 +919,19 @@ class SwinForMaskedImageModeling(SwinPreTrainedModel):
         pixel_values: torch.Tensor,
         bool_masked_pos: torch.Tensor | None = None,
         head_mask: Any = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> SwinMaskedImageModelingOutput:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        interpolate_pos_encoding: bool = True,  # accepted; positions are always interpolated (see SwinModel)
+    ) -> Any:
+        output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
         out = self.swin(
             pixel_values,
             bool_masked_pos=bool_masked_pos,
             head_mask=head_mask,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         b, _, h, w = pixel_values.shape
         grid = out.last_hidden_state.transpose(1, 2)
@@ -769,13 +940,14 @@ class SwinForMaskedImageModeling(SwinPreTrainedModel):
         loss = None
         if bool_masked_pos is not None:
             loss = self.masked_loss(pixel_values, reconstruction, bool_masked_pos)
-        return SwinMaskedImageModelingOutput(
-            reconstruction=reconstruction,
+        result = SwinMaskedImageModelingOutput(
             loss=loss,
+            reconstruction=reconstruction,
             hidden_states=out.hidden_states,
-            reshaped_hidden_states=out.reshaped_hidden_states,
             attentions=out.attentions,
+            reshaped_hidden_states=out.reshaped_hidden_states,
         )
+        return self._finish(result, return_dict)
 
     def _final_grid(self, height: int, width: int) -> tuple[int, int]:
         gh, gw = -(-height // self.config.patch_size), -(-width // self.config.patch_size)
@@ -800,42 +972,85 @@ class SwinForMaskedImageModeling(SwinPreTrainedModel):
 
 
 class SwinBackbone(SwinPreTrainedModel):
-    """Feature pyramid: NCHW maps of the stages named in config.out_features, each LayerNorm-ed (as transformers)."""
+    """Feature pyramid: NCHW maps of the stages named in config.out_features, each LayerNorm-ed (as transformers).
+
+    The surface of transformers' ``BackboneMixin``: ``stage_names``, ``out_features`` / ``out_indices`` (set
+    either, on the model or its config, and the other follows), ``channels`` and ``num_features``.
+    """
 
     def __init__(self, config: SwinConfig) -> None:
         super().__init__(config)
         self.swin = SwinModel(config, add_pooling_layer=False)
-        channels = [config.embed_dim] + config.hidden_sizes
-        self.stage_norms = nn.ModuleDict(
-            {
-                name: nn.LayerNorm(channels[config.stage_names.index(name)], eps=config.layer_norm_eps)
-                for name in config.out_features
-            }
-        )
+        self.stage_norms = nn.ModuleDict({name: self._stage_norm(name) for name in config.out_features})
+
+    def _stage_norm(self, name: str) -> nn.LayerNorm:
+        return nn.LayerNorm(self.num_features[self.config.stage_names.index(name)], eps=FIXED_EPS)
+
+    @property
+    def stage_names(self) -> list[str]:
+        return list(self.config.stage_names)
+
+    @property
+    def num_features(self) -> list[int]:
+        """Channels of every stage, the stem first (transformers' ``BackboneMixin.num_features``)."""
+        return [self.config.embed_dim] + self.config.hidden_sizes
+
+    @property
+    def out_feature_channels(self) -> dict[str, int]:
+        return dict(zip(self.stage_names, self.num_features, strict=True))
 
     @property
     def channels(self) -> list[int]:
-        all_channels = [self.config.embed_dim] + self.config.hidden_sizes
-        return [all_channels[i] for i in self.config.out_indices]
+        return [self.out_feature_channels[name] for name in self.out_features]
+
+    @property
+    def out_features(self) -> list[str]:
+        return list(self.config.out_features)
+
+    @out_features.setter
+    def out_features(self, names: list[str] | None) -> None:
+        self.config.out_features = names
+        self._add_missing_norms()
+
+    @property
+    def out_indices(self) -> list[int]:
+        return list(self.config.out_indices)
+
+    @out_indices.setter
+    def out_indices(self, indices: list[int] | None) -> None:
+        self.config.out_indices = indices
+        self._add_missing_norms()
+
+    def _add_missing_norms(self) -> None:
+        """A stage newly asked for gets a fresh LayerNorm (transformers' backbone would fail on it)."""
+        device = next(self.parameters()).device
+        for name in self.config.out_features:
+            if name not in self.stage_norms:
+                self.stage_norms[name] = self._stage_norm(name).to(device)
 
     def forward(
         self,
         pixel_values: torch.Tensor,
         head_mask: Any = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> BackboneOutput:
-        _, after, before, attentions = self.swin.forward_stages(
-            pixel_values, head_mask=head_mask, output_attentions=output_attentions
-        )
-        grids = dict(zip(self.config.stage_names, [after[0], *before], strict=True))
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> Any:
+        output_attentions, output_hidden_states = self._flags(output_attentions, output_hidden_states)
+        trace = self.swin.forward_stages(pixel_values, head_mask=head_mask, output_attentions=output_attentions)
+        tokens = [trace.after[0], *trace.before]  # every stage before its merge, as transformers' backbone
+        sizes = [trace.sizes_after[0], *trace.sizes_before]
+        grids = dict(zip(self.config.stage_names, zip(tokens, sizes, strict=True), strict=True))
         maps = tuple(
-            self.stage_norms[name](grids[name]).permute(0, 3, 1, 2).contiguous() for name in self.config.out_features
+            _grid(self.stage_norms[name](grids[name][0]), grids[name][1]).contiguous()
+            for name in self.config.out_features
         )
-        hidden = tuple(g.flatten(1, 2) for g in [after[0], *before]) if output_hidden_states else None
-        return BackboneOutput(
-            feature_maps=maps, hidden_states=hidden, attentions=tuple(attentions) if output_attentions else None
+        result = BackboneOutput(
+            feature_maps=maps,
+            hidden_states=tuple(tokens) if output_hidden_states else None,
+            attentions=tuple(trace.attentions) if output_attentions else None,
         )
+        return self._finish(result, return_dict)
 
 
 TASK_CLASSES: dict[str, type[SwinPreTrainedModel]] = {

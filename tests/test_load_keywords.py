@@ -56,7 +56,9 @@ def test_device_places_the_model(folder):
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"device_map": "auto"}, "device_map"),
+        ({"device_map": {"swin": "cpu", "head": "cpu"}}, "device_map.*one device"),
+        ({"max_memory": {0: "1GB"}}, "max_memory is not supported"),
+        ({"use_safetensors": False}, "safetensors only"),
         ({"num_label": 3}, "did you mean 'num_labels'"),
         ({"torch_dtyp": "float16"}, "did you mean 'torch_dtype'"),
         ({"embed_dim": 64}, "embed_dim cannot change"),

@@ -179,7 +179,7 @@ def test_small_presets_equal_timm_and_transformers(case):
 
 @pytest.mark.parametrize("name", ["v1-w4-128", "v2-w8-128-pretrained-windows"])
 def test_reference_path_alone_equals_timm_and_transformers(name, monkeypatch):
-    """model.set_inference_path("reference"): the readable roll -> partition -> attend -> reverse block of
+    """model.set_inference_path("readable"): the readable roll -> partition -> attend -> reverse block of
     swinzoo.modeling, with the CPU fast path made to fail if anything still reached it. Both cases have shifted
     stages (v1: grids 32, 16, 8 with window 4; v2: grids 32, 16 with window 8)."""
 
@@ -187,7 +187,7 @@ def test_reference_path_alone_equals_timm_and_transformers(name, monkeypatch):
         raise AssertionError("swinzoo.fast_inference.swin_block ran with the reference path selected")
 
     monkeypatch.setattr(fast_inference, "swin_block", unreachable)
-    diffs = compare_everything(next(c for c in SMALL_CASES if c.name == name), inference_path="reference")
+    diffs = compare_everything(next(c for c in SMALL_CASES if c.name == name), inference_path="readable")
     assert any(k.startswith("transformers hidden_states") for k in diffs)
     assert any(k.startswith("timm stage") for k in diffs)
     assert_close(diffs)

@@ -151,6 +151,30 @@ def test_cli_prints_the_table_and_json_and_exits_0_on_pass(zoo, cache):
     assert "tiny-swinv2" in err and "pass [pass]" in err and "6/6" in err
 
 
+def test_verify_reports_the_readable_inference_path_beside_the_fast_one(zoo, cache):
+    code, out, err = cli("tiny-swinv2", "--synthetic", "--cache-dir", str(cache), "--json")
+    assert code == 0, err
+    readable = json.loads(out)["entries"][0]["inference_paths"]["readable"]
+    assert readable["status"] == "pass" and readable["hidden_max_abs_diff"] <= 1e-5
+    assert "inference paths: fast (checked by the references above), readable" in err
+
+
+def test_a_readable_path_that_differs_from_the_fast_one_fails_the_entry(zoo, cache, monkeypatch):
+    """Break only the readable block (the fast path is left alone): verify must see it."""
+    from swinzoo import modeling
+
+    original = modeling.SwinBlock.forward
+
+    def broken(self, x, head_mask=None, output_attentions=False, fast=False):
+        out, probs = original(self, x, head_mask, output_attentions, fast)
+        return (out if fast else out * 1.01), probs
+
+    monkeypatch.setattr(modeling.SwinBlock, "forward", broken)
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache)
+    assert report.status == "fail" and report.inference_paths["readable"]["status"] == "fail"
+    assert any("readable inference path differs" in p for p in report.problems)
+
+
 def test_evict_sources_deletes_each_checkpoint_after_its_entry_and_keeps_the_verdict(zoo, tmp_path):
     cache = tmp_path / "own-cache"  # not the session's: this run deletes what it generates
     code, out, err = cli(

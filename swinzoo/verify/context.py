@@ -36,7 +36,8 @@ def run_swinzoo(model: torch.nn.Module, pixels: torch.Tensor, mask: torch.Tensor
     normed: list[torch.Tensor] = []
     swin = cast(SwinModel, model.swin)  # every public head keeps its backbone at .swin
     hooks = [
-        stage.register_forward_hook(lambda _m, _i, out, i=i: before.__setitem__(i, out[1]))
+        # out[1]: the stage's (B, H*W, C) tokens before merging, kept as the (B, H, W, C) grid it was given
+        stage.register_forward_hook(lambda _m, inp, out, i=i: before.__setitem__(i, out[1].view(inp[0].shape)))
         for i, stage in enumerate(swin.stages)
     ]
     hooks.append(swin.norm.register_forward_hook(lambda _m, _i, out: normed.append(out)))

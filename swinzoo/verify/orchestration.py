@@ -19,7 +19,7 @@ import torch
 from ..config import SwinConfig
 from ..gate import BOUND_FILES, bound_hashes
 from ..manifest import ZooEntry
-from .context import Context, release, run_swinzoo
+from .context import Context, Outputs, release, run_swinzoo
 from .errors import VerifyError
 from .folder_checks import check_folder, check_folder_config, folder_for, records_agree
 from .options import VerifyOptions
@@ -30,7 +30,7 @@ from .results import PARTS, EntryReport, ReferenceResult
 from .retargeted import read_record, sample_preprocessing
 from .selection import as_entry
 from .simmim import simmim_mask
-from .tolerances import tolerance_for
+from .tolerances import Tolerance, tolerance_for
 
 
 def verify_entry(
@@ -124,6 +124,15 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
         report.task = retarget["target_task"]
     mask = _mask(entry, config, len(pixels), o.seed, report) if report.task == "masked-image-modeling" else None
     ours = run_swinzoo(model.float().eval(), pixels, mask)
+    # The references check the path that runs by default (fast on the CPU); the readable one, the code of
+    # swinzoo/modeling.py, is checked against it at the same batch so that the code a reader studies is proven too.
+    model.set_inference_path("readable")
+    try:
+        report.inference_paths = compare_paths(ours, run_swinzoo(model, pixels, mask), report.tolerance)
+    finally:
+        model.set_inference_path("fast")
+    if report.inference_paths["readable"]["status"] != "pass":
+        report.problems.append(f"the readable inference path differs from the fast one: {report.inference_paths}")
     report.convert_seconds = time.perf_counter() - t0
     alive = weakref.ref(model)
     del model  # one checkpoint at a time: the references are built after swinzoo's model is gone
@@ -143,6 +152,26 @@ def _unchanged_while_read(folder: Path, before: dict[str, str | None]) -> list[s
         for key in BOUND_FILES
         if after[key] != before.get(key)
     ]
+
+
+def compare_paths(fast: Outputs, readable: Outputs, tolerance: Tolerance) -> dict[str, Any]:
+    """max |readable - fast| over the head's output and every hidden state, each within ``tolerance``."""
+    head = [t for t in (fast.logits, fast.reconstruction) if t is not None]
+    head_r = [t for t in (readable.logits, readable.reconstruction) if t is not None]
+    pairs = {
+        "output": list(zip(head, head_r, strict=True)),
+        "hidden": list(zip(fast.hidden, readable.hidden, strict=True)),
+    }
+    result: dict[str, Any] = {"status": "pass"}
+    for part, tensors in pairs.items():
+        worst = 0.0
+        for a, b in tensors:
+            diff = (a - b).abs().max().item()
+            worst = max(worst, diff)
+            if not diff <= tolerance.limit(a.abs().max().item()):
+                result["status"] = "fail"
+        result[f"{part}_max_abs_diff"] = worst
+    return {"fast": {"checked_by": "the references"}, "readable": result}
 
 
 def _mask(entry: ZooEntry, config: SwinConfig, count: int, seed: int, report: EntryReport) -> torch.Tensor:

@@ -76,6 +76,13 @@ def format_table(reports: Sequence[EntryReport]) -> str:
     ]
     notes = []
     for r in reports:
+        readable = r.inference_paths.get("readable")
+        if readable:
+            notes.append(
+                f"{r.entry}: inference paths: fast (checked by the references above), readable "
+                f"(max |readable - fast|: output {_fmt(readable['output_max_abs_diff'])}, hidden "
+                f"{_fmt(readable['hidden_max_abs_diff'])}: {readable['status']})"
+            )
         notes += [f"{r.entry}: {p}" for p in r.problems]
         notes += [
             f"{r.entry}: {ref.reference} {ref.status}: {ref.reason}"

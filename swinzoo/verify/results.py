@@ -96,6 +96,9 @@ class EntryReport:
     convert_seconds: float = 0.0  # swinzoo's model (converted in memory, or the folder's) and its outputs
     source_evicted: bool = False  # the checkpoint was deleted from the cache after the run (--evict-sources)
     bound: dict[str, str | None] | None = None  # --converted: sha256 of the folder's files as verify read them
+    # Both inference paths of swinzoo's model: "fast" (what the references checked) and "readable" (modeling.py's
+    # code, compared with the fast one at the same batch): {"readable": {"status", "output_max_abs_diff", ...}}
+    inference_paths: dict[str, Any] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -124,4 +127,5 @@ class EntryReport:
             "source_seconds": round(self.source_seconds, 3),
             "convert_seconds": round(self.convert_seconds, 3),
             "source_evicted": self.source_evicted,
+            "inference_paths": self.inference_paths,
         }
