@@ -111,7 +111,6 @@ def read_verification(folder: str | os.PathLike) -> VerificationRecord | None:
 VERIFICATION_SCHEMA = VerificationRecord.SCHEMA
 # Every file whose bytes change what the model computes, and the verification.json field holding its sha256.
 BOUND_FILES = {"weights_sha256": WEIGHTS_NAME, "config_sha256": CONFIG_NAME}
-REQUIRED_FIELDS = VerificationRecord.REQUIRED
 _SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
 _MAX_HEADER = 100 * 1024 * 1024
 
@@ -126,7 +125,7 @@ def sha256_of(path: Path) -> str | None:
 
 
 @functools.lru_cache(maxsize=32)
-def _sha256_cached(path: str, inode: int, size: int, mtime_ns: int) -> str:  # noqa: ARG001 - the cache key
+def _sha256_cached(path: str, inode: int, size: int, mtime_ns: int) -> str:  # the cache key
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -171,7 +170,7 @@ def verification_problems(
     """Why the folder does not count as verified (empty list: it does, these exact bytes).
 
     The verdict holds only for the bytes it was computed on: the sha256 of every file in :data:`BOUND_FILES`,
-    the swinzoo version and the tolerance verify.py applies to the stored dtype. A record of an older schema,
+    the swinzoo version and the tolerance verify applies to the stored dtype. A record of an older schema,
     or one missing a field, is not a verdict at all. ``verification``: True reads the folder's file.
     """
     from .verify import TOLERANCES
@@ -643,15 +642,13 @@ def _tags(fmt: str, task: str, family: str, *, simmim: bool, synthetic: bool, ve
 
 def display_path(folder: Path) -> Path:
     """The folder a reader will see: convert writes the card inside ``.NAME.<pid>.<random>.partial`` (see
-    folder.atomic_output; older swinzoo wrote ``.NAME.<random>.partial``), renamed to ``NAME`` when complete."""
+    folder.atomic_output), renamed to ``NAME`` when complete."""
     import re
 
     name = folder.name
     current = re.fullmatch(r"\.(.+)\.\d+\.[^.]+\.partial", name)  # folder.atomic_output: .NAME.<pid>.<random>
     if current:
         return folder.with_name(current.group(1))
-    if name.startswith(".") and name.endswith(".partial") and name.count(".") >= 3:
-        return folder.with_name(name[1:].rsplit(".", 2)[0])
     return folder
 
 

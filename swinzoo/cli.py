@@ -95,7 +95,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so every cleanup that Ctrl-C runs also runs for a kill."""
 
 
-def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
+def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 

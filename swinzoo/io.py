@@ -44,11 +44,6 @@ def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     return _DTYPES[name]
 
 
-def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False):
-    """Kept for callers of the old name: :func:`swinzoo.folder.atomic_output`."""
-    return atomic_output(target, overwrite=overwrite)
-
-
 def task_of(model: SwinPreTrainedModel) -> str:
     for task, cls in TASK_CLASSES.items():
         if type(model) is cls:
@@ -302,7 +297,7 @@ def _foreign_to_swinzoo(state: dict[str, torch.Tensor], config: SwinConfig, task
 
     with torch.device("meta"):
         model = TASK_CLASSES[task](config)
-    rules = timm_rules(config) if fmt == "timm" else transformers_rules(config, task, style=detect_style(state))
+    rules = timm_rules() if fmt == "timm" else transformers_rules(config, task, style=detect_style(state))
     if fmt == "timm":  # buffers timm keeps in its state dict; swinzoo rebuilds them from the config
         state = {k: v for k, v in state.items() if not k.endswith(("relative_position_index", "attn_mask",
                                                                   "relative_coords_table"))}  # fmt: skip

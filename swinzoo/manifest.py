@@ -439,19 +439,6 @@ def parse_entries(data: Mapping[str, Any], origin: str) -> list[ZooEntry]:
     return entries
 
 
-def load_manifest_file(path: str | Path) -> list[ZooEntry]:
-    """Parse and validate one manifest file (uniqueness across files is checked by :func:`validate_all`)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(f"{path}: not valid TOML ({exc})") from exc
-    entries = parse_entries(data, str(path))
-    for entry in entries:
-        validate_entry(entry)
-    return entries
-
-
 # --------------------------------------------------------------------------------------------- validation
 def _fail(entry: ZooEntry, fld: str, message: str) -> None:
     raise ManifestError(f"{entry.origin}: entry {entry.name!r}: {fld}: {message}")

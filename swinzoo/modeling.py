@@ -595,10 +595,6 @@ class SwinPreTrainedModel(nn.Module):
 
         return push_to_hub(self, repo_id, **kwargs)
 
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 def _per_stage_head_mask(head_mask: Any, num_stages: int) -> list[torch.Tensor | None]:
     """head_mask: None, or one entry per stage (None or a (heads,) tensor of multipliers, 1 keeps a head)."""

@@ -328,7 +328,7 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     if shapes_of(timm_model) != shapes_of(layout_model):
         raise PublishError(f"timm.create_model({arch!r}, **model_args) does not build the expected architecture")
     state, _ = convert_state_dict(
-        model.state_dict(), timm_rules(config), shapes_of(timm_model), to_swinzoo=False, what="model"
+        model.state_dict(), timm_rules(), shapes_of(timm_model), to_swinzoo=False, what="model"
     )
     timm_model.load_state_dict(state, strict=True)
     timm_model.to(next(model.parameters()).dtype)  # keep the folder's dtype (bfloat16 stays bfloat16)

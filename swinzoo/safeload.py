@@ -143,7 +143,7 @@ class PickledConfig(dict):
 def _dict_standin(qualname: str) -> type:
     """A class the unpickler may instantiate under ``qualname``; it yields a marked OrderedDict."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> OrderedDict:  # noqa: N807 - arguments ignored: inert
+    def __new__(cls, *args: Any, **kwargs: Any) -> OrderedDict:  # arguments ignored: inert
         od: OrderedDict = OrderedDict()
         od.__dict__[_MARKER] = qualname
         return od

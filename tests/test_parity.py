@@ -113,7 +113,7 @@ def build(case: Case, seed: int = 0, inference_path: str = "fast"):
     timm_model = create_timm_model(config).eval()
     timm_model.load_state_dict(randomized(timm_model.state_dict(), seed))
     ours = SwinForImageClassification(config).eval()
-    state, _ = convert_state_dict(timm_model.state_dict(), timm_rules(config), shapes_of(ours), to_swinzoo=True)
+    state, _ = convert_state_dict(timm_model.state_dict(), timm_rules(), shapes_of(ours), to_swinzoo=True)
     ours.load_state_dict(state, strict=True)
     ours.set_inference_path(inference_path)
     hf = transformers_twin(ours) if case.transformers else None
@@ -245,7 +245,7 @@ def test_v2_logit_scale_above_the_clamp_equals_timm_and_transformers():
         for layer in timm_model.layers:
             for block in layer.blocks:
                 block.attn.logit_scale[0].fill_(6.0)  # well above log(100) ~ 4.61
-        state, _ = convert_state_dict(timm_model.state_dict(), timm_rules(config), shapes_of(ours), to_swinzoo=True)
+        state, _ = convert_state_dict(timm_model.state_dict(), timm_rules(), shapes_of(ours), to_swinzoo=True)
         ours.load_state_dict(state)
         hf = transformers_twin(ours)
         x = image_batch(config)

@@ -36,7 +36,7 @@ def check_folder(folder: Path, entry: ZooEntry, sha256: str) -> list[str]:
             conversion = {"source_sha256": record.source_sha256, "entry": record.entry}
     try:
         metadata = read_safetensors_metadata(folder / WEIGHTS_NAME)
-    except Exception as exc:  # noqa: BLE001 - safetensors has its own error types
+    except Exception as exc:  # safetensors has its own error types
         problems.append(f"{folder / WEIGHTS_NAME}: cannot read its metadata ({exc})")
         metadata = {}
     for where, recorded in ((conversion_file, conversion), (folder / WEIGHTS_NAME, metadata)):
