@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .manifest import FAMILIES, KINDS, ManifestError, ZooEntry, load_manifests
+from .text import text_table
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,16 +37,6 @@ def _row(entry: ZooEntry) -> list[str]:
         "-" if top1 is None else str(top1),
         "yes" if entry.source.pinned else "no",
     ]
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {3, 4, 5}  # numbers
-    lines = []
-    for row in [header, *rows]:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
 
 
 @main.command("list")
@@ -83,7 +74,7 @@ def list_command(
         click.echo("no zoo entries match these filters", err=True)
         return
     header = ["name", "family", "kind", "params", "resolution", "acc@1", "pinned"]
-    click.echo(_table([_row(e) for e in entries], header))
+    click.echo(text_table(header, [_row(e) for e in entries], right={3, 4, 5}))  # numbers right-aligned
     notes = [f"{len(entries)} entries; acc@1: ImageNet-1K top-1 as reported by the authors."]
     if any(e.architecture.derive_from_checkpoint for e in entries):
         notes.append("*: provisional architecture (read from the checkpoint at convert time); params may be off.")
