@@ -109,6 +109,15 @@ def load_transformers_state(model: torch.nn.Module, state: dict[str, torch.Tenso
     model.load_state_dict({**state, **own}, strict=True, assign=assign)
 
 
+# The config fields swinzoo and transformers' SwinConfig / Swinv2Config share, under the same names (plus v2's
+# pretrained_window_sizes): both directions read this list.
+_SHARED_FIELDS = (
+    "image_size", "patch_size", "num_channels", "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio",
+    "qkv_bias", "hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "hidden_act",
+    "use_absolute_embeddings", "layer_norm_eps", "initializer_range", "encoder_stride", "id2label", "label2id",
+)  # fmt: skip
+
+
 def transformers_config(config: SwinConfig):
     """The transformers config with this architecture (SwinConfig or Swinv2Config)."""
     import transformers
@@ -122,24 +131,10 @@ def transformers_config(config: SwinConfig):
                 f"{config.image_size}: this checkpoint cannot be represented in transformers' Swin layout"
             )
     cls = transformers.SwinConfig if config.version == 1 else transformers.Swinv2Config
-    kwargs: dict[str, Any] = dict(
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        num_channels=config.num_channels,
-        embed_dim=config.embed_dim,
+    kwargs: dict[str, Any] = {name: getattr(config, name) for name in _SHARED_FIELDS}
+    kwargs.update(
         depths=list(config.depths),
         num_heads=list(config.num_heads),
-        window_size=config.window_size,
-        mlp_ratio=config.mlp_ratio,
-        qkv_bias=config.qkv_bias,
-        hidden_dropout_prob=config.hidden_dropout_prob,
-        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
-        drop_path_rate=config.drop_path_rate,
-        hidden_act=config.hidden_act,
-        use_absolute_embeddings=config.use_absolute_embeddings,
-        layer_norm_eps=config.layer_norm_eps,
-        initializer_range=config.initializer_range,
-        encoder_stride=config.encoder_stride,
         id2label={int(k): v for k, v in config.id2label.items()},
         label2id=dict(config.label2id),
     )
@@ -173,11 +168,6 @@ def create_transformers_model(config: SwinConfig, task: str = "image-classificat
     return cls(hf_config)
 
 
-_SHARED_FIELDS = (
-    "image_size", "patch_size", "num_channels", "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio",
-    "qkv_bias", "hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "hidden_act",
-    "use_absolute_embeddings", "layer_norm_eps", "initializer_range", "encoder_stride", "id2label", "label2id",
-)  # fmt: skip
 _TASK_OF_ARCHITECTURE = {
     "ForImageClassification": "image-classification",
     "ForMaskedImageModeling": "masked-image-modeling",

@@ -20,7 +20,7 @@ from . import __version__
 from .config import SwinConfig
 from .errors import SwinzooError, one_line, redact
 from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output
-from .modeling import TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
+from .modeling import GEOMETRY_BUFFERS, TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 from .safeload import count_nonfinite
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -299,8 +299,7 @@ def _foreign_to_swinzoo(state: dict[str, torch.Tensor], config: SwinConfig, task
         model = TASK_CLASSES[task](config)
     rules = timm_rules() if fmt == "timm" else transformers_rules(config, task, style=detect_style(state))
     if fmt == "timm":  # buffers timm keeps in its state dict; swinzoo rebuilds them from the config
-        state = {k: v for k, v in state.items() if not k.endswith(("relative_position_index", "attn_mask",
-                                                                  "relative_coords_table"))}  # fmt: skip
+        state = {k: v for k, v in state.items() if not k.endswith(GEOMETRY_BUFFERS)}
     try:
         converted, _ = convert_state_dict(state, rules, shapes_of(model), to_swinzoo=True, what=str(where))
     except MappingError as exc:

@@ -277,6 +277,11 @@ class PatchEmbedding(nn.Module):
         return grid.permute(0, 2, 3, 1)
 
 
+# Geometry buffers: computed from the config, never learned. The official files and timm store them (suffixes of
+# their state-dict keys); swinzoo rebuilds them, so a conversion, a load or a retarget drops them.
+GEOMETRY_BUFFERS = ("relative_position_index", "relative_coords_table", "attn_mask")
+
+
 class WindowAttention(nn.Module):
     """(Shifted-)window multi-head self-attention with a relative position bias.
 
