@@ -7,6 +7,7 @@ a class token in its absolute position embeddings. transformers >= 5 renamed Swi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ CLASS_ROW = Transform(
 )
 
 
-def detect_style(foreign_keys) -> str:
+def detect_style(foreign_keys: Iterable[str]) -> str:
     """'q_proj' (transformers >= 5 Swin v1) or 'legacy' (4.x names, also Swinv2 in 5.x)."""
     return "q_proj" if any(".attention.q_proj." in k for k in foreign_keys) else "legacy"
 
@@ -118,7 +119,7 @@ _SHARED_FIELDS = (
 )  # fmt: skip
 
 
-def transformers_config(config: SwinConfig):
+def transformers_config(config: SwinConfig) -> Any:  # transformers.SwinConfig | Swinv2Config
     """The transformers config with this architecture (SwinConfig or Swinv2Config)."""
     import transformers
 

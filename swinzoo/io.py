@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
@@ -22,6 +22,9 @@ from .errors import SwinzooError, one_line, redact
 from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output
 from .modeling import GEOMETRY_BUFFERS, TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 from .safeload import count_nonfinite
+
+if TYPE_CHECKING:
+    from .retarget import RetargetRecord
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -289,7 +292,9 @@ def read_config(config_file: Path) -> tuple[SwinConfig, str, str]:
         raise LoadError(f"{config_file}: {exc}") from exc
 
 
-def _foreign_to_swinzoo(state: dict[str, torch.Tensor], config: SwinConfig, task: str, fmt: str, where: Path):
+def _foreign_to_swinzoo(
+    state: dict[str, torch.Tensor], config: SwinConfig, task: str, fmt: str, where: Path
+) -> dict[str, torch.Tensor]:
     """A transformers or timm state dict renamed into swinzoo's names by the layout rules in ``converters/``."""
     from .converters.engine import MappingError, convert_state_dict, shapes_of
     from .converters.timm_layout import timm_rules
@@ -430,7 +435,7 @@ def _retarget(
     window_size: int | None,
     num_labels: int | None,
     id2label: dict[int, str] | None,
-):
+) -> tuple[dict[str, torch.Tensor], SwinConfig, RetargetRecord, str]:
     """The loaded state moved to a new geometry (and head) by :func:`swinzoo.retarget.retarget`."""
     from .retarget import retarget
 

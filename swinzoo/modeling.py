@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -89,17 +89,17 @@ class BackboneOutput(ModelOutput):
 
 
 # --------------------------------------------------------------------------------------------- windows
-def _cached_tensors(maxsize: int):
+def _cached_tensors(maxsize: int) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """``lru_cache`` for functions that build constant tensors, built outside inference mode.
 
     A tensor first built under ``torch.inference_mode()`` (predict, an export check) is an inference tensor, and
     autograd refuses to save one for backward: a later training step through the same cache entry would fail.
     """
 
-    def wrap(fn):
+    def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         @lru_cache(maxsize=maxsize)
         @functools.wraps(fn)
-        def cached(*args):
+        def cached(*args: Any) -> torch.Tensor:
             with torch.inference_mode(False), torch.no_grad():
                 return fn(*args)
 

@@ -128,7 +128,7 @@ def official_state_dict(config: SwinConfig, layout: str, seed: int = 0) -> dict[
 class _CfgNodeStandIn(dict):
     """Pickled under the name ``yacs.config.CfgNode``, as official training checkpoints store their config."""
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (), None, None, iter(self.items()))
 
 

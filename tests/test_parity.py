@@ -90,7 +90,7 @@ SIZES = {
 }
 # Each real preset once per version, and each official geometry (window, resolution, pretrained windows) once: what
 # differs between sizes is width, depth and heads; between geometries, the windows, shifts and clamps. A size at
-# every geometry would repeat both (18 large models instead of 8).
+# every geometry would repeat both (18 large models instead of 8). The largest sizes take the cheapest geometries.
 V1_GEOMETRIES = {"w7-224": dict(window_size=7, image_size=224), "w12-384": dict(window_size=12, image_size=384)}
 V2_GEOMETRIES = {
     "w8-256": dict(window_size=8, image_size=256),
@@ -103,7 +103,7 @@ REAL_CASES = [
     for s, g in (("T", "w12-384"), ("S", "w7-224"), ("B", "w7-224"), ("L", "w7-224"))
 ] + [
     Case(f"swinv2-{s}-{g}", dict(version=2, **V2_GEOMETRIES[g], **SIZES[s]))
-    for s, g in (("T", "w8-256"), ("S", "w16-256"), ("B", "w12to24-384"), ("L", "w12to16-256"))
+    for s, g in (("T", "w12to24-384"), ("S", "w16-256"), ("B", "w12to16-256"), ("L", "w8-256"))
 ]
 
 

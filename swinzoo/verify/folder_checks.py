@@ -234,7 +234,9 @@ def plan_folder_run(
     return FolderRun(entry.name, False, 0 if seed is None else seed)
 
 
-def _check_source_sha(folder: Path, source, sha, cache_dir, progress: bool) -> None:
+def _check_source_sha(
+    folder: Path, source: str | os.PathLike, sha: str | None, cache_dir: str | os.PathLike | None, progress: bool
+) -> None:
     from ..fetch import fetch
 
     got = fetch(str(source), cache_dir=Path(cache_dir) if cache_dir else None, progress=progress).sha256
@@ -245,7 +247,13 @@ def _check_source_sha(folder: Path, source, sha, cache_dir, progress: bool) -> N
         )
 
 
-def _entryless_run(folder: Path, record: ConversionRecord, source, cache_dir, progress: bool) -> FolderRun:
+def _entryless_run(
+    folder: Path,
+    record: ConversionRecord,
+    source: str | os.PathLike | None,
+    cache_dir: str | os.PathLike | None,
+    progress: bool,
+) -> FolderRun:
     """A folder converted with ``--source`` alone: verified against that file (``--source``, or the local path
     its record names), with an entry built from its own config."""
     recorded_source = record.source or ""
