@@ -83,7 +83,7 @@ def build(
     import transformers
 
     cls = transformers.SwinForImageClassification if config.version == 1 else transformers.Swinv2ForImageClassification
-    foreign: dict[str, tuple[torch.nn.Module, list]] = {"timm": (create_timm_model(config), timm_rules(config))}
+    foreign: dict[str, tuple[torch.nn.Module, list]] = {"timm": (create_timm_model(config), timm_rules())}
     # transformers' default attention implementation (sdpa where the model supports it, else eager) ...
     hf_default = cls(transformers_config(config))
     foreign["transformers"] = (hf_default, [])

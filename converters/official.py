@@ -32,16 +32,10 @@ from swinzoo.modeling import (
 )
 
 from ..errors import SwinzooError
+from ..manifest import LAYOUTS as MANIFEST_LAYOUTS
 from .engine import Derived, Ignored, Rename, Rule, clip_key
 
-LAYOUTS = (
-    "official-swin",
-    "official-swinv2",
-    "simmim-swin-pretrain",
-    "simmim-swinv2-pretrain",
-    "simmim-swin-finetune",
-    "simmim-swinv2-finetune",
-)
+LAYOUTS = tuple(MANIFEST_LAYOUTS.values())  # one per (family, kind): the names live with the manifest
 
 
 ALIAS = "rpe_mlp"  # the older official name of cpb_mlp, accepted in every official layout

@@ -13,8 +13,9 @@ from swinzoo.config import SwinConfig
 from .engine import Rename, Rule
 
 
-def timm_rules(config: SwinConfig) -> list[Rule]:
-    """timm has no absolute position embeddings, so a config that uses them has no timm layout."""
+def timm_rules() -> list[Rule]:
+    """The same for every architecture (timm has no absolute position embeddings: :func:`timm_model_args` refuses
+    a config that uses them)."""
     return [
         Rename("swin.patch_embed.proj.{rest}", "patch_embed.proj.{rest}"),
         Rename("swin.patch_embed.norm.{rest}", "patch_embed.norm.{rest}"),

@@ -7,6 +7,7 @@ a class token in its absolute position embeddings. transformers >= 5 renamed Swi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -34,7 +35,7 @@ def class_row(config: SwinConfig, write_row: bool) -> Transform:
     )
 
 
-def detect_style(foreign_keys) -> str:
+def detect_style(foreign_keys: Iterable[str]) -> str:
     """'q_proj' (transformers >= 5 Swin v1) or 'legacy' (4.x names, also Swinv2 in 5.x)."""
     return "q_proj" if any(".attention.q_proj." in k for k in foreign_keys) else "legacy"
 
@@ -121,7 +122,16 @@ def load_transformers_state(model: torch.nn.Module, state: dict[str, torch.Tenso
     model.load_state_dict({**state, **own}, strict=True, assign=assign)
 
 
-def transformers_config(config: SwinConfig):
+# The config fields swinzoo and transformers' SwinConfig / Swinv2Config share, under the same names (plus v2's
+# pretrained_window_sizes): both directions read this list.
+_SHARED_FIELDS = (
+    "image_size", "patch_size", "num_channels", "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio",
+    "qkv_bias", "hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "hidden_act",
+    "use_absolute_embeddings", "layer_norm_eps", "initializer_range", "encoder_stride", "id2label", "label2id",
+)  # fmt: skip
+
+
+def transformers_config(config: SwinConfig) -> Any:  # transformers.SwinConfig | Swinv2Config
     """The transformers config with this architecture (SwinConfig or Swinv2Config)."""
     import transformers
 
@@ -134,24 +144,10 @@ def transformers_config(config: SwinConfig):
                 f"{config.image_size}: this checkpoint cannot be represented in transformers' Swin layout"
             )
     cls = transformers.SwinConfig if config.version == 1 else transformers.Swinv2Config
-    kwargs: dict[str, Any] = dict(
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        num_channels=config.num_channels,
-        embed_dim=config.embed_dim,
+    kwargs: dict[str, Any] = {name: getattr(config, name) for name in _SHARED_FIELDS}
+    kwargs.update(
         depths=list(config.depths),
         num_heads=list(config.num_heads),
-        window_size=config.window_size,
-        mlp_ratio=config.mlp_ratio,
-        qkv_bias=config.qkv_bias,
-        hidden_dropout_prob=config.hidden_dropout_prob,
-        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
-        drop_path_rate=config.drop_path_rate,
-        hidden_act=config.hidden_act,
-        use_absolute_embeddings=config.use_absolute_embeddings,
-        layer_norm_eps=config.layer_norm_eps,
-        initializer_range=config.initializer_range,
-        encoder_stride=config.encoder_stride,
         id2label={int(k): v for k, v in config.id2label.items()},
         label2id=dict(config.label2id),
         problem_type=config.problem_type,
@@ -186,12 +182,18 @@ def create_transformers_model(config: SwinConfig, task: str = "image-classificat
     return cls(hf_config)
 
 
-_SHARED_FIELDS = (
-    "image_size", "patch_size", "num_channels", "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio",
-    "qkv_bias", "hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "hidden_act",
-    "use_absolute_embeddings", "layer_norm_eps", "initializer_range", "encoder_stride", "id2label", "label2id",
-    "problem_type", "output_hidden_states", "output_attentions", "return_dict", "out_features", "out_indices",
-)  # fmt: skip
+# Read back from transformers' config.json as well: what the model does with its outputs and losses.
+_READ_FIELDS = (
+    *_SHARED_FIELDS,
+    "problem_type",
+    "output_hidden_states",
+    "output_attentions",
+    "return_dict",
+    "out_features",
+    "out_indices",
+)
+
+
 _TASK_OF_ARCHITECTURE = {
     "ForImageClassification": "image-classification",
     "ForMaskedImageModeling": "masked-image-modeling",
@@ -206,7 +208,7 @@ def is_transformers_config(data: dict) -> bool:
 def swinzoo_config_from_transformers(data: dict) -> tuple[SwinConfig, str]:
     """A transformers ``config.json`` (Swin or Swinv2) as a swinzoo config and task, read field by field."""
     version = 1 if data["model_type"] == "swin" else 2
-    fields = {k: data[k] for k in _SHARED_FIELDS if k in data and data[k] is not None}
+    fields = {k: data[k] for k in _READ_FIELDS if k in data and data[k] is not None}
     windows = data.get("pretrained_window_sizes")
     if version == 2 and isinstance(windows, list) and isinstance(fields.get("depths"), list):
         # transformers reads pretrained_window_sizes[i] per stage and ignores the rest: its default of four

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Each public name and the module it lives in: the one list (the imports below mirror it for type checkers;
+# tests/test_records.py checks that they do).
 _PUBLIC = {
     "ConfigError": "config",
     "SwinConfig": "config",
@@ -28,38 +30,24 @@ _PUBLIC = {
     "SwinPreTrainedModel": "modeling",
 }
 
-__all__ = [
-    "ConfigError",
-    "ConversionRecord",
-    "ConvertedFolder",
-    "ImageProcessor",
-    "LoadError",
-    "SwinBackbone",
-    "SwinConfig",
-    "SwinForImageClassification",
-    "SwinForMaskedImageModeling",
-    "SwinModel",
-    "SwinPreTrainedModel",
-    "SwinzooError",
-    "VerificationRecord",
-    "from_pretrained",
-    "save_pretrained",
-]
+__all__ = sorted(_PUBLIC)
 
-if TYPE_CHECKING:
-    from .config import ConfigError, SwinConfig
-    from .errors import SwinzooError
-    from .folder import ConvertedFolder
-    from .io import LoadError, from_pretrained, save_pretrained
-    from .modeling import (
-        SwinBackbone,
-        SwinForImageClassification,
-        SwinForMaskedImageModeling,
-        SwinModel,
-        SwinPreTrainedModel,
-    )
-    from .processing import ImageProcessor
-    from .records import ConversionRecord, VerificationRecord
+if TYPE_CHECKING:  # what type checkers see (`X as X`: re-exported); the names of _PUBLIC, from the same modules
+    from .config import ConfigError as ConfigError
+    from .config import SwinConfig as SwinConfig
+    from .errors import SwinzooError as SwinzooError
+    from .folder import ConvertedFolder as ConvertedFolder
+    from .io import LoadError as LoadError
+    from .io import from_pretrained as from_pretrained
+    from .io import save_pretrained as save_pretrained
+    from .modeling import SwinBackbone as SwinBackbone
+    from .modeling import SwinForImageClassification as SwinForImageClassification
+    from .modeling import SwinForMaskedImageModeling as SwinForMaskedImageModeling
+    from .modeling import SwinModel as SwinModel
+    from .modeling import SwinPreTrainedModel as SwinPreTrainedModel
+    from .processing import ImageProcessor as ImageProcessor
+    from .records import ConversionRecord as ConversionRecord
+    from .records import VerificationRecord as VerificationRecord
 
 
 def __getattr__(name: str) -> Any:

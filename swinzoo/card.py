@@ -18,11 +18,16 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .folder import CARD_NAME, CONFIG_NAME, VERIFICATION_NAME, WEIGHTS_NAME, ConvertedFolder
 from .gate import as_verification, read_verification, sha256_of, verification_passed, verification_problems
 from .records import ConversionRecord, RecordError, VerificationRecord, read_json
+
+if TYPE_CHECKING:
+    from huggingface_hub import EvalResult, ModelCard
+
+    from .manifest import ZooEntry
 
 FORMATS = ("swinzoo", "transformers", "timm")
 
@@ -129,7 +134,7 @@ def simmim_loss_text(config: Mapping[str, Any], fmt: str) -> str:
     return text
 
 
-def entry_of(name: str | None):
+def entry_of(name: str | None) -> ZooEntry | None:
     """The manifest entry a folder was converted from (None for --source files or unknown names)."""
     if not name:
         return None
@@ -142,19 +147,19 @@ def entry_of(name: str | None):
 
 
 # --------------------------------------------------------------------------------------------- metadata
-def _family(config: Mapping[str, Any], entry) -> str:
+def _family(config: Mapping[str, Any], entry: ZooEntry | None) -> str:
     if entry is not None:
         return entry.family
     return "swin" if int(config.get("version", 1)) == 1 else "swinv2"
 
 
-def _is_simmim(entry, conversion: ConversionRecord) -> bool:
+def _is_simmim(entry: ZooEntry | None, conversion: ConversionRecord) -> bool:
     if entry is not None:
         return entry.kind.startswith("simmim")
     return (conversion.converter or "").startswith("simmim")
 
 
-def _datasets(entry, task: str) -> list[str]:
+def _datasets(entry: ZooEntry | None, task: str) -> list[str]:
     """Hub dataset ids of the training data: ImageNet-22K is ``imagenet-21k`` on the Hub."""
     if entry is None:
         return ["imagenet-1k"] if task == "image-classification" else []
@@ -167,7 +172,7 @@ def _datasets(entry, task: str) -> list[str]:
     return datasets
 
 
-def base_model_of(entry) -> str | None:
+def base_model_of(entry: ZooEntry | None) -> str | None:
     """The same weights on the Hub: transformers' id, else timm's ``timm/<model>.<tag>``."""
     if entry is None:
         return None
@@ -178,7 +183,7 @@ def base_model_of(entry) -> str | None:
     return None
 
 
-def _report_source(entry) -> tuple[str, str]:
+def _report_source(entry: Any) -> tuple[str, str]:  # a ZooEntry with metrics
     reported_by = entry.metrics.reported_by
     for marker, url in _REPORT_SOURCES.items():
         if marker in reported_by:
@@ -188,7 +193,7 @@ def _report_source(entry) -> tuple[str, str]:
     return f"Reported by the original authors: {reported_by} ({title})", url
 
 
-def eval_results(entry) -> list:
+def eval_results(entry: ZooEntry | None) -> list[EvalResult]:
     """model-index entries: the ImageNet accuracy the original authors reported (not re-measured here)."""
     from huggingface_hub import EvalResult
 
@@ -288,7 +293,9 @@ def measured_results(evaluation: Mapping[str, Any] | None) -> list:
     return results
 
 
-def _accuracy_lines(results: list, measured: list, evaluation: Mapping[str, Any] | None, entry) -> list[str]:
+def _accuracy_lines(
+    results: list, measured: list, evaluation: Mapping[str, Any] | None, entry: ZooEntry | None
+) -> list[str]:
     lines = ["## Accuracy", ""]
     for r in results:
         lines.append(
@@ -406,7 +413,7 @@ def verification_section(
     return "\n".join(lines) + "\n"
 
 
-def _describe(config: Mapping[str, Any], entry, task: str) -> str:
+def _describe(config: Mapping[str, Any], entry: ZooEntry | None, task: str) -> str:
     family = "Swin Transformer" if int(config.get("version", 1)) == 1 else "Swin Transformer V2"
     size = config.get("image_size")
     arch = (
@@ -425,7 +432,7 @@ def _describe(config: Mapping[str, Any], entry, task: str) -> str:
     return what
 
 
-def _preprocessing_text(config: Mapping[str, Any], entry) -> str:
+def _preprocessing_text(config: Mapping[str, Any], entry: ZooEntry | None) -> str:
     if entry is not None:
         p = entry.preprocessing
         size, crop, interp, mean, std = p.input_size, p.crop_pct, p.interpolation, p.mean, p.std
@@ -439,7 +446,7 @@ def _preprocessing_text(config: Mapping[str, Any], entry) -> str:
     return f"{resize} ({interp}), scale to [0, 1], normalise with mean {list(mean)} and std {list(std)}"
 
 
-def _usage(fmt: str, repo: str, task: str, config: Mapping[str, Any], entry) -> str:
+def _usage(fmt: str, repo: str, task: str, config: Mapping[str, Any], entry: ZooEntry | None) -> str:
     pp = _preprocessing_text(config, entry)
     if fmt == "transformers":
         cls = "AutoModelForImageClassification"
@@ -473,7 +480,7 @@ def _usage(fmt: str, repo: str, task: str, config: Mapping[str, Any], entry) -> 
     return text + f"Eval preprocessing: {pp}.\n"
 
 
-def _citations(entry, config: Mapping[str, Any], simmim: bool) -> list[str]:
+def _citations(entry: ZooEntry | None, config: Mapping[str, Any], simmim: bool) -> list[str]:
     keys = ["swin"] if _family(config, entry) == "swin" else ["swinv2"]
     if simmim:
         keys.append("simmim")
@@ -495,15 +502,13 @@ def _tags(fmt: str, task: str, family: str, *, simmim: bool, synthetic: bool, ve
 
 def display_path(folder: Path) -> Path:
     """The folder a reader will see: convert writes the card inside ``.NAME.<pid>.<random>.partial`` (see
-    folder.atomic_output; older swinzoo wrote ``.NAME.<random>.partial``), renamed to ``NAME`` when complete."""
+    folder.atomic_output), renamed to ``NAME`` when complete."""
     import re
 
     name = folder.name
     current = re.fullmatch(r"\.(.+)\.\d+\.[^.]+\.partial", name)  # folder.atomic_output: .NAME.<pid>.<random>
     if current:
         return folder.with_name(current.group(1))
-    if name.startswith(".") and name.endswith(".partial") and name.count(".") >= 3:
-        return folder.with_name(name[1:].rsplit(".", 2)[0])
     return folder
 
 
@@ -513,7 +518,7 @@ def build_card(
     fmt: str = "swinzoo",
     repo_id: str | None = None,
     verification: VerificationRecord | Mapping[str, Any] | None | bool = True,
-):
+) -> ModelCard:
     """The ModelCard of a converted folder, for the ``fmt`` the weights are published in.
 
     ``repo_id`` is used in the usage snippets (default: the folder path). ``verification`` overrides what is

@@ -6,11 +6,18 @@ Commands import what they need inside their body, so ``swinzoo --help`` and ``sw
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__
 from .manifest import FAMILIES, KINDS, ManifestError, ZooEntry, load_manifests
+from .text import text_table
+
+if TYPE_CHECKING:
+    from .verify import EntryReport
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,16 +46,6 @@ def _row(entry: ZooEntry) -> list[str]:
         "-" if top1 is None else str(top1),
         "yes" if entry.source.pinned else "no",
     ]
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {3, 4, 5}  # numbers
-    lines = []
-    for row in [header, *rows]:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
 
 
 @main.command("list")
@@ -86,7 +83,7 @@ def list_command(
         click.echo("no zoo entries match these filters", err=True)
         return
     header = ["name", "family", "kind", "params", "resolution", "acc@1", "pinned"]
-    click.echo(_table([_row(e) for e in entries], header))
+    click.echo(text_table(header, [_row(e) for e in entries], right={3, 4, 5}))  # numbers right-aligned
     notes = [f"{len(entries)} entries; acc@1: ImageNet-1K top-1 as reported by the authors."]
     if any(e.architecture.derive_from_checkpoint for e in entries):
         notes.append("*: provisional architecture (read from the checkpoint at convert time); params may be off.")
@@ -98,7 +95,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so every cleanup that Ctrl-C runs also runs for a kill."""
 
 
-def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
@@ -108,7 +105,7 @@ def _os_message(exc: OSError) -> str:
     return f"{where}: {why}" if where else why
 
 
-def _run(fn, *args, **kwargs):
+def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call the library; its errors become one redacted line on stderr and exit 1, an interrupt 130 (143 for
     SIGTERM) with an honest account of what was written. ``SWINZOO_DEBUG=1`` shows tracebacks of unexpected
     errors instead of the one-line report."""
@@ -192,8 +189,9 @@ def run() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def convert_command(
-    name, source, synthetic, seed, out_dir, overwrite, dtype, image_size, window_size, num_labels, source_image_size,
-    cache_dir, as_json, quiet,
+    name: str | None, source: str | None, synthetic: bool, seed: int, out_dir: str | None, overwrite: bool,
+    dtype: str | None, image_size: int | None, window_size: int | None, num_labels: int | None,
+    source_image_size: int | None, cache_dir: str | None, as_json: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Convert official checkpoint NAME (see `swinzoo list`), or --source FILE, into a swinzoo folder.
 
@@ -285,8 +283,9 @@ def convert_command(
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def verify_command(
-    names, all_entries, synthetic, source, converted, reference, images_dir, as_json, json_file, shard, cache_dir,
-    seed, skip_manual, evict_sources, quiet,
+    names: tuple[str, ...], all_entries: bool, synthetic: bool, source: str | None, converted: str | None,
+    reference: str, images_dir: str | None, as_json: bool, json_file: str | None, shard: str | None,
+    cache_dir: str | None, seed: int | None, skip_manual: bool, evict_sources: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Check converted weights against timm and transformers loading the same official file.
 
@@ -301,7 +300,7 @@ def verify_command(
 
     done = []
 
-    def on_report(report) -> None:
+    def on_report(report: EntryReport) -> None:
         # One line per entry as it finishes, and the JSON file kept current: a run killed midway keeps its results.
         import sys
 
@@ -388,7 +387,10 @@ def _format_size(n: float) -> str:
 @click.option("--force", is_flag=True, help="Publish even without a passing verification.json.")
 @click.option("--commit-message", metavar="TEXT", help="Commit message [default: says folder, format, version].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def publish_command(folder, repo_id, revision, tag, private, dry_run, fmt, force, commit_message, as_json) -> None:
+def publish_command(
+    folder: str, repo_id: str, revision: str | None, tag: str | None, private: bool, dry_run: bool, fmt: str,
+    force: bool, commit_message: str | None, as_json: bool,
+) -> None:  # fmt: skip
     """Publish a converted FOLDER to the Hugging Face Hub in one atomic commit, with its model card.
 
     Refuses weights without a passing verification.json (see `swinzoo verify --converted`) unless --force.
@@ -462,7 +464,7 @@ def _synthetic_model(spec: str, revision: str | None) -> bool:
 @click.option("--revision", metavar="REV", help="Branch, tag or commit of a Hub repo.")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
-def predict_command(images, model_spec, revision, top_k, as_json) -> None:
+def predict_command(images: tuple[str, ...], model_spec: str, revision: str | None, top_k: int, as_json: bool) -> None:
     """Classify IMAGES: the top-k class names and probabilities of each.
 
     NAME loads converted/NAME (run `swinzoo convert NAME` first); the eval preprocessing is the checkpoint's own.
@@ -505,7 +507,10 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
 @click.option("--skip-corrupt", is_flag=True, help="Count images that cannot be decoded as skipped, not an error.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate_command(model_spec, data, ground_truth, batch_size, workers, limit, skip_corrupt, as_json, quiet) -> None:
+def evaluate_command(
+    model_spec: str, data: str, ground_truth: str | None, batch_size: int, workers: int, limit: int | None,
+    skip_corrupt: bool, as_json: bool, quiet: bool,
+) -> None:  # fmt: skip
     """Measure top-1 / top-5 of a classifier on ImageNet-1k validation images, with its own eval transform.
 
     Runs as it is, or under `torchrun --nproc-per-node N` (each image counted once; rank 0 reports). A local

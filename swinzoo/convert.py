@@ -239,7 +239,7 @@ def convert(
     derive = entry is not None and bool(entry.architecture.derive_from_checkpoint)
     if entry is not None and source is None and not derive:
         assert want is not None, "want is entry.config() whenever there is an entry"
-        config, layout = (synthetic_config(entry) if synthetic else want), entry.layout
+        config, layout = want, entry.layout
     else:
         size = source_image_size or (entry.architecture.image_size if entry else None)
         try:

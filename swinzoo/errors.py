@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import urllib.parse
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["SwinzooError", "redact", "redact_url", "one_line", "redact_library_logs"]
 
@@ -61,8 +63,8 @@ def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
     return text
 
 
-def _redacted_record(factory):
-    def make(*args, **kwargs) -> logging.LogRecord:
+def _redacted_record(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
         try:
             message = record.getMessage()
@@ -73,7 +75,7 @@ def _redacted_record(factory):
             record.msg, record.args = clean, ()
         return record
 
-    make.swinzoo_redacts = True
+    make.swinzoo_redacts = True  # type: ignore[attr-defined]
     return make
 
 

@@ -424,7 +424,9 @@ class _Images(torch.utils.data.Dataset):
             return index, target, None, str(exc)
 
 
-def _collate(batch: list[tuple[int, int, torch.Tensor | None, str]]):
+def _collate(
+    batch: list[tuple[int, int, torch.Tensor | None, str]],
+) -> tuple[list[int], list[int], torch.Tensor | None, list[tuple[int, str]]]:
     good = [(index, target, x) for index, target, x, _ in batch if x is not None]
     bad = [(index, message) for index, _, x, message in batch if x is None]
     if not good:

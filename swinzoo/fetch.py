@@ -198,7 +198,7 @@ class ChecksumMismatchError(FetchError):
         )
 
 
-class ManualDownloadRequired(FetchError):  # noqa: N818 - the name says what the user must do
+class ManualDownloadRequired(FetchError):  # the name says what the user must do
     """A checkpoint has no direct URL (e.g. Google Drive only); the user must fetch it by hand."""
 
     def __init__(self, name: str, hint: str) -> None:

@@ -126,11 +126,6 @@ def is_swinzoo_output(folder: str | os.PathLike) -> bool:
     return _swinzoo_record(folder / CONVERSION_NAME) or _swinzoo_record(folder / CONFIG_NAME)
 
 
-def foreign_files(folder: Path) -> list[str]:
-    """Entries of ``folder`` that swinzoo did not write (kept as they are by an overwrite)."""
-    return sorted(p.name for p in folder.iterdir() if p.name not in SWINZOO_FILES)
-
-
 def check_output(target: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Refuse an output place that would lose a user's files, before any work is done; returns the target.
 

@@ -11,7 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from safetensors import safe_open
@@ -21,8 +21,11 @@ from . import __version__
 from .config import SwinConfig
 from .errors import SwinzooError, one_line, redact
 from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output
-from .modeling import TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
+from .modeling import GEOMETRY_BUFFERS, TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 from .safeload import count_nonfinite
+
+if TYPE_CHECKING:
+    from .retarget import RetargetRecord
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -47,11 +50,6 @@ def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
         raise DtypeError(f"dtype: {name!r} is not one of {', '.join(_DTYPES)} or 'auto'")
     name = name.removeprefix("torch.")
     return _DTYPES[name]
-
-
-def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False):
-    """Kept for callers of the old name: :func:`swinzoo.folder.atomic_output`."""
-    return atomic_output(target, overwrite=overwrite)
 
 
 def task_of(model: SwinPreTrainedModel) -> str:
@@ -356,7 +354,9 @@ def read_config(config_file: Path) -> tuple[SwinConfig, str, str]:
         raise LoadError(f"{config_file}: {exc}") from exc
 
 
-def _foreign_to_swinzoo(state: dict[str, torch.Tensor], config: SwinConfig, task: str, fmt: str, where: Path):
+def _foreign_to_swinzoo(
+    state: dict[str, torch.Tensor], config: SwinConfig, task: str, fmt: str, where: Path
+) -> dict[str, torch.Tensor]:
     """A transformers or timm state dict renamed into swinzoo's names by the layout rules in ``converters/``."""
     from .converters.engine import MappingError, convert_state_dict, shapes_of
     from .converters.timm_layout import timm_rules
@@ -364,10 +364,9 @@ def _foreign_to_swinzoo(state: dict[str, torch.Tensor], config: SwinConfig, task
 
     with torch.device("meta"):
         model = TASK_CLASSES[task](config)
-    rules = timm_rules(config) if fmt == "timm" else transformers_rules(config, task, style=detect_style(state))
+    rules = timm_rules() if fmt == "timm" else transformers_rules(config, task, style=detect_style(state))
     if fmt == "timm":  # buffers timm keeps in its state dict; swinzoo rebuilds them from the config
-        state = {k: v for k, v in state.items() if not k.endswith(("relative_position_index", "attn_mask",
-                                                                  "relative_coords_table"))}  # fmt: skip
+        state = {k: v for k, v in state.items() if not k.endswith(GEOMETRY_BUFFERS)}
     try:
         converted, _ = convert_state_dict(state, rules, shapes_of(model), to_swinzoo=True, what=str(where))
     except MappingError as exc:
@@ -578,7 +577,7 @@ def _retarget(
     window_size: int | None,
     num_labels: int | None,
     id2label: dict[int, str] | None,
-):
+) -> tuple[dict[str, torch.Tensor], SwinConfig, RetargetRecord, str]:
     """The loaded state moved to a new geometry (and head) by :func:`swinzoo.retarget.retarget`."""
     from .retarget import retarget
 

@@ -439,30 +439,9 @@ def parse_entries(data: Mapping[str, Any], origin: str) -> list[ZooEntry]:
     return entries
 
 
-def load_manifest_file(path: str | Path) -> list[ZooEntry]:
-    """Parse and validate one manifest file (uniqueness across files is checked by :func:`validate_all`)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(f"{path}: not valid TOML ({exc})") from exc
-    entries = parse_entries(data, str(path))
-    for entry in entries:
-        validate_entry(entry)
-    return entries
-
-
 # --------------------------------------------------------------------------------------------- validation
 def _fail(entry: ZooEntry, fld: str, message: str) -> None:
     raise ManifestError(f"{entry.origin}: entry {entry.name!r}: {fld}: {message}")
-
-
-def _stage_sizes(image_size: int, patch_size: int, stages: int) -> list[int]:
-    res, out = image_size // patch_size, []
-    for _ in range(stages):
-        out.append(res)
-        res = (res + 1) // 2
-    return out
 
 
 def validate_entry(entry: ZooEntry) -> None:
@@ -531,7 +510,11 @@ def _validate_architecture(entry: ZooEntry) -> None:
         if win_to:
             # The fine-tune keeps the windows the pretrain used, after the official clamp at its resolution.
             base = int(img_from) if img_to else a.image_size
-            expected = [min(int(win_from), r) for r in _stage_sizes(base, a.patch_size, len(a.depths))]
+            pretrain = SwinConfig(
+                version=a.version, image_size=base, patch_size=a.patch_size, embed_dim=a.embed_dim,
+                depths=list(a.depths), num_heads=list(a.num_heads), window_size=int(win_from),
+            )  # fmt: skip
+            expected = [pretrain.stage_window(i)[0] for i in range(len(a.depths))]
             if list(a.pretrained_window_sizes) != expected:
                 _fail(
                     entry,

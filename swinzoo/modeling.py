@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -83,7 +83,7 @@ class ModelOutput(OrderedDict):
         super().__setitem__(key, value)
         super().__setattr__(key, value)
 
-    def __reduce__(self):  # pickle / copy as the dataclass, not as a dict
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle / copy as the dataclass, not as a dict
         return type(self), tuple(getattr(self, f.name) for f in fields(self))
 
     def to_tuple(self) -> tuple[Any, ...]:
@@ -127,17 +127,17 @@ class BackboneOutput(ModelOutput):
 
 
 # --------------------------------------------------------------------------------------------- windows
-def _cached_tensors(maxsize: int):
+def _cached_tensors(maxsize: int) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """``lru_cache`` for functions that build constant tensors, built outside inference mode.
 
     A tensor first built under ``torch.inference_mode()`` (predict, an export check) is an inference tensor, and
     autograd refuses to save one for backward: a later training step through the same cache entry would fail.
     """
 
-    def wrap(fn):
+    def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         @lru_cache(maxsize=maxsize)
         @functools.wraps(fn)
-        def cached(*args):
+        def cached(*args: Any) -> torch.Tensor:
             with torch.inference_mode(False), torch.no_grad():
                 return fn(*args)
 
@@ -313,6 +313,11 @@ class PatchEmbedding(nn.Module):
             return grid
         grid = F.interpolate(grid.permute(0, 3, 1, 2), size=(height, width), mode="bicubic", align_corners=False)
         return grid.permute(0, 2, 3, 1)
+
+
+# Geometry buffers: computed from the config, never learned. The official files and timm store them (suffixes of
+# their state-dict keys); swinzoo rebuilds them, so a conversion, a load or a retarget drops them.
+GEOMETRY_BUFFERS = ("relative_position_index", "relative_coords_table", "attn_mask")
 
 
 class WindowAttention(nn.Module):
@@ -702,10 +707,6 @@ class SwinPreTrainedModel(nn.Module):
         from .io import push_to_hub
 
         return push_to_hub(self, repo_id, **kwargs)
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 def _traced_as_a_whole(model: nn.Module) -> bool:

@@ -28,10 +28,10 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -52,6 +52,12 @@ from .gate import (
 )
 from .io import WEIGHTS_NAME
 from .records import VerificationRecord, read_json
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+    from .converters.engine import Rule
+    from .modeling import SwinPreTrainedModel
 
 KEEP_REMOTE = frozenset({".gitattributes"})
 
@@ -165,7 +171,7 @@ def _check_folder(folder: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- exports
-def _load_swinzoo(folder: Path):
+def _load_swinzoo(folder: Path) -> SwinPreTrainedModel:
     from .io import from_pretrained
 
     return from_pretrained(folder)
@@ -186,7 +192,9 @@ def _probe_input(config: SwinConfig) -> torch.Tensor:
     return torch.randn(1, config.num_channels, *config.image_hw, generator=generator)
 
 
-def _shapes_in_style(shapes, from_rules, to_rules) -> dict[str, torch.Size]:
+def _shapes_in_style(
+    shapes: Mapping[str, torch.Size], from_rules: list[Rule], to_rules: list[Rule]
+) -> dict[str, torch.Size]:
     """The parameters of a transformers model (``shapes``, one naming style) in another style's names and shapes.
 
     Rules of the two styles are paired by their swinzoo side; a shape goes through the first style's transform
@@ -322,7 +330,7 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     if shapes_of(timm_model) != shapes_of(layout_model):
         raise PublishError(f"timm.create_model({arch!r}, **model_args) does not build the expected architecture")
     state, _ = convert_state_dict(
-        model.state_dict(), timm_rules(config), shapes_of(timm_model), to_swinzoo=False, what="model"
+        model.state_dict(), timm_rules(), shapes_of(timm_model), to_swinzoo=False, what="model"
     )
     timm_model.load_state_dict(state, strict=True)
     timm_model.to(next(model.parameters()).dtype)  # keep the folder's dtype (bfloat16 stays bfloat16)
@@ -486,7 +494,7 @@ def _hub_call(doing: str, repo_id: str, fn: Callable[..., Any], *args: Any, **kw
         raise _explain(exc, doing, repo_id) from exc
 
 
-def _remote_tree(api, repo_id: str, branch: str) -> tuple[str, dict[str, Any]]:
+def _remote_tree(api: HfApi, repo_id: str, branch: str) -> tuple[str, dict[str, Any]]:
     """The branch head and its files (with LFS sha256 / blob ids), read in one request."""
     info = _hub_call(
         f"reading {repo_id}@{branch}", repo_id, api.model_info, repo_id, revision=branch, files_metadata=True
@@ -494,7 +502,7 @@ def _remote_tree(api, repo_id: str, branch: str) -> tuple[str, dict[str, Any]]:
     return info.sha, {s.rfilename: s for s in info.siblings or []}
 
 
-def _unchanged(local: UploadFile, remote) -> bool:
+def _unchanged(local: UploadFile, remote: Any) -> bool:  # a RepoFile of the remote tree, or None
     if remote is None or remote.size is not None and remote.size != local.size:
         return False
     if remote.lfs is not None:
@@ -502,7 +510,7 @@ def _unchanged(local: UploadFile, remote) -> bool:
     return remote.blob_id == local.git_sha1
 
 
-def _ensure_branch(api, repo_id: str, branch: str) -> None:
+def _ensure_branch(api: HfApi, repo_id: str, branch: str) -> None:
     from huggingface_hub.errors import RevisionNotFoundError
 
     if branch == "main":
@@ -519,12 +527,12 @@ def _ensure_branch(api, repo_id: str, branch: str) -> None:
             raise _explain(exc, f"creating branch {branch!r} of {repo_id}", repo_id) from exc
 
 
-def _existing_tag(api, repo_id: str, tag: str) -> str | None:
+def _existing_tag(api: HfApi, repo_id: str, tag: str) -> str | None:
     refs = _hub_call(f"listing the refs of {repo_id}", repo_id, api.list_repo_refs, repo_id)
     return {t.name: t.target_commit for t in refs.tags}.get(tag)
 
 
-def _tag(api, result: PublishResult, tag: str) -> None:
+def _tag(api: HfApi, result: PublishResult, tag: str) -> None:
     """Tag the published commit (after :func:`_push` checked that an existing tag already names it)."""
     if _existing_tag(api, result.repo_id, tag) == result.commit:
         return
@@ -686,7 +694,7 @@ def _push(
     return result
 
 
-def _operation(f: UploadFile):
+def _operation(f: UploadFile) -> Any:  # huggingface_hub.CommitOperationAdd
     """The commit operation for ``f``, whose bytes (hashed again by huggingface_hub as it prepares the upload,
     the hash the Hub's LFS store checks) must be the ones hashed for the gate."""
     from huggingface_hub import CommitOperationAdd

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from .config import SwinConfig
 from .errors import SwinzooError
+from .modeling import GEOMETRY_BUFFERS
 
 __all__ = [
     "RetargetError",
@@ -47,7 +48,6 @@ TASKS = ("image-classification", "masked-image-modeling", "base", "backbone")
 METHODS = ("bicubic", "geometric")
 MAP_22K_TO_1K = "imagenet22k_to_1k.txt"
 SIMMIM_DEFAULT_LABELS = 1000  # MODEL.NUM_CLASSES of the official config, the SimMIM fine-tunes' head
-_BUFFERS = ("relative_position_index", "relative_coords_table", "attn_mask")
 _TABLE = re.compile(r"(?:^|\.)stages\.(\d+)\.blocks\.(\d+)\.attn\.relative_position_bias_table\Z")
 
 
@@ -265,7 +265,7 @@ def _check_fits(state: dict[str, torch.Tensor], config: SwinConfig, task: str, w
 
     with torch.device("meta"):
         expected = {k: v.shape for k, v in TASK_CLASSES[task](config).state_dict().items()}
-    keys = [k for k in state if not k.endswith(_BUFFERS)]
+    keys = [k for k in state if not k.endswith(GEOMETRY_BUFFERS)]
     problems = []
     wrong = [
         f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k])})"
@@ -319,7 +319,7 @@ def retarget(
     )
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        if key.endswith(_BUFFERS):
+        if key.endswith(GEOMETRY_BUFFERS):
             record.dropped[key] = "geometry buffer: the model recomputes it for the new geometry"
         elif task == "masked-image-modeling" and (key.startswith("decoder.") or key.endswith("mask_token")):
             record.dropped[key] = "SimMIM pretraining only (decoder / mask token): a classifier has none"

@@ -125,8 +125,12 @@ class PickledConfig(dict):
     __slots__ = ("pickled_class", "pickled_state")
 
     def __init__(
-        self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]] = (), *, pickled_class: str = "", pickled_state=None
-    ):
+        self,
+        items: Mapping[Any, Any] | Iterable[tuple[Any, Any]] = (),
+        *,
+        pickled_class: str = "",
+        pickled_state: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(items)
         self.pickled_class = pickled_class
         self.pickled_state = dict(pickled_state or {})
@@ -144,7 +148,7 @@ class PickledConfig(dict):
 def _dict_standin(qualname: str) -> type:
     """A class the unpickler may instantiate under ``qualname``; it yields a marked OrderedDict."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> OrderedDict:  # noqa: N807 - arguments ignored: inert
+    def __new__(cls: type, *args: Any, **kwargs: Any) -> OrderedDict:  # arguments ignored: inert
         od: OrderedDict = OrderedDict()
         od.__dict__[_MARKER] = qualname
         return od

@@ -21,6 +21,7 @@ import torch
 
 from .config import SwinConfig
 from .converters.official import LAYOUTS  # layout names only; no mapping logic is shared
+from .modeling import GEOMETRY_BUFFERS
 
 
 def _generator(seed: int, key: str) -> torch.Generator:
@@ -110,7 +111,7 @@ def official_state_dict(config: SwinConfig, layout: str, seed: int = 0) -> dict[
         state[key] = value
     # The official modules register these buffers as persistent, so the files carry them.
     for name, buf in timm_model.named_buffers():
-        if name.endswith(("relative_position_index", "attn_mask", "relative_coords_table")):
+        if name.endswith(GEOMETRY_BUFFERS):
             state[name] = buf
     del timm_model, params
     if simmim:
@@ -127,7 +128,7 @@ def official_state_dict(config: SwinConfig, layout: str, seed: int = 0) -> dict[
 class _CfgNodeStandIn(dict):
     """Pickled under the name ``yacs.config.CfgNode``, as official training checkpoints store their config."""
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (), None, None, iter(self.items()))
 
 

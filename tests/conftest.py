@@ -67,7 +67,7 @@ def random_model(cls: type[SwinPreTrainedModel], config: SwinConfig, seed: int =
 def timm_twin(model: SwinPreTrainedModel) -> torch.nn.Module:
     """timm's model of the same architecture holding exactly ``model``'s weights (classification only)."""
     reference = create_timm_model(model.config).eval()
-    state, _ = convert_state_dict(model.state_dict(), timm_rules(model.config), shapes_of(reference), to_swinzoo=False)
+    state, _ = convert_state_dict(model.state_dict(), timm_rules(), shapes_of(reference), to_swinzoo=False)
     reference.load_state_dict(state, strict=True)
     return reference
 

@@ -47,7 +47,7 @@ def budget(memory_mb: int = DEFAULT_MEMORY_MB, seconds: int = DEFAULT_SECONDS) -
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
 
-    def on_alarm(signum, frame):  # noqa: ARG001
+    def on_alarm(signum, frame):
         raise Deadline(f"ran past its {seconds}s budget")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)

@@ -201,13 +201,13 @@ class _Handler(BaseHTTPRequestHandler):
     owner: FileServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep the test output quiet
+    def log_message(self, format: str, *args: object) -> None:  # keep the test output quiet
         pass
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
+    def do_HEAD(self) -> None:  # http.server naming
         self._serve(head=True)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:  # http.server naming
         self._serve(head=False)
 
     def _serve(self, head: bool) -> None:

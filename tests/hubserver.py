@@ -954,7 +954,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     server_version = "hubserver/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature fixed by the base class
+    def log_message(self, format: str, *args: Any) -> None:  # signature fixed by the base class
         pass
 
     def _read_body(self) -> bytes:

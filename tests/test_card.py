@@ -233,7 +233,7 @@ def test_usage_names_the_repo_and_the_format_library(tmp_path: Path) -> None:
 
 
 def test_write_card_in_converts_partial_folder_names_the_final_folder(tmp_path: Path) -> None:
-    partial = classifier_folder(tmp_path / ".swin-x.ab12cd_3.partial")
+    partial = classifier_folder(tmp_path / ".swin-x.4844.ab12cd_3.partial")  # folder.atomic_output's name
     path = write_card(partial)
     text = path.read_text()
     assert str(tmp_path / "swin-x") in text and ".partial" not in text

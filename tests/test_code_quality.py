@@ -1,5 +1,8 @@
 """The project's own checks, run by the test command so CI enforces them: ruff (lint, complexity, format) and
-mypy (basic mode, configured in pyproject.toml) report nothing."""
+mypy (basic mode, configured in pyproject.toml) report nothing.
+
+Marked ``quality``: CI runs them once, in its lint job (``pytest -m quality``), and its test legs skip them
+(``-m "not quality"``), so a push lints once; README's ``pytest`` runs them with everything else."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.quality
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -70,7 +70,7 @@ def transformers_mim_reference(checkpoint: Path, config: SwinConfig) -> torch.nn
     timm_model.reset_classifier(0)
     filter_fn = (timm_v1 if config.version == 1 else timm_v2).checkpoint_filter_fn
     timm_state = filter_fn(encoder, timm_model)
-    rules = [r for r in timm_rules(config) if not r.swinzoo.startswith("head.")]
+    rules = [r for r in timm_rules() if not r.swinzoo.startswith("head.")]
     swin_state, _ = convert_state_dict(
         timm_state, rules, {f"swin.{k}": v for k, v in _encoder_shapes(config).items()}, to_swinzoo=True
     )
@@ -320,7 +320,7 @@ def test_converted_model_keeps_its_head_through_swinzoo_mapping_of_timm(tmp_path
     ours = swinzoo.from_pretrained(tmp_path / "out").state_dict()
     reference = timm_reference(ckpt, config)
     mapped, _ = convert_state_dict(
-        reference.state_dict(), timm_rules(config), shapes_of(SwinForImageClassification(config)), to_swinzoo=True
+        reference.state_dict(), timm_rules(), shapes_of(SwinForImageClassification(config)), to_swinzoo=True
     )
     assert set(mapped) == set(ours)
     assert all(torch.equal(mapped[k], ours[k]) for k in ours)

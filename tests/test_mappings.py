@@ -101,10 +101,10 @@ def test_timm_round_trip_is_exact(version):
     config = config_for(version)
     ours = random_model(SwinForImageClassification, config, seed=21)
     reference = create_timm_model(config)
-    foreign, report = convert_state_dict(ours.state_dict(), timm_rules(config), shapes_of(reference), to_swinzoo=False)
+    foreign, report = convert_state_dict(ours.state_dict(), timm_rules(), shapes_of(reference), to_swinzoo=False)
     reference.load_state_dict(foreign, strict=True)  # timm accepts exactly this key set
     assert len(report.renamed) == len(ours.state_dict()) and not report.dropped
-    back, _ = convert_state_dict(foreign, timm_rules(config), shapes_of(ours), to_swinzoo=True)
+    back, _ = convert_state_dict(foreign, timm_rules(), shapes_of(ours), to_swinzoo=True)
     assert_identical(back, ours.state_dict())
 
 
@@ -163,7 +163,7 @@ def timm_case(version: int = 1):
     config = config_for(version)
     ours = random_model(SwinForImageClassification, config, seed=24)
     foreign, _ = convert_state_dict(
-        ours.state_dict(), timm_rules(config), shapes_of(create_timm_model(config)), to_swinzoo=False
+        ours.state_dict(), timm_rules(), shapes_of(create_timm_model(config)), to_swinzoo=False
     )
     return config, ours, foreign
 
@@ -184,7 +184,7 @@ def test_unknown_source_key_raises_naming_it(version, key):
     config, ours, foreign = timm_case(version)
     foreign[key] = torch.zeros(3)
     with pytest.raises(MappingError) as exc:
-        convert_state_dict(foreign, timm_rules(config), shapes_of(ours), to_swinzoo=True)
+        convert_state_dict(foreign, timm_rules(), shapes_of(ours), to_swinzoo=True)
     assert key in error_text(exc)
 
 
@@ -192,7 +192,7 @@ def test_missing_source_key_raises_naming_the_unfilled_parameter():
     config, ours, foreign = timm_case()
     del foreign["layers.1.blocks.0.norm1.weight"]
     with pytest.raises(MappingError) as exc:
-        convert_state_dict(foreign, timm_rules(config), shapes_of(ours), to_swinzoo=True)
+        convert_state_dict(foreign, timm_rules(), shapes_of(ours), to_swinzoo=True)
     assert "swin.stages.1.blocks.0.norm1.weight" in error_text(exc)
 
 
@@ -201,7 +201,7 @@ def test_missing_downsample_is_named_with_swinzoo_stage_index():
     config, ours, foreign = timm_case()
     del foreign["layers.2.downsample.reduction.weight"]
     with pytest.raises(MappingError) as exc:
-        convert_state_dict(foreign, timm_rules(config), shapes_of(ours), to_swinzoo=True)
+        convert_state_dict(foreign, timm_rules(), shapes_of(ours), to_swinzoo=True)
     assert "swin.stages.1.merge.reduction.weight" in error_text(exc)
 
 
@@ -209,7 +209,7 @@ def test_wrong_shape_raises_naming_the_key_and_both_shapes():
     config, ours, foreign = timm_case()
     foreign["head.fc.weight"] = torch.zeros(config.num_labels + 1, config.num_features)
     with pytest.raises(MappingError) as exc:
-        convert_state_dict(foreign, timm_rules(config), shapes_of(ours), to_swinzoo=True)
+        convert_state_dict(foreign, timm_rules(), shapes_of(ours), to_swinzoo=True)
     text = error_text(exc)
     assert "head.weight" in text and str((config.num_labels + 1, config.num_features)) in text
     assert str((config.num_labels, config.num_features)) in text
@@ -234,7 +234,7 @@ def test_exporting_to_a_target_with_an_extra_parameter_raises_naming_it():
     target = dict(shapes_of(create_timm_model(config)))
     target["layers.0.blocks.0.attn.extra"] = torch.Size([4])
     with pytest.raises(MappingError) as exc:
-        convert_state_dict(ours.state_dict(), timm_rules(config), target, to_swinzoo=False)
+        convert_state_dict(ours.state_dict(), timm_rules(), target, to_swinzoo=False)
     assert "layers.0.blocks.0.attn.extra" in error_text(exc)
 
 
@@ -252,7 +252,7 @@ def test_every_error_is_listed_at_once():
     del foreign["norm.bias"]
     foreign["patch_embed.norm.weight"] = torch.zeros(5)
     with pytest.raises(MappingError) as exc:
-        convert_state_dict(foreign, timm_rules(config), shapes_of(ours), to_swinzoo=True)
+        convert_state_dict(foreign, timm_rules(), shapes_of(ours), to_swinzoo=True)
     text = error_text(exc)
     for name in ("stray.key", "swin.norm.bias", "swin.patch_embed.norm.weight"):
         assert name in text

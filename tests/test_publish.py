@@ -458,11 +458,11 @@ def test_cli_publish_refusal_exits_1_with_the_reason(hub: HubServer, tmp_path: P
 
 
 def test_cli_publish_without_a_token_says_how_to_log_in(tmp_path: Path, folder: Path) -> None:
-    with HubServer() as server:
-        env = subprocess_env(server, tmp_path / "hf-cache", token=None)
-        out = run_cli(["publish", str(folder), "--repo-id", "alice/tiny-swin"], env)
-        assert out.returncode == 1, out.stdout
-        assert "401" in out.stderr and "hf auth login" in out.stderr and "Traceback" not in out.stderr
+    # in-process (the test above runs the real entry point): no token anywhere, the Hub answers 401
+    with HubServer() as server, hub_env(server, tmp_path / "hf-cache", token=None):
+        out = CliRunner().invoke(main, ["publish", str(folder), "--repo-id", "alice/tiny-swin"])
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.output
+    assert "401" in out.stderr and "hf auth login" in out.stderr and "Traceback" not in out.output
 
 
 def test_cli_publish_dry_run_lists_files_and_hashes(hub: HubServer, folder: Path) -> None:

@@ -177,3 +177,19 @@ def test_the_folder_and_its_records_are_public_and_read_without_torch() -> None:
     code = "import sys, swinzoo; swinzoo.ConvertedFolder('.').conversion(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # a script reading records does not pay for torch
+
+
+def test_type_checkers_see_exactly_the_public_names_from_the_modules_that_load_them() -> None:
+    """``swinzoo._PUBLIC`` is the one list of public names; the ``if TYPE_CHECKING:`` imports mirror it."""
+    import ast
+    import importlib
+
+    tree = ast.parse(Path(swinzoo.__file__).read_text(encoding="utf-8"))
+    (block,) = [n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"]
+    imported = {
+        alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names
+    }
+    assert imported == swinzoo._PUBLIC
+    assert swinzoo.__all__ == sorted(swinzoo._PUBLIC)
+    for name, module in swinzoo._PUBLIC.items():
+        assert getattr(swinzoo, name) is getattr(importlib.import_module(f"swinzoo.{module}"), name)

@@ -36,7 +36,7 @@ def check_folder(folder: Path, entry: ZooEntry, sha256: str) -> list[str]:
             conversion = {"source_sha256": record.source_sha256, "entry": record.entry}
     try:
         metadata = read_safetensors_metadata(folder / WEIGHTS_NAME)
-    except Exception as exc:  # noqa: BLE001 - safetensors has its own error types
+    except Exception as exc:  # safetensors has its own error types
         problems.append(f"{folder / WEIGHTS_NAME}: cannot read its metadata ({exc})")
         metadata = {}
     for where, recorded in ((conversion_file, conversion), (folder / WEIGHTS_NAME, metadata)):
@@ -234,7 +234,9 @@ def plan_folder_run(
     return FolderRun(entry.name, False, 0 if seed is None else seed)
 
 
-def _check_source_sha(folder: Path, source, sha, cache_dir, progress: bool) -> None:
+def _check_source_sha(
+    folder: Path, source: str | os.PathLike, sha: str | None, cache_dir: str | os.PathLike | None, progress: bool
+) -> None:
     from ..fetch import fetch
 
     got = fetch(str(source), cache_dir=Path(cache_dir) if cache_dir else None, progress=progress).sha256
@@ -245,7 +247,13 @@ def _check_source_sha(folder: Path, source, sha, cache_dir, progress: bool) -> N
         )
 
 
-def _entryless_run(folder: Path, record: ConversionRecord, source, cache_dir, progress: bool) -> FolderRun:
+def _entryless_run(
+    folder: Path,
+    record: ConversionRecord,
+    source: str | os.PathLike | None,
+    cache_dir: str | os.PathLike | None,
+    progress: bool,
+) -> FolderRun:
     """A folder converted with ``--source`` alone: verified against that file (``--source``, or the local path
     its record names), with an entry built from its own config."""
     recorded_source = record.source or ""

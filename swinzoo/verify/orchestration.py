@@ -55,7 +55,7 @@ def verify_entry(
         ctx = _prepare(entry, options, folder, report)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # noqa: BLE001 - the entry cannot be checked; the report says why
+    except Exception as exc:  # the entry cannot be checked; the report says why
         from ..fetch import ManualDownloadRequired
 
         report.problems.append(str(exc) if isinstance(exc, ManualDownloadRequired) else f"{type(exc).__name__}: {exc}")
@@ -207,7 +207,7 @@ def _run_reference(ref: Reference, ctx: Context) -> list[ReferenceResult]:
         return ref.run(ctx)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # noqa: BLE001 - recorded: an error fails the entry
+    except Exception as exc:  # recorded: an error fails the entry
         return [error_result(ref.name, ref.name, exc)]
     finally:
         release()  # the reference's source tensors and activations go back to the system before the next one

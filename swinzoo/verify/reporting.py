@@ -15,6 +15,7 @@ from .. import __version__
 from ..folder import ConvertedFolder, OutputError, atomic_write_text
 from ..gate import bound_hashes
 from ..records import VerificationRecord, finite
+from ..text import text_table
 from .results import EntryReport
 from .tolerances import TOLERANCES
 
@@ -66,14 +67,7 @@ def format_table(reports: Sequence[EntryReport]) -> str:
     """The human-readable table, then one line per problem or n/a reason, then the tolerance policy."""
     header = ["entry", "reference", "logits|recon", "hidden", "top-5", "result [entry]", "time"]
     rows = table_rows(reports)
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    right = {2, 3, 4, 6}
-    lines = [
-        "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in [header, *rows]
-    ]
+    lines = [text_table(header, rows, right={2, 3, 4, 6})]
     notes = []
     for r in reports:
         readable = r.inference_paths.get("readable")

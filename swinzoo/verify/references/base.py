@@ -80,7 +80,7 @@ class LibraryReference:
                 result = self.check(ctx, result)
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # noqa: BLE001 - recorded: an error fails the entry
+        except Exception as exc:  # recorded: an error fails the entry
             result = self.failure(ctx, result, exc)
         result.seconds = time.perf_counter() - started
         return [result]
