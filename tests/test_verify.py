@@ -647,6 +647,38 @@ def test_transformers_table_names_the_official_key_it_cannot_place():
         V.official_to_transformers({"layers.0.blocks.0.attn.mystery": torch.zeros(1)}, version=1, simmim=False)
 
 
+# --------------------------------------------------------------------------------------------- released names
+def _as_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """SwinV2's continuous position bias MLP under the name the released SimMIM V2 files use (issue #271)."""
+    return {k.replace(".cpb_mlp.", ".rpe_mlp."): v for k, v in state.items()}
+
+
+@pytest.mark.parametrize("name", ["tiny-simmim-swinv2-pretrain", "tiny-simmim-swinv2-finetune"])
+def test_simmim_v2_file_naming_cpb_mlp_rpe_mlp_passes_both_references(zoo, cache, tmp_path, name):
+    from swinzoo.safeload import load_state_dict
+
+    canonical = load_state_dict(resolve_source(manifest.get_entry(name), synthetic=True, cache_dir=cache).path)
+    released = _as_released({k.replace(".rpe_mlp.", ".cpb_mlp."): v for k, v in canonical.items()})
+    assert sum(".rpe_mlp." in k for k in released) == 3 * sum(zoo[name].architecture.depths)
+    source = tmp_path / "released.pth"
+    torch.save({"model": released}, source)
+    report = V.verify_entry(name, source=source, cache_dir=cache)
+    assert report.status == "pass", report.to_dict()
+    assert {r.reference: r.status for r in report.references} == {"timm": "pass", "transformers": "pass"}
+
+
+def test_transformers_table_reads_rpe_mlp_as_cpb_mlp_and_refuses_both_names_at_once():
+    w, b = torch.randn(512, 2), torch.randn(512)
+    released = {"layers.0.blocks.0.attn.rpe_mlp.0.weight": w, "layers.0.blocks.0.attn.rpe_mlp.0.bias": b}
+    mapped = V.official_to_transformers(released, version=2, simmim=False)
+    prefix = "swinv2.encoder.layers.0.blocks.0.attention.self.continuous_position_bias_mlp.0."
+    assert mapped.keys() == {prefix + "weight", prefix + "bias"}
+    assert mapped[prefix + "weight"] is w and mapped[prefix + "bias"] is b
+    both = {**released, "layers.0.blocks.0.attn.cpb_mlp.0.weight": w.clone()}
+    with pytest.raises(V.VerifyError, match=r"layers\.0\.blocks\.0\.attn\.cpb_mlp\.0\.weight.*held twice"):
+        V.official_to_transformers(both, version=2, simmim=False)
+
+
 # --------------------------------------------------------------------------------------------- real size
 @pytest.mark.slow
 def test_real_size_swin_tiny_synthetic_passes(cache):
