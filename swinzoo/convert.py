@@ -118,8 +118,16 @@ def resolve_source(
         from .synthetic import write_official_checkpoint
 
         path = cache / "synthetic" / f"{entry.name}-seed{seed}.pth"
-        if not path.exists():
-            write_official_checkpoint(path, synthetic_config(entry), entry.layout, seed=seed)
+        if not path.exists():  # as the released file is saved: its extra entries, its key names
+            write_official_checkpoint(
+                path,
+                synthetic_config(entry),
+                entry.layout,
+                seed=seed,
+                saved_by=entry.source.saved_by,
+                cpb_mlp_name=entry.source.cpb_mlp_name,
+                keep_existing=True,
+            )
         got = fetch(path, progress=False)
         return SourceFile(path, f"synthetic {entry.layout} checkpoint (seed {seed})", got.sha256, False, True)
     if source is not None:
@@ -134,7 +142,8 @@ def resolve_source(
         None if entry.architecture.derive_from_checkpoint else checkpoint_size_cap(entry.num_params)
     )
     url, name = entry.source.urls[0], entry.source.filename
-    got = fetch(url, sha256=sha, cache_dir=cache, progress=progress, filename=name, max_bytes=cap)
+    digests = {"sha384": entry.source.sha384}  # every digest the manifest holds is checked, not only sha256
+    got = fetch(url, sha256=sha, cache_dir=cache, progress=progress, filename=name, max_bytes=cap, digests=digests)
     return SourceFile(got.path, describe_source(url), got.sha256, bool(sha))
 
 
