@@ -463,8 +463,9 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
 
     NAME loads converted/NAME (run `swinzoo convert NAME` first); the eval preprocessing is the checkpoint's own.
     """
-    from .predict import classify, load_classifier
+    from .predict import check_images_exist, classify, load_classifier
 
+    _run(check_images_exist, list(images))
     loaded = _run(load_classifier, model_spec, revision)
     if _synthetic_model(model_spec, revision):
         click.echo(
@@ -496,7 +497,12 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
     "--ground-truth", type=click.Path(dir_okay=False), help="Labels of a flat --data folder: lines 'FILE INDEX'."
 )
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per batch.")
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="DataLoader workers.")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=0),
+    help="DataLoader workers.  [default: 4, at most the CPUs this process may use]",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="At most N images, spread evenly over the data.")
 @click.option("--skip-corrupt", is_flag=True, help="Count images that cannot be decoded as skipped, not an error.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")

@@ -202,9 +202,8 @@ class ManualDownloadRequired(FetchError):  # noqa: N818 - the name says what the
 
     def __init__(self, name: str, hint: str) -> None:
         self.name, self.hint = name, hint
-        super().__init__(
-            f"{name} cannot be downloaded automatically: {hint}. Download it yourself and pass it with --source PATH."
-        )
+        advice = "" if "--source" in hint else " Download it yourself and pass it with --source PATH."
+        super().__init__(f"{name} cannot be downloaded automatically: {hint.rstrip('. ')}.{advice}")
 
 
 # ------------------------------------------------------------------------------------------------ result

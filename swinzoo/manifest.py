@@ -701,6 +701,8 @@ def get_entry(name: str) -> ZooEntry:
         return entries[name]
     except KeyError:
         pass
-    close = difflib.get_close_matches(name, list(entries), n=5, cutoff=0.6)
-    hint = f"; did you mean: {', '.join(close)}?" if close else "; `swinzoo list` shows every entry"
+    starting = [n for n in entries if n.startswith(name)] if name else []  # a prefix: `swin-tiny`
+    close = starting[:5] or difflib.get_close_matches(name, list(entries), n=5, cutoff=0.6)
+    more = f" (and {len(starting) - 5} more: `swinzoo list --filter {name}`)" if len(starting) > 5 else ""
+    hint = f"; did you mean: {', '.join(close)}{more}?" if close else "; `swinzoo list` shows every entry"
     raise UnknownEntryError(f"no zoo entry named {name!r}{hint}") from None
