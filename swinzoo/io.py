@@ -424,7 +424,13 @@ def from_pretrained(
     from .processing import ImageProcessor
 
     # The checkpoint's own eval transform, as transformers users get from AutoImageProcessor.
-    model.image_processor = ImageProcessor.for_model(model, folder=config_file.parent)
+    processor = ImageProcessor.for_model(model, folder=config_file.parent)
+    size = model.config.image_hw[0]
+    if record is not None and processor.preprocessing.input_size != size:  # retargeted: the same kind of
+        origin = f"{processor.origin}, retargeted to {size}"  # transform (crop or squash) at the new size
+        processor = ImageProcessor(processor.preprocessing, input_size=size)
+        processor.origin = origin
+    model.image_processor = processor
     return model
 
 

@@ -286,3 +286,16 @@ def test_reference_moves_official_v1_tables_and_positions_as_the_official_loader
     state[key] = state[key][:-1]
     with pytest.raises(rr.ReferenceRetargetError, match=r"layers\.1\.blocks\.0\.attn\.relative_position_bias_table"):
         _official_move(state, target_image=(96, 96), target_window=6)
+
+
+def test_from_pretrained_image_size_retargets_the_processor_as_convert_does(zoo, cache, tmp_path):
+    import swinzoo
+
+    plain = tmp_path / "plain"
+    convert("tiny-swinv2", synthetic=True, cache_dir=cache, out_dir=plain, progress=False)
+    moved = retargeted_folder("tiny-swinv2", cache, tmp_path, image_size=128, window_size=8)
+    at_load = swinzoo.from_pretrained(plain, image_size=128, window_size=8)
+    written = swinzoo.ImageProcessor.from_pretrained(moved)  # what convert wrote for the same retarget
+    assert written.preprocessing.input_size == 128
+    assert at_load.image_processor == written
+    assert at_load.image_processor(images=[torch.rand(3, 150, 170)])["pixel_values"].shape[-2:] == (128, 128)
