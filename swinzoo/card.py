@@ -554,7 +554,20 @@ def verification_section(
     return "\n".join(lines) + "\n"
 
 
-def _describe(config: Mapping[str, Any], entry, task: str) -> str:
+def _label_text(n: int, entry, conversion: ConversionRecord | None) -> str:
+    """The folder's own label set: the entry's while the head is the entry's, else what the retarget made."""
+    names = {"imagenet-1k": "ImageNet-1K", "imagenet-22k": "ImageNet-22K"}
+    head = str(((conversion.retarget or {}).get("methods") or {}).get("head", "")) if conversion else ""
+    if entry is not None and n == entry.num_classes and not head:
+        return f"{names.get(entry.label_set, entry.label_set)} ({n} classes)"
+    if head.startswith("map22kto1k") and n == 1000:
+        return "ImageNet-1K (1000 classes: the rows of the ImageNet-22K head the official 22k->1k map picks)"
+    if head.startswith("zero"):
+        return f"{n} classes (a new zero-initialised head: train it before use)"
+    return f"{n} classes"
+
+
+def _describe(config: Mapping[str, Any], entry, task: str, conversion: ConversionRecord | None = None) -> str:
     family = "Swin Transformer" if int(config.get("version", 1)) == 1 else "Swin Transformer V2"
     size = config.get("image_size")
     arch = (
@@ -564,31 +577,43 @@ def _describe(config: Mapping[str, Any], entry, task: str) -> str:
     if task == "masked-image-modeling":
         what = f"{arch} pre-trained with SimMIM (masked image modelling); the encoder plus SimMIM's decoder"
     elif task == "image-classification":
-        n = len(config.get("id2label") or {})
-        labels = {"imagenet-1k": "ImageNet-1K", "imagenet-22k": "ImageNet-22K (21841 classes)"}
-        label_set = labels.get(entry.label_set, entry.label_set) if entry is not None else f"{n} classes"
-        what = f"{arch} image classifier, {label_set}"
+        n = len(config.get("id2label") or {}) or int(config.get("num_labels", 0))
+        what = f"{arch} image classifier, {_label_text(n, entry, conversion)}"
     else:
         what = arch
     return what
 
 
-def _preprocessing_text(config: Mapping[str, Any], entry) -> str:
-    if entry is not None:
-        p = entry.preprocessing
+def _preprocessing_text(config: Mapping[str, Any], entry, conversion: ConversionRecord | None = None) -> str:
+    """The folder's eval transform: conversion.json's record (what its processor uses), else the entry's."""
+    recorded = conversion.preprocessing if conversion is not None else None
+    if recorded is not None:
+        from .processing import ImageProcessor
+
+        p = ImageProcessor.from_dict(recorded, "conversion.json: 'preprocessing'").preprocessing
+    else:
+        p = entry.preprocessing if entry is not None else None
+    if p is not None:
         size, crop, interp, mean, std = p.input_size, p.crop_pct, p.interpolation, p.mean, p.std
+        squash = p.crop_mode == "squash"
     else:
         size, crop, interp = int(config.get("image_size", 224)), 0.875, "bicubic"
-        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        mean, std, squash = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False
     import math
 
     short = math.floor(size / crop)
-    resize = f"resize to {size}x{size}" if short == size else f"resize the short side to {short}, centre-crop {size}"
+    resize = (
+        f"resize to {size}x{size}"
+        if squash or short == size
+        else f"resize the short side to {short}, centre-crop {size}"
+    )
     return f"{resize} ({interp}), scale to [0, 1], normalise with mean {list(mean)} and std {list(std)}"
 
 
-def _usage(fmt: str, repo: str, task: str, config: Mapping[str, Any], entry) -> str:
-    pp = _preprocessing_text(config, entry)
+def _usage(
+    fmt: str, repo: str, task: str, config: Mapping[str, Any], entry, conversion: ConversionRecord | None = None
+) -> str:
+    pp = _preprocessing_text(config, entry, conversion)
     if fmt == "transformers":
         cls = "AutoModelForImageClassification"
         if task == "masked-image-modeling":
@@ -711,7 +736,8 @@ def build_card(
             "",
         ]
     lines += [
-        f"{_describe(config, entry, task)}. Converted by swinzoo from the checkpoint below into {fmt}'s layout.",
+        f"{_describe(config, entry, task, conversion)}. Converted by swinzoo from the checkpoint below into "
+        f"{fmt}'s layout.",
         "",
         "## Source",
         "",
@@ -744,7 +770,7 @@ def build_card(
         lines += ["## SimMIM loss", "", simmim_loss_text(config, fmt), ""]
     if results or measured or (not synthetic and entry is not None and entry.metrics is not None):
         lines += _accuracy_lines(results, measured, evaluation, entry)
-    lines += ["## Usage", "", _usage(fmt, repo, task, config, entry), "## Citation", ""]
+    lines += ["## Usage", "", _usage(fmt, repo, task, config, entry, conversion), "## Citation", ""]
     for citation in _citations(entry, config, simmim):
         lines += ["```bibtex", citation, "```", ""]
     lines += ["License: MIT, as the original checkpoints (microsoft/Swin-Transformer).", ""]

@@ -299,3 +299,33 @@ def test_from_pretrained_image_size_retargets_the_processor_as_convert_does(zoo,
     assert written.preprocessing.input_size == 128
     assert at_load.image_processor == written
     assert at_load.image_processor(images=[torch.rand(3, 150, 170)])["pixel_values"].shape[-2:] == (128, 128)
+
+
+def _card_agrees_with_the_folder(folder: Path) -> str:
+    """The card's transform line is the one the folder's processor applies (input size and crop from its records)."""
+    import math
+
+    import swinzoo
+
+    card = (folder / "README.md").read_text()
+    p = swinzoo.ImageProcessor.from_pretrained(folder).preprocessing
+    short = math.floor(p.input_size / p.crop_pct)
+    expected = f"resize the short side to {short}, centre-crop {p.input_size}" if short != p.input_size else ""
+    assert expected in card, (expected, card)
+    size = json.loads((folder / "config.json").read_text())["image_size"]
+    assert p.input_size == (size if isinstance(size, int) else size[0])  # the processor fits the model
+    return card
+
+
+def test_a_retargeted_folders_card_states_its_own_classes_and_transform(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6, num_labels=10)
+    card = _card_agrees_with_the_folder(folder)
+    assert "10 classes (a new zero-initialised head" in card and "ImageNet-1K" not in card.split("## Source")[0]
+    assert "centre-crop 64" not in card
+
+    real = manifest.get_entry("swin-tiny-patch4-window7-224-22k")
+    zoo["tiny-swin-22k"] = test_verify._shrink(real, "tiny-swin-22k", depths=(2, 2, 2))
+    folder = retargeted_folder("tiny-swin-22k", cache, tmp_path, image_size=96, window_size=6, num_labels=1000)
+    card = _card_agrees_with_the_folder(folder)
+    description = card.split("## Source")[0]
+    assert "ImageNet-1K (1000 classes" in description and "21841" not in description
