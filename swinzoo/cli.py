@@ -231,6 +231,10 @@ def convert_command(
         f"  {result.report.summary()}; {format_params(summary['parameters'])} parameters; "
         f"source sha256 {result.source.sha256}"
     )
+    if summary["retarget"]:
+        from .card import retarget_lines
+
+        click.echo("  " + retarget_lines(summary["retarget"])[0].removeprefix("- ").replace("**", ""))
 
 
 # --------------------------------------------------------------------------------------------- verify

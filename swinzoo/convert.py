@@ -83,6 +83,14 @@ class ConvertResult:
         }
 
 
+def _retarget_suffix(image_size: int | None, window_size: int | None, num_labels: int | None) -> str:
+    """The default output name of a retarget says what the folder became (``-384px-window12-1000labels``)."""
+    parts = [f"{image_size}px"] if image_size is not None else []
+    parts += [f"window{window_size}"] if window_size is not None else []
+    parts += [f"{num_labels}labels"] if num_labels is not None else []
+    return "".join(f"-{p}" for p in parts)
+
+
 def _source_stem(source: str | os.PathLike | None) -> str:
     """The default output name for ``--source``: the file's stem (of a URL's path, without its query)."""
     import urllib.parse
@@ -238,7 +246,9 @@ def convert(
             raise ConvertError(f"{flag}: must be a positive number (got {value})")
     target = None
     if write:
-        default = entry.name if entry else _source_stem(source)
+        default = (entry.name if entry else _source_stem(source)) + _retarget_suffix(
+            image_size, window_size, num_labels
+        )
         target = check_output(Path(out_dir) if out_dir else Path("converted") / default, overwrite=overwrite)
     src = resolved or resolve_source(
         entry, source=source, synthetic=synthetic, seed=seed, cache_dir=cache_dir, progress=progress

@@ -329,3 +329,18 @@ def test_a_retargeted_folders_card_states_its_own_classes_and_transform(zoo, cac
     card = _card_agrees_with_the_folder(folder)
     description = card.split("## Source")[0]
     assert "ImageNet-1K (1000 classes" in description and "21841" not in description
+
+
+def test_convert_says_it_retargeted_and_names_the_default_folder_for_the_new_model(zoo, cache, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from swinzoo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--image-size", "96", "--window-size", "6", "--num-labels", "10", "--cache-dir", str(cache)]
+    result = CliRunner().invoke(main, ["convert", "tiny-swin", "--synthetic", "--quiet", *args])
+    assert result.exit_code == 0, result.output
+    folder = Path("converted/tiny-swin-96px-window6-10labels")
+    assert json.loads((folder / "config.json").read_text())["num_labels"] == 10
+    assert not Path("converted/tiny-swin").exists()
+    assert "retargeted" in result.output and "to image 96, window 6 (per stage [6, 6, 6]), 10 classes" in result.output
