@@ -298,7 +298,7 @@ def verify_command(
     from pathlib import Path
 
     from .verify import format_table, parse_references, select_entries, verify, write_json
-    from .verify.folder_checks import folder_for, plan_folder_run
+    from .verify.folder_checks import entry_folders, folder_for, plan_folder_run
 
     done = []
 
@@ -314,6 +314,11 @@ def verify_command(
             _run(write_json, json_file, done)
 
     refs = _run(parse_references, reference)
+    parent_of = (
+        [] if converted is None or (Path(converted) / "conversion.json").exists() else entry_folders(Path(converted))
+    )
+    if converted is not None and not names and not all_entries and parent_of:
+        names = tuple(parent_of)  # a parent folder: every NAME/ folder in it, each read as its own records say
     if converted is not None and not names and not all_entries and not shard:
         # the folder names what it was made from: `swinzoo verify --converted DIR`, as the card advises
         planned = _run(
@@ -324,6 +329,7 @@ def verify_command(
         source = planned.source or source  # a --source folder: the file its record names
     else:
         selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
+        plans: list = []
         if converted is not None and Path(converted).is_dir():
             # refuse a NAME or a file the folder was not made from before anything is written into it
             for name in selected:
@@ -335,10 +341,15 @@ def verify_command(
                     )  # fmt: skip
                     if len(selected) == 1:
                         synthetic, seed = planned.synthetic, planned.seed
-                    elif planned.synthetic and not synthetic:
-                        raise click.UsageError(f"{folder} was converted from a synthetic checkpoint: add --synthetic")
+                        source = planned.source or source
+                    elif planned.synthetic and not synthetic and not plans:
+                        synthetic, seed = True, planned.seed  # as one folder: the records say synthetic
+                    elif planned.synthetic != synthetic:
+                        raise click.UsageError(f"{folder}: its source and the other folders' differ (synthetic or not):"
+                                               " verify it on its own")  # fmt: skip
                     elif planned.synthetic and planned.seed != (seed or 0):
                         raise click.UsageError(f"{folder} was made with --seed {planned.seed}: verify it on its own")
+                    plans.append(planned)
     if not selected:
         click.echo(f"shard {shard} holds no entries", err=True)
     reports = _run(

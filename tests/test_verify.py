@@ -879,3 +879,29 @@ def test_transformers_class_table_agrees_with_transformers_own_auto_mappings():
             assert transformers_class(version, task).__name__ == names[model_type], (task, version)
     with pytest.raises(ValueError, match="version 3 and task 'image-classification'"):
         transformers_class(3, "image-classification")
+
+
+# --------------------------------------------------------------------------------------------- folder records
+def test_a_zoo_entry_converted_from_a_local_file_is_verified_against_the_file_it_records(zoo, cache, tmp_path):
+    synthetic = resolve_source(manifest.get_entry("tiny-swin"), synthetic=True, cache_dir=cache).path
+    own = tmp_path / "my-download.pth"
+    shutil.copyfile(synthetic, own)
+    folder = tmp_path / "out"
+    convert("tiny-swin", source=own, out_dir=folder, progress=False)
+    empty_cache = tmp_path / "empty-cache"  # nothing to download from: the recorded file must be used
+    code, out, err = cli("--cache-dir", str(empty_cache), "--converted", str(folder), "--json")
+    assert code == 0, out + err
+    (entry,) = json.loads(out)["entries"]
+    assert entry["entry"] == "tiny-swin" and entry["status"] == "pass"
+    assert not empty_cache.exists() or not any(empty_cache.rglob("*.pth"))
+
+
+def test_a_parent_folder_verifies_each_entry_folder_as_its_records_say(zoo, cache, tmp_path):
+    parent = tmp_path / "converted"
+    for name in ("tiny-swin", "tiny-swinv2"):
+        convert(name, synthetic=True, cache_dir=cache, out_dir=parent / name, progress=False)
+    code, out, err = cli("--cache-dir", str(cache), "--converted", str(parent), "--json")
+    assert code == 0, out + err
+    assert sorted(e["entry"] for e in json.loads(out)["entries"]) == ["tiny-swin", "tiny-swinv2"]
+    for name in ("tiny-swin", "tiny-swinv2"):
+        assert json.loads((parent / name / "verification.json").read_text())["status"] == "pass"
