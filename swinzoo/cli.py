@@ -301,6 +301,7 @@ def verify_command(
     from .verify.folder_checks import entry_folders, folder_for, plan_folder_run
 
     done = []
+    planned_count: list[int] = []  # how many entries the run selected (known once they are chosen)
 
     def on_report(report) -> None:
         # One line per entry as it finishes, and the JSON file kept current: a run killed midway keeps its results.
@@ -311,7 +312,7 @@ def verify_command(
         done.append(report)
         tqdm.write(f"{report.entry}: {report.status} ({report.seconds:.1f}s)", file=sys.stderr)  # under the bar
         if json_file:
-            _run(write_json, json_file, done)
+            _run(write_json, json_file, done, planned_count[0] if planned_count else None)
 
     refs = _run(parse_references, reference)
     parent_of = (
@@ -350,6 +351,7 @@ def verify_command(
                     elif planned.synthetic and planned.seed != (seed or 0):
                         raise click.UsageError(f"{folder} was made with --seed {planned.seed}: verify it on its own")
                     plans.append(planned)
+    planned_count.append(len(selected))
     if not selected:
         click.echo(f"shard {shard} holds no entries", err=True)
     reports = _run(

@@ -905,3 +905,27 @@ def test_a_parent_folder_verifies_each_entry_folder_as_its_records_say(zoo, cach
     assert sorted(e["entry"] for e in json.loads(out)["entries"]) == ["tiny-swin", "tiny-swinv2"]
     for name in ("tiny-swin", "tiny-swinv2"):
         assert json.loads((parent / name / "verification.json").read_text())["status"] == "pass"
+
+
+def test_a_stopped_shard_leaves_a_json_file_that_says_it_is_incomplete_and_evicts_the_entry_it_stopped_in(
+    zoo, tmp_path, monkeypatch
+):
+    import swinzoo.verify.orchestration as orchestration
+
+    real, calls = orchestration._run_reference, []
+
+    def stop_in_the_second_entry(ref, ctx):
+        calls.append(ref)
+        if len(calls) == 3:  # two references per entry: the second entry's first one
+            raise KeyboardInterrupt
+        return real(ref, ctx)
+
+    monkeypatch.setattr(orchestration, "_run_reference", stop_in_the_second_entry)
+    cache_dir, results = tmp_path / "cache", tmp_path / "results.json"
+    args = ("tiny-swin", "tiny-swinv2", "--synthetic", "--evict-sources", "--cache-dir", str(cache_dir))
+    code, out, err = cli(*args, "--json-file", str(results))
+    assert code == 130, out + err
+    written = json.loads(results.read_text())
+    assert (written["complete"], written["selected"], written["done"], written["passed"]) == (False, 2, 1, False)
+    assert [e["entry"] for e in written["entries"]] == ["tiny-swin"]
+    assert sorted(p.name for p in (cache_dir / "synthetic").glob("*.pth")) == []  # both files evicted
