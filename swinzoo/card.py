@@ -657,13 +657,16 @@ def _citations(entry, config: Mapping[str, Any], simmim: bool) -> list[str]:
 
 # --------------------------------------------------------------------------------------------- card
 def _tags(fmt: str, task: str, family: str, *, simmim: bool, synthetic: bool, verified: bool) -> list[str]:
-    """Hub tags; random weights are never tagged verified (verify checks the pipeline, not a published model)."""
+    """Hub tags; random weights are never tagged verified (verify checks the pipeline, not a published model):
+    a passing verify of them is ``pipeline-verified``, what the card's passing table shows."""
     tags = ["swinzoo", "image-classification" if task == "image-classification" else "vision"]
     tags += ["swin-transformer" if family == "swin" else "swinv2"]
     tags += ["simmim"] if simmim else []
     tags += [fmt] if fmt != "swinzoo" else []
     tags += ["synthetic-weights"] if synthetic else []
-    return [*tags, "verified" if verified and not synthetic else "not-verified"]
+    if synthetic:
+        return [*tags, "pipeline-verified" if verified else "not-verified"]
+    return [*tags, "verified" if verified else "not-verified"]
 
 
 def display_path(folder: Path) -> Path:
@@ -714,7 +717,7 @@ def build_card(
 
     results = [] if synthetic else eval_results(entry)  # the authors' accuracy is not that of random weights
     evaluation = read_evaluation(folder)
-    measured = measured_results(evaluation)
+    measured = [] if synthetic else measured_results(evaluation)  # random weights have no accuracy to claim
     data = ModelCardData(
         license="mit",
         library_name=fmt,

@@ -545,6 +545,12 @@ def evaluate_command(model_spec, data, ground_truth, batch_size, workers, limit,
     )
     if result.rank != 0:
         return
+    if _synthetic_model(model_spec, None):
+        click.echo(
+            f"warning: {result.model} holds SYNTHETIC weights (random, for testing the pipeline only; its "
+            "conversion.json says synthetic): this accuracy means nothing, and its card will not claim it",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "written": str(result.written) if result.written else None}))
         return

@@ -929,3 +929,13 @@ def test_a_stopped_shard_leaves_a_json_file_that_says_it_is_incomplete_and_evict
     assert (written["complete"], written["selected"], written["done"], written["passed"]) == (False, 2, 1, False)
     assert [e["entry"] for e in written["entries"]] == ["tiny-swin"]
     assert sorted(p.name for p in (cache_dir / "synthetic").glob("*.pth")) == []  # both files evicted
+
+
+def test_a_verified_synthetic_folders_card_tags_agree_with_its_passing_table(zoo, cache, tmp_path):
+    from huggingface_hub import ModelCard
+
+    folder = _verified_folder(zoo, cache, tmp_path)
+    card = ModelCard((folder / "README.md").read_text())
+    assert json.loads((folder / "verification.json").read_text())["status"] == "pass"
+    assert "pipeline-verified" in card.data.tags and "synthetic-weights" in card.data.tags
+    assert "not-verified" not in card.data.tags and "verified" not in card.data.tags  # never the published model's
