@@ -344,3 +344,30 @@ def test_convert_says_it_retargeted_and_names_the_default_folder_for_the_new_mod
     assert json.loads((folder / "config.json").read_text())["num_labels"] == 10
     assert not Path("converted/tiny-swin").exists()
     assert "retargeted" in result.output and "to image 96, window 6 (per stage [6, 6, 6]), 10 classes" in result.output
+
+
+def test_a_zero_initialised_head_is_said_to_carry_no_information_and_pooled_features_are_compared(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6, num_labels=10)
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "pass", report.to_dict()
+    for ref in report.references:
+        named = {c.name: c for c in ref.comparisons}
+        assert named["logits"].ref_max_abs == 0.0 and "no information" in named["logits"].note
+        assert ref.top5_per_image is None  # no top-5 agreement claimed on all-zero logits
+        pooled = named["pooled features"]
+        assert pooled.passed and pooled.ref_max_abs > 0.1, (ref.reference, pooled)
+    table = V.format_table([report])
+    assert "tiny-swin: timm: logits all zero (a zero-initialised head): no information" in table
+
+
+def test_pooled_features_that_differ_fail_when_the_head_is_zero():
+    from swinzoo.verify.references.base import classification_comparisons
+    from swinzoo.verify.results import ReferenceResult
+    from swinzoo.verify.tolerances import TOLERANCES
+
+    tol = TOLERANCES["float32"]
+    features = torch.randn(2, 3, 3, 8)
+    for shifted, expected in ((features, True), (features + 0.01, False)):
+        result = ReferenceResult("x", "")
+        classification_comparisons(result, torch.zeros(2, 10), torch.zeros(2, 10), tol, (shifted, features))
+        assert result.comparisons[-1].name == "pooled features" and result.comparisons[-1].passed is expected

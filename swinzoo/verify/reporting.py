@@ -81,6 +81,12 @@ def format_table(reports: Sequence[EntryReport]) -> str:
             for ref in r.references
             if ref.reason and ref.status != "pass"
         ]
+        notes += [  # a check that could not fail (all-zero logits) is named, with what was compared instead
+            f"{r.entry}: {ref.reference}: {c.name} {c.note}"
+            for ref in r.references
+            for c in ref.comparisons
+            if "no information" in c.note
+        ]
     if notes:
         lines += ["", *notes]
     dtypes = sorted({r.dtype for r in reports if r.references})
