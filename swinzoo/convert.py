@@ -127,6 +127,15 @@ def resolve_source(
 
         path = cache / "synthetic" / f"{entry.name}-seed{seed}.pth"
         if not path.exists():  # as the released file is saved: its extra entries, its key names
+            if progress:  # a large entry takes a while: say what is happening, and where the file goes
+                import sys
+
+                print(
+                    f"generating a synthetic {entry.layout} checkpoint of {entry.name} "
+                    f"({entry.num_params / 1e6:.1f}M parameters, seed {seed}) -> {path}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             write_official_checkpoint(
                 path,
                 synthetic_config(entry),

@@ -110,3 +110,16 @@ def test_a_folder_converted_in_one_cache_verifies_against_a_file_made_in_another
     convert("tiny-swinv2", synthetic=True, out_dir=folder, cache_dir=tmp_path / "one", progress=False)
     code, out, err = test_verify.cli("--cache-dir", str(tmp_path / "two"), "--converted", str(folder))
     assert code == 0, out + err
+
+
+def test_convert_synthetic_says_it_is_generating_the_file_unless_quiet(zoo, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from swinzoo.cli import main
+
+    args = ["convert", "tiny-swin", "--synthetic", "--cache-dir", str(tmp_path / "c")]
+    loud = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")])
+    assert loud.exit_code == 0, loud.output
+    assert "generating a synthetic official-swin checkpoint of tiny-swin" in loud.stderr
+    quiet = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--quiet", "--seed", "1"])
+    assert quiet.exit_code == 0 and "generating" not in quiet.stderr
