@@ -150,8 +150,12 @@ def setup(tmp_path_factory) -> dict:
 
 
 def copy_folder(setup: dict, tmp_path: Path) -> Path:
-    """A fresh model folder (tests that write evaluation.json must not see each other's)."""
-    return Path(shutil.copytree(setup["folder"], tmp_path / "model"))
+    """A fresh model folder (tests that write evaluation.json must not see each other's), recorded as real weights:
+    its head is built to give the counts stated by hand, so evaluate has no synthetic-weights warning to print."""
+    folder = Path(shutil.copytree(setup["folder"], tmp_path / "model"))
+    record = json.loads((folder / "conversion.json").read_text())
+    (folder / "conversion.json").write_text(json.dumps({**record, "synthetic": False}, indent=2))
+    return folder
 
 
 # --------------------------------------------------------------------------------------------- accuracy
