@@ -586,13 +586,14 @@ def _describe(config: Mapping[str, Any], entry, task: str, conversion: Conversio
 
 def _preprocessing_text(config: Mapping[str, Any], entry, conversion: ConversionRecord | None = None) -> str:
     """The folder's eval transform: conversion.json's record (what its processor uses), else the entry's."""
+    from .images import Preprocessing
+
     recorded = conversion.preprocessing if conversion is not None else None
+    p: Preprocessing | None = entry.preprocessing if entry is not None else None
     if recorded is not None:
         from .processing import ImageProcessor
 
         p = ImageProcessor.from_dict(recorded, "conversion.json: 'preprocessing'").preprocessing
-    else:
-        p = entry.preprocessing if entry is not None else None
     if p is not None:
         size, crop, interp, mean, std = p.input_size, p.crop_pct, p.interpolation, p.mean, p.std
         squash = p.crop_mode == "squash"
