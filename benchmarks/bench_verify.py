@@ -144,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", nargs="*", default=["tiny", "small", "base", "large"], choices=list(CLASSES))
     parser.add_argument("--huge", action="store_true", help="Add SwinV2-H (658M parameters, ~2.5 GiB).")
-    parser.add_argument("--giant", action="store_true", help="Add SwinV2-G (3.0B parameters, ~11 GiB).")
+    parser.add_argument("--giant", action="store_true", help="Add SwinV2-G (1.06B parameters, ~4 GiB).")
     parser.add_argument("--entry", action="append", default=[], help="Any other entry NAME (repeatable).")
     parser.add_argument("--limit-gib", type=float, help="Run each child under `prlimit --as` of this many GiB.")
     parser.add_argument("--workdir", type=Path, help="Where the synthetic files go (default: a temp dir, removed).")

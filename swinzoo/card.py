@@ -413,7 +413,22 @@ def verification_section(
     return "\n".join(lines) + "\n"
 
 
-def _describe(config: Mapping[str, Any], entry: ZooEntry | None, task: str) -> str:
+def _label_text(n: int, entry: ZooEntry | None, conversion: ConversionRecord | None) -> str:
+    """The folder's own label set: the entry's while the head is the entry's, else what the retarget made."""
+    names = {"imagenet-1k": "ImageNet-1K", "imagenet-22k": "ImageNet-22K"}
+    head = str(((conversion.retarget or {}).get("methods") or {}).get("head", "")) if conversion else ""
+    if entry is not None and n == entry.num_classes and not head:
+        return f"{names.get(entry.label_set, entry.label_set)} ({n} classes)"
+    if head.startswith("map22kto1k") and n == 1000:
+        return "ImageNet-1K (1000 classes: the rows of the ImageNet-22K head the official 22k->1k map picks)"
+    if head.startswith("zero"):
+        return f"{n} classes (a new zero-initialised head: train it before use)"
+    return f"{n} classes"
+
+
+def _describe(
+    config: Mapping[str, Any], entry: ZooEntry | None, task: str, conversion: ConversionRecord | None = None
+) -> str:
     family = "Swin Transformer" if int(config.get("version", 1)) == 1 else "Swin Transformer V2"
     size = config.get("image_size")
     arch = (
@@ -423,31 +438,51 @@ def _describe(config: Mapping[str, Any], entry: ZooEntry | None, task: str) -> s
     if task == "masked-image-modeling":
         what = f"{arch} pre-trained with SimMIM (masked image modelling); the encoder plus SimMIM's decoder"
     elif task == "image-classification":
-        n = len(config.get("id2label") or {})
-        labels = {"imagenet-1k": "ImageNet-1K", "imagenet-22k": "ImageNet-22K (21841 classes)"}
-        label_set = labels.get(entry.label_set, entry.label_set) if entry is not None else f"{n} classes"
-        what = f"{arch} image classifier, {label_set}"
+        n = len(config.get("id2label") or {}) or int(config.get("num_labels", 0))
+        what = f"{arch} image classifier, {_label_text(n, entry, conversion)}"
     else:
         what = arch
     return what
 
 
-def _preprocessing_text(config: Mapping[str, Any], entry: ZooEntry | None) -> str:
-    if entry is not None:
-        p = entry.preprocessing
+def _preprocessing_text(
+    config: Mapping[str, Any], entry: ZooEntry | None, conversion: ConversionRecord | None = None
+) -> str:
+    """The folder's eval transform: conversion.json's record (what its processor uses), else the entry's."""
+    from .images import Preprocessing
+
+    recorded = conversion.preprocessing if conversion is not None else None
+    p: Preprocessing | None = entry.preprocessing if entry is not None else None
+    if recorded is not None:
+        from .processing import ImageProcessor
+
+        p = ImageProcessor.from_dict(recorded, "conversion.json: 'preprocessing'").preprocessing
+    if p is not None:
         size, crop, interp, mean, std = p.input_size, p.crop_pct, p.interpolation, p.mean, p.std
+        squash = p.crop_mode == "squash"
     else:
         size, crop, interp = int(config.get("image_size", 224)), 0.875, "bicubic"
-        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        mean, std, squash = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False
     import math
 
     short = math.floor(size / crop)
-    resize = f"resize to {size}x{size}" if short == size else f"resize the short side to {short}, centre-crop {size}"
+    resize = (
+        f"resize to {size}x{size}"
+        if squash or short == size
+        else f"resize the short side to {short}, centre-crop {size}"
+    )
     return f"{resize} ({interp}), scale to [0, 1], normalise with mean {list(mean)} and std {list(std)}"
 
 
-def _usage(fmt: str, repo: str, task: str, config: Mapping[str, Any], entry: ZooEntry | None) -> str:
-    pp = _preprocessing_text(config, entry)
+def _usage(
+    fmt: str,
+    repo: str,
+    task: str,
+    config: Mapping[str, Any],
+    entry: ZooEntry | None,
+    conversion: ConversionRecord | None = None,
+) -> str:
+    pp = _preprocessing_text(config, entry, conversion)
     if fmt == "transformers":
         cls = "AutoModelForImageClassification"
         if task == "masked-image-modeling":
@@ -491,13 +526,16 @@ def _citations(entry: ZooEntry | None, config: Mapping[str, Any], simmim: bool) 
 
 # --------------------------------------------------------------------------------------------- card
 def _tags(fmt: str, task: str, family: str, *, simmim: bool, synthetic: bool, verified: bool) -> list[str]:
-    """Hub tags; random weights are never tagged verified (verify checks the pipeline, not a published model)."""
+    """Hub tags; random weights are never tagged verified (verify checks the pipeline, not a published model):
+    a passing verify of them is ``pipeline-verified``, what the card's passing table shows."""
     tags = ["swinzoo", "image-classification" if task == "image-classification" else "vision"]
     tags += ["swin-transformer" if family == "swin" else "swinv2"]
     tags += ["simmim"] if simmim else []
     tags += [fmt] if fmt != "swinzoo" else []
     tags += ["synthetic-weights"] if synthetic else []
-    return [*tags, "verified" if verified and not synthetic else "not-verified"]
+    if synthetic:
+        return [*tags, "pipeline-verified" if verified else "not-verified"]
+    return [*tags, "verified" if verified else "not-verified"]
 
 
 def display_path(folder: Path) -> Path:
@@ -546,7 +584,7 @@ def build_card(
 
     results = [] if synthetic else eval_results(entry)  # the authors' accuracy is not that of random weights
     evaluation = read_evaluation(folder)
-    measured = measured_results(evaluation)
+    measured = [] if synthetic else measured_results(evaluation)  # random weights have no accuracy to claim
     data = ModelCardData(
         license="mit",
         library_name=fmt,
@@ -568,7 +606,8 @@ def build_card(
             "",
         ]
     lines += [
-        f"{_describe(config, entry, task)}. Converted by swinzoo from the checkpoint below into {fmt}'s layout.",
+        f"{_describe(config, entry, task, conversion)}. Converted by swinzoo from the checkpoint below into "
+        f"{fmt}'s layout.",
         "",
         "## Source",
         "",
@@ -601,7 +640,7 @@ def build_card(
         lines += ["## SimMIM loss", "", simmim_loss_text(config, fmt), ""]
     if results or measured or (not synthetic and entry is not None and entry.metrics is not None):
         lines += _accuracy_lines(results, measured, evaluation, entry)
-    lines += ["## Usage", "", _usage(fmt, repo, task, config, entry), "## Citation", ""]
+    lines += ["## Usage", "", _usage(fmt, repo, task, config, entry, conversion), "## Citation", ""]
     for citation in _citations(entry, config, simmim):
         lines += ["```bibtex", citation, "```", ""]
     lines += ["License: MIT, as the original checkpoints (microsoft/Swin-Transformer).", ""]

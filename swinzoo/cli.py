@@ -232,6 +232,10 @@ def convert_command(
         f"  {result.report.summary()}; {format_params(summary['parameters'])} parameters; "
         f"source sha256 {result.source.sha256}"
     )
+    if summary["retarget"]:
+        from .card import retarget_lines
+
+        click.echo("  " + retarget_lines(summary["retarget"])[0].removeprefix("- ").replace("**", ""))
 
 
 # --------------------------------------------------------------------------------------------- verify
@@ -296,9 +300,10 @@ def verify_command(
     from pathlib import Path
 
     from .verify import format_table, parse_references, select_entries, verify, write_json
-    from .verify.folder_checks import folder_for, plan_folder_run
+    from .verify.folder_checks import entry_folders, folder_for, plan_folder_run
 
     done = []
+    planned_count: list[int] = []  # how many entries the run selected (known once they are chosen)
 
     def on_report(report: EntryReport) -> None:
         # One line per entry as it finishes, and the JSON file kept current: a run killed midway keeps its results.
@@ -309,9 +314,14 @@ def verify_command(
         done.append(report)
         tqdm.write(f"{report.entry}: {report.status} ({report.seconds:.1f}s)", file=sys.stderr)  # under the bar
         if json_file:
-            _run(write_json, json_file, done)
+            _run(write_json, json_file, done, planned_count[0] if planned_count else None)
 
     refs = _run(parse_references, reference)
+    parent_of = (
+        [] if converted is None or (Path(converted) / "conversion.json").exists() else entry_folders(Path(converted))
+    )
+    if converted is not None and not names and not all_entries and parent_of:
+        names = tuple(parent_of)  # a parent folder: every NAME/ folder in it, each read as its own records say
     if converted is not None and not names and not all_entries and not shard:
         # the folder names what it was made from: `swinzoo verify --converted DIR`, as the card advises
         planned = _run(
@@ -322,6 +332,7 @@ def verify_command(
         source = planned.source or source  # a --source folder: the file its record names
     else:
         selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
+        plans: list = []
         if converted is not None and Path(converted).is_dir():
             # refuse a NAME or a file the folder was not made from before anything is written into it
             for name in selected:
@@ -333,10 +344,16 @@ def verify_command(
                     )  # fmt: skip
                     if len(selected) == 1:
                         synthetic, seed = planned.synthetic, planned.seed
-                    elif planned.synthetic and not synthetic:
-                        raise click.UsageError(f"{folder} was converted from a synthetic checkpoint: add --synthetic")
+                        source = planned.source or source
+                    elif planned.synthetic and not synthetic and not plans:
+                        synthetic, seed = True, planned.seed  # as one folder: the records say synthetic
+                    elif planned.synthetic != synthetic:
+                        raise click.UsageError(f"{folder}: its source and the other folders' differ (synthetic or not):"
+                                               " verify it on its own")  # fmt: skip
                     elif planned.synthetic and planned.seed != (seed or 0):
                         raise click.UsageError(f"{folder} was made with --seed {planned.seed}: verify it on its own")
+                    plans.append(planned)
+    planned_count.append(len(selected))
     if not selected:
         click.echo(f"shard {shard} holds no entries", err=True)
     reports = _run(
@@ -469,8 +486,9 @@ def predict_command(images: tuple[str, ...], model_spec: str, revision: str | No
 
     NAME loads converted/NAME (run `swinzoo convert NAME` first); the eval preprocessing is the checkpoint's own.
     """
-    from .predict import classify, load_classifier
+    from .predict import check_images_exist, classify, load_classifier
 
+    _run(check_images_exist, list(images))
     loaded = _run(load_classifier, model_spec, revision)
     if _synthetic_model(model_spec, revision):
         click.echo(
@@ -502,7 +520,12 @@ def predict_command(images: tuple[str, ...], model_spec: str, revision: str | No
     "--ground-truth", type=click.Path(dir_okay=False), help="Labels of a flat --data folder: lines 'FILE INDEX'."
 )
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Images per batch.")
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="DataLoader workers.")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=0),
+    help="DataLoader workers.  [default: 4, at most the CPUs this process may use]",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="At most N images, spread evenly over the data.")
 @click.option("--skip-corrupt", is_flag=True, help="Count images that cannot be decoded as skipped, not an error.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
@@ -531,6 +554,12 @@ def evaluate_command(
     )
     if result.rank != 0:
         return
+    if _synthetic_model(model_spec, None):
+        click.echo(
+            f"warning: {result.model} holds SYNTHETIC weights (random, for testing the pipeline only; its "
+            "conversion.json says synthetic): this accuracy means nothing, and its card will not claim it",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "written": str(result.written) if result.written else None}))
         return

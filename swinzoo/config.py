@@ -21,7 +21,7 @@ class ConfigError(SwinzooError, ValueError):
 
 
 # Sane maxima, checked before anything is allocated: a config.json (or a checkpoint's shapes) can claim any
-# size, and the largest official model (SwinV2-giant: embed 512, depths up to 42, 21841 classes) is far below.
+# size, and the largest official model (SwinV2-giant: embed 448, depths [2, 2, 18, 2]; 21841 classes) is far below.
 LIMITS = {
     "image_size": 8192,
     "patch_size": 64,

@@ -83,6 +83,14 @@ class ConvertResult:
         }
 
 
+def _retarget_suffix(image_size: int | None, window_size: int | None, num_labels: int | None) -> str:
+    """The default output name of a retarget says what the folder became (``-384px-window12-1000labels``)."""
+    parts = [f"{image_size}px"] if image_size is not None else []
+    parts += [f"window{window_size}"] if window_size is not None else []
+    parts += [f"{num_labels}labels"] if num_labels is not None else []
+    return "".join(f"-{p}" for p in parts)
+
+
 def _source_stem(source: str | os.PathLike | None) -> str:
     """The default output name for ``--source``: the file's stem (of a URL's path, without its query)."""
     import urllib.parse
@@ -118,8 +126,25 @@ def resolve_source(
         from .synthetic import write_official_checkpoint
 
         path = cache / "synthetic" / f"{entry.name}-seed{seed}.pth"
-        if not path.exists():
-            write_official_checkpoint(path, synthetic_config(entry), entry.layout, seed=seed)
+        if not path.exists():  # as the released file is saved: its extra entries, its key names
+            if progress:  # a large entry takes a while: say what is happening, and where the file goes
+                import sys
+
+                print(
+                    f"generating a synthetic {entry.layout} checkpoint of {entry.name} "
+                    f"({entry.num_params / 1e6:.1f}M parameters, seed {seed}) -> {path}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            write_official_checkpoint(
+                path,
+                synthetic_config(entry),
+                entry.layout,
+                seed=seed,
+                saved_by=entry.source.saved_by,
+                cpb_mlp_name=entry.source.cpb_mlp_name,
+                keep_existing=True,
+            )
         got = fetch(path, progress=False)
         return SourceFile(path, f"synthetic {entry.layout} checkpoint (seed {seed})", got.sha256, False, True)
     if source is not None:
@@ -134,7 +159,8 @@ def resolve_source(
         None if entry.architecture.derive_from_checkpoint else checkpoint_size_cap(entry.num_params)
     )
     url, name = entry.source.urls[0], entry.source.filename
-    got = fetch(url, sha256=sha, cache_dir=cache, progress=progress, filename=name, max_bytes=cap)
+    digests = {"sha384": entry.source.sha384}  # every digest the manifest holds is checked, not only sha256
+    got = fetch(url, sha256=sha, cache_dir=cache, progress=progress, filename=name, max_bytes=cap, digests=digests)
     return SourceFile(got.path, describe_source(url), got.sha256, bool(sha))
 
 
@@ -229,7 +255,9 @@ def convert(
             raise ConvertError(f"{flag}: must be a positive number (got {value})")
     target = None
     if write:
-        default = entry.name if entry else _source_stem(source)
+        default = (entry.name if entry else _source_stem(source)) + _retarget_suffix(
+            image_size, window_size, num_labels
+        )
         target = check_output(Path(out_dir) if out_dir else Path("converted") / default, overwrite=overwrite)
     src = resolved or resolve_source(
         entry, source=source, synthetic=synthetic, seed=seed, cache_dir=cache_dir, progress=progress

@@ -606,13 +606,22 @@ def _run(
     return results, skipped
 
 
+def default_workers() -> int:
+    """4 DataLoader workers, but no more than the CPUs this process may run on (torch warns past that)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(4, cpus))
+
+
 def evaluate(
     model: str,
     data: str | os.PathLike,
     *,
     ground_truth: str | os.PathLike | None = None,
     batch_size: int = 32,
-    workers: int = 4,
+    workers: int | None = None,
     limit: int | None = None,
     skip_corrupt: bool = False,
     class_map: Sequence[int] | None = None,
@@ -627,6 +636,8 @@ def evaluate(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise EvaluateError(f"--batch-size must be a positive integer, got {batch_size!r}")
+    if workers is None:
+        workers = default_workers()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise EvaluateError(f"--workers must be 0 or more, got {workers!r}")
     dataset = scan_data(data, ground_truth)

@@ -44,10 +44,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
@@ -72,6 +72,7 @@ __all__ = [
     "cache_path_for",
     "checkpoint_size_cap",
     "clean_stale_temporaries",
+    "write_cache_file",
     "describe_source",
     "sha256_file",
     "git_blob_sha1",
@@ -189,11 +190,11 @@ class NotACheckpointError(FetchError):
 class ChecksumMismatchError(FetchError):
     """The bytes do not have the pinned sha256 (corrupt transfer, or the file changed upstream)."""
 
-    def __init__(self, source: str, expected: str, actual: str, deleted: bool) -> None:
-        self.source, self.expected, self.actual = _shown(source), expected, actual
+    def __init__(self, source: str, expected: str, actual: str, deleted: bool, algorithm: str = "sha256") -> None:
+        self.source, self.expected, self.actual, self.algorithm = _shown(source), expected, actual, algorithm
         tail = " The downloaded file was deleted." if deleted else ""
         super().__init__(
-            f"sha256 mismatch for {source}: expected {expected}, got {actual}.{tail}"
+            f"{algorithm} mismatch for {source}: expected {expected}, got {actual}.{tail}"
             " If the file changed upstream, check it and update the pinned hash."
         )
 
@@ -203,9 +204,8 @@ class ManualDownloadRequired(FetchError):  # the name says what the user must do
 
     def __init__(self, name: str, hint: str) -> None:
         self.name, self.hint = name, hint
-        super().__init__(
-            f"{name} cannot be downloaded automatically: {hint}. Download it yourself and pass it with --source PATH."
-        )
+        advice = "" if "--source" in hint else " Download it yourself and pass it with --source PATH."
+        super().__init__(f"{name} cannot be downloaded automatically: {hint.rstrip('. ')}.{advice}")
 
 
 # ------------------------------------------------------------------------------------------------ result
@@ -562,9 +562,17 @@ class _Entry:
 
     def create_temp(self) -> tuple[int, str]:
         """A new file with an unpredictable name (``O_EXCL``: never an existing file or link)."""
-        leaf = f".{self.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
-        return os.open(leaf, flags, 0o644, dir_fd=self.fd), leaf
+        for _ in range(5):  # a name taken (by a planted link, say) is never opened: try another
+            leaf = f".{self.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+            try:
+                return os.open(leaf, flags, 0o644, dir_fd=self.fd), leaf
+            except FileExistsError:
+                continue
+        raise CacheError(
+            f"cache folder {self.dir}: every temporary name tried for {self.name} is already taken (planted links?); "
+            "remove the .tmp entries there (or use another --cache-dir) and run again"
+        )
 
     def unlink(self, leaf: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -633,6 +641,33 @@ class _Entry:
         os.close(self.fd)
 
 
+def write_cache_file(final: Path, write: Callable[[BinaryIO], None], *, keep_existing: bool = False) -> Path:
+    """Write ``final`` as every cache write is made: ``write`` fills an unpredictable temporary created with
+    ``O_EXCL | O_NOFOLLOW`` beside it (a link planted at any name is never written through), under the entry's
+    lock, then one rename. A temporary a killed writer left for this name is removed first (under the lock no one
+    else writes it). ``keep_existing``: a file already there (made while we waited for the lock) is kept.
+    """
+    entry = _Entry(final)
+    try:
+        with entry.locked():
+            entry.clean_own_temporaries()
+            if keep_existing and entry.lstat(entry.name) is not None:
+                entry.unlink(entry.lock)
+                return final
+            fd, tmp = entry.create_temp()
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    write(f)
+                entry.replace(tmp, entry.name)
+            finally:
+                entry.unlink(tmp)
+                entry.unlink(entry.lock)  # while held: a waiter sees it gone and locks afresh (``locked``)
+            entry.fsync()
+    finally:
+        entry.close()
+    return final
+
+
 # ------------------------------------------------------------------------------------------------ fetch
 
 
@@ -645,8 +680,11 @@ def fetch(
     filename: str | None = None,
     timeout: float = 60.0,
     max_bytes: int | None = None,
+    digests: Mapping[str, str] | None = None,
 ) -> FetchResult:
     """Return a local, hash-checked copy of ``source`` (an http(s) URL or a local path).
+
+    ``digests``: further published digests of a download (``{"sha384": hex}``), each checked like ``sha256``.
 
     A local path is used in place (never copied, never deleted). A URL is downloaded once into the
     cache and reused afterwards; a cached copy is re-hashed on every call so a damaged cache cannot go
@@ -682,12 +720,18 @@ def fetch(
                 clean_stale_temporaries(final.parent.parent)
                 hit = _from_cache(entry, expected, progress)
                 if hit is not None:
-                    return hit
+                    wrong = _wrong_digest(entry, entry.name, digests)
+                    if wrong is None:
+                        return hit
+                    _warn(f"the cached {entry.final} has {wrong[0]} {wrong[2]}, expected {wrong[1]}: deleted it")
+                    entry.unlink(entry.name)
                 seen = _download(url, entry, progress, timeout, cap, pinned=expected is not None)
-                if expected is not None and seen != expected:
+                wrong = ("sha256", expected, seen) if expected is not None and seen != expected else None
+                wrong = wrong or _wrong_digest(entry, entry.part, digests)
+                if wrong is not None:
                     entry.unlink(entry.part)
                     entry.unlink(entry.meta)
-                    raise ChecksumMismatchError(url, expected, seen, deleted=True)
+                    raise ChecksumMismatchError(url, wrong[1], wrong[2], deleted=True, algorithm=wrong[0])
                 entry.replace(entry.part, entry.name)
                 entry.fsync()
                 entry.unlink(entry.meta)
@@ -736,6 +780,24 @@ def evict(path: str | os.PathLike, cache_dir: Path | None = None) -> bool:
     finally:
         entry.close()
     return True
+
+
+def _wrong_digest(entry: _Entry, leaf: str, digests: Mapping[str, str] | None) -> tuple[str, str, str] | None:
+    """The first of ``digests`` (algorithm -> hex) the file does not have: (algorithm, expected, seen), or None."""
+    for algorithm, want in (digests or {}).items():
+        if not want:
+            continue
+        h = hashlib.new(algorithm)
+        fd = entry.open(leaf, os.O_RDONLY)
+        try:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        finally:
+            os.close(fd)
+        if h.hexdigest() != want.lower():
+            return algorithm, want.lower(), h.hexdigest()
+    return None
 
 
 def _from_cache(entry: _Entry, expected: str | None, progress: bool) -> FetchResult | None:

@@ -497,10 +497,17 @@ def from_pretrained(
     # The checkpoint's own eval transform, as transformers users get from AutoImageProcessor. A model the
     # processor cannot serve (a non-square image_size) still loads: the processor's refusal is kept to be shown.
     try:
-        model.image_processor = ImageProcessor.for_model(model, folder=config_file.parent)
+        processor = ImageProcessor.for_model(model, folder=config_file.parent)
     except SwinzooError as exc:
         model.image_processor = None
         model.image_processor_error = str(exc)
+    else:
+        size = model.config.image_hw[0]
+        if record is not None and processor.preprocessing.input_size != size:  # retargeted: the same kind of
+            origin = f"{processor.origin}, retargeted to {size}"  # transform (crop or squash) at the new size
+            processor = ImageProcessor(processor.preprocessing, input_size=size)
+            processor.origin = origin
+        model.image_processor = processor
     if options.output_loading_info:
         info: dict[str, list] = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
         if new_head:

@@ -60,6 +60,17 @@ class UnknownEntryError(ManifestError, LookupError):
 
 
 # --------------------------------------------------------------------------------------------- types
+#: How an official file was saved, and so what it holds beside ``model`` (``source.saved_by``):
+#: ``weights-only``: ``{"model": state}`` (the released classification files: swin-tiny's published size is its
+#: weights alone); ``swin-save-checkpoint``: Swin-Transformer's utils.py / utils_simmim.py ``save_checkpoint``
+#: (model, optimizer, lr_scheduler, max_accuracy, scaler, epoch, config); ``simmim-save-checkpoint``: the SimMIM
+#: repository's utils.py ``save_checkpoint`` (no scaler; apex ``amp`` state, its default --amp-opt-level O1).
+SAVED_BY = ("weights-only", "swin-save-checkpoint", "simmim-save-checkpoint")
+#: SwinV2's continuous position bias MLP: ``cpb_mlp`` in today's code, ``rpe_mlp`` in the released SimMIM V2 files
+#: (the official loaders rename it "only for loading provided models"; microsoft/Swin-Transformer#271, #273).
+CPB_MLP_NAMES = ("cpb_mlp", "rpe_mlp")
+
+
 @dataclass(frozen=True)
 class Source:
     """Where the official file is and how to check it.
@@ -76,6 +87,8 @@ class Source:
     sha384: str = ""
     drive_id: str = ""
     manual_download: str = ""
+    saved_by: str = "weights-only"  # what the file holds beside ``model`` (SAVED_BY); synthetic files copy it
+    cpb_mlp_name: str = "cpb_mlp"  # SwinV2's position-bias MLP as the file names it (CPB_MLP_NAMES)
 
 
 @dataclass(frozen=True)
@@ -572,6 +585,12 @@ def _validate_source(entry: ZooEntry) -> None:
         _fail(entry, "source.sha384", f"{s.sha384!r} is not 96 lower-case hex characters")
     if s.size_bytes is not None and s.size_bytes <= 0:
         _fail(entry, "source.size_bytes", f"{s.size_bytes} must be positive")
+    if s.saved_by not in SAVED_BY:
+        _fail(entry, "source.saved_by", f"{s.saved_by!r} is not one of {', '.join(SAVED_BY)}")
+    if s.cpb_mlp_name not in CPB_MLP_NAMES:
+        _fail(entry, "source.cpb_mlp_name", f"{s.cpb_mlp_name!r} is not one of {', '.join(CPB_MLP_NAMES)}")
+    if s.cpb_mlp_name != "cpb_mlp" and entry.architecture.version != 2:
+        _fail(entry, "source.cpb_mlp_name", "only a Swin V2 file has a continuous position bias MLP")
 
 
 def _validate_preprocessing(entry: ZooEntry) -> None:
@@ -665,6 +684,8 @@ def get_entry(name: str) -> ZooEntry:
         return entries[name]
     except KeyError:
         pass
-    close = difflib.get_close_matches(name, list(entries), n=5, cutoff=0.6)
-    hint = f"; did you mean: {', '.join(close)}?" if close else "; `swinzoo list` shows every entry"
+    starting = [n for n in entries if n.startswith(name)] if name else []  # a prefix: `swin-tiny`
+    close = starting[:5] or difflib.get_close_matches(name, list(entries), n=5, cutoff=0.6)
+    more = f" (and {len(starting) - 5} more: `swinzoo list --filter {name}`)" if len(starting) > 5 else ""
+    hint = f"; did you mean: {', '.join(close)}{more}?" if close else "; `swinzoo list` shows every entry"
     raise UnknownEntryError(f"no zoo entry named {name!r}{hint}") from None

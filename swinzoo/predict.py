@@ -169,8 +169,19 @@ def classify(loaded: LoadedClassifier, images: Sequence[str | os.PathLike], top_
     return results
 
 
+def check_images_exist(images: Sequence[str | os.PathLike]) -> None:
+    """Name a missing image before anything is loaded (a model takes seconds to load, and warns)."""
+    from .images import ImageError
+
+    for image in images:
+        path = Path(image)
+        if not path.exists() and not path.is_symlink():
+            raise ImageError(f"image file {path} does not exist")
+
+
 def predict(
     images: Sequence[str | os.PathLike], model: str, *, top_k: int = 5, revision: str | None = None
 ) -> list[ImagePredictions]:
     """Load ``model`` (zoo NAME, folder or Hub ORG/NAME) and classify ``images``."""
+    check_images_exist(images)
     return classify(load_classifier(model, revision), images, top_k)

@@ -141,7 +141,13 @@ class PublishResult:
             "revision": self.revision,
             "format": self.fmt,
             "dry_run": self.dry_run,
-            "files": [{"path": f.path_in_repo, "size": f.size, "sha256": f.sha256} for f in self.files],
+            # the files sent (a dry run: those it would send); the ones the branch already held are "unchanged"
+            "files": [
+                {"path": f.path_in_repo, "size": f.size, "sha256": f.sha256}
+                for f in self.files
+                if f.path_in_repo in self.uploaded
+            ],
+            "unchanged": [f.path_in_repo for f in self.files if f.path_in_repo not in self.uploaded],
             "uploaded": self.uploaded,
             "deleted": self.deleted,
             "commit": self.commit,

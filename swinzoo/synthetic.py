@@ -8,19 +8,22 @@ through swinzoo's converter. Every tensor gets distinct random values, so a swap
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import sys
 import types
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from .config import SwinConfig
 from .converters.official import LAYOUTS  # layout names only; no mapping logic is shared
+from .manifest import CPB_MLP_NAMES, SAVED_BY
 from .modeling import GEOMETRY_BUFFERS
 
 
@@ -125,15 +128,29 @@ def official_state_dict(config: SwinConfig, layout: str, seed: int = 0) -> dict[
     return state
 
 
-class _CfgNodeStandIn(dict):
-    """Pickled under the name ``yacs.config.CfgNode``, as official training checkpoints store their config."""
+class _CfgNode(dict):
+    """Pickles as yacs' ``CfgNode`` does (a frozen config): a dict subclass whose instance ``__dict__`` holds
+    yacs' four attributes, so protocol 2 writes NEWOBJ, SETITEMS, then BUILD, byte for byte what yacs writes."""
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (), None, None, iter(self.items()))
+    def __init__(self, **items: Any) -> None:
+        super().__init__(items)
+        self.__dict__.update(
+            {"__immutable__": True, "__deprecated_keys__": set(), "__renamed_keys__": {}, "__new_allowed__": False}
+        )
 
 
-def _training_extras(state: dict[str, torch.Tensor], seed: int) -> dict[str, Any]:
-    """What the official ``save_checkpoint`` adds next to the weights (optimizer, scheduler, config...)."""
+def _config_node(entry_name: str, saved_by: str) -> _CfgNode:
+    """A small frozen run config in the official shape (``MODEL.TYPE``, ``TRAIN.EPOCHS``...)."""
+    return _CfgNode(
+        MODEL=_CfgNode(TYPE="swin", NAME=entry_name, SWIN=_CfgNode(EMBED_DIM=96, DEPTHS=[2, 2, 6, 2])),
+        TRAIN=_CfgNode(EPOCHS=300, START_EPOCH=0, BASE_LR=1e-4),
+        AMP_OPT_LEVEL="O1" if saved_by == "simmim-save-checkpoint" else "",
+    )
+
+
+def _training_extras(state: dict[str, torch.Tensor], seed: int, saved_by: str) -> dict[str, Any]:
+    """What the official ``save_checkpoint`` adds next to the weights, in its key order (optimizer state for a
+    few parameters only: enough to carry every kind of entry, not the size of a real Adam state)."""
     g = _generator(seed, "optimizer")
     some = list(state.items())[:4]
     optimizer = {
@@ -143,15 +160,60 @@ def _training_extras(state: dict[str, torch.Tensor], seed: int) -> dict[str, Any
         },
         "param_groups": [{"lr": 1e-4, "weight_decay": 0.05, "params": list(range(len(some)))}],
     }
-    config = _CfgNodeStandIn(MODEL=_CfgNodeStandIn(TYPE="swin", NAME="synthetic"), TRAIN=_CfgNodeStandIn(EPOCHS=300))
-    return {
+    extras: dict[str, Any] = {
         "optimizer": optimizer,
         "lr_scheduler": {"last_epoch": 99, "base_lrs": [1e-4]},
         "max_accuracy": 0.0,
-        "epoch": 99,
-        "config": config,
-        "scaler": {"scale": 65536.0, "growth_factor": 2.0},
     }
+    if saved_by == "swin-save-checkpoint":
+        extras["scaler"] = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000}
+    extras["epoch"] = 99
+    extras["config"] = _config_node("synthetic", saved_by)
+    if saved_by == "simmim-save-checkpoint":
+        extras["amp"] = {"loss_scaler0": {"loss_scale": 65536.0, "unskipped": 0}}
+    return extras
+
+
+@contextlib.contextmanager
+def _pickled_as_yacs() -> Iterator[None]:
+    """While saving, :class:`_CfgNode` is named ``yacs.config.CfgNode`` (the pickle records that name)."""
+    module = types.ModuleType("yacs.config")
+    previous = {name: sys.modules.get(name) for name in ("yacs", "yacs.config")}
+    _CfgNode.__module__, _CfgNode.__qualname__ = "yacs.config", "CfgNode"
+    module.CfgNode = _CfgNode  # type: ignore[attr-defined]  # a bare ModuleType standing in for yacs.config
+    sys.modules.setdefault("yacs", types.ModuleType("yacs"))
+    sys.modules["yacs.config"] = module
+    try:
+        yield
+    finally:
+        _CfgNode.__module__, _CfgNode.__qualname__ = __name__, "_CfgNode"
+        for name, mod in previous.items():
+            if mod is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = mod
+
+
+def checkpoint_payload(
+    config: SwinConfig,
+    layout: str,
+    *,
+    seed: int = 0,
+    saved_by: str = "swin-save-checkpoint",
+    cpb_mlp_name: str = "cpb_mlp",
+) -> dict[str, Any]:
+    """What an official file of this layout holds, saved ``saved_by`` with the MLP named ``cpb_mlp_name``."""
+    if saved_by not in SAVED_BY:
+        raise ValueError(f"unknown saved_by {saved_by!r}; known: {', '.join(SAVED_BY)}")
+    if cpb_mlp_name not in CPB_MLP_NAMES:
+        raise ValueError(f"unknown cpb_mlp_name {cpb_mlp_name!r}; known: {', '.join(CPB_MLP_NAMES)}")
+    state = official_state_dict(config, layout, seed)
+    if cpb_mlp_name != "cpb_mlp":
+        state = {k.replace(".cpb_mlp.", f".{cpb_mlp_name}."): v for k, v in state.items()}
+    payload: dict[str, Any] = {"model": state}
+    if saved_by != "weights-only":
+        payload.update(_training_extras(state, seed, saved_by))
+    return payload
 
 
 def write_official_checkpoint(
@@ -161,30 +223,27 @@ def write_official_checkpoint(
     *,
     seed: int = 0,
     training_state: bool = True,
+    saved_by: str | None = None,
+    cpb_mlp_name: str = "cpb_mlp",
+    keep_existing: bool = False,
 ) -> Path:
-    """Write a synthetic checkpoint file in the official layout (atomically). Returns its path."""
+    """Write a synthetic checkpoint file in the official layout. Returns its path.
+
+    The same arguments give the same bytes (saved through a file object, torch names the archive's records
+    ``archive/...``, not after a temporary file). Written as every cache write is (``fetch.write_cache_file``:
+    an ``O_EXCL | O_NOFOLLOW`` temporary, then one rename). ``saved_by`` defaults to a training checkpoint
+    (``weights-only`` when not ``training_state``).
+    """
+    from .fetch import write_cache_file
+
     path = Path(path)
-    state = official_state_dict(config, layout, seed)
-    payload: dict[str, Any] = {"model": state}
-    if training_state:
-        payload.update(_training_extras(state, seed))
+    if saved_by is None:
+        saved_by = "swin-save-checkpoint" if training_state else "weights-only"
+    payload = checkpoint_payload(config, layout, seed=seed, saved_by=saved_by, cpb_mlp_name=cpb_mlp_name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    module = types.ModuleType("yacs.config")
-    previous = {name: sys.modules.get(name) for name in ("yacs", "yacs.config")}
-    _CfgNodeStandIn.__module__, _CfgNodeStandIn.__qualname__ = "yacs.config", "CfgNode"
-    module.CfgNode = _CfgNodeStandIn  # type: ignore[attr-defined]  # a bare ModuleType standing in for yacs.config
-    sys.modules.setdefault("yacs", types.ModuleType("yacs"))
-    sys.modules["yacs.config"] = module
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        _CfgNodeStandIn.__module__, _CfgNodeStandIn.__qualname__ = __name__, "_CfgNodeStandIn"
-        for name, mod in previous.items():
-            if mod is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = mod
-    return path
+
+    def save(f: BinaryIO) -> None:
+        with _pickled_as_yacs():
+            torch.save(payload, f)
+
+    return write_cache_file(path, save, keep_existing=keep_existing)

@@ -115,3 +115,12 @@ def test_provisional_architectures_are_marked():
 def test_format_params_uses_millions_and_billions():
     assert cli.format_params(28_288_354) == "28.3M"
     assert cli.format_params(3_010_430_176) == "3.01B"
+
+
+def test_python_dash_m_swinzoo_runs_the_cli():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "swinzoo", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: swinzoo" in done.stdout and "convert" in done.stdout

@@ -150,8 +150,12 @@ def setup(tmp_path_factory) -> dict:
 
 
 def copy_folder(setup: dict, tmp_path: Path) -> Path:
-    """A fresh model folder (tests that write evaluation.json must not see each other's)."""
-    return Path(shutil.copytree(setup["folder"], tmp_path / "model"))
+    """A fresh model folder (tests that write evaluation.json must not see each other's), recorded as real weights:
+    its head is built to give the counts stated by hand, so evaluate has no synthetic-weights warning to print."""
+    folder = Path(shutil.copytree(setup["folder"], tmp_path / "model"))
+    record = json.loads((folder / "conversion.json").read_text())
+    (folder / "conversion.json").write_text(json.dumps({**record, "synthetic": False}, indent=2))
+    return folder
 
 
 # --------------------------------------------------------------------------------------------- accuracy
@@ -407,3 +411,20 @@ def test_a_hub_repo_is_evaluated_and_its_cache_is_left_alone(setup: dict, tmp_pa
     assert (result.images, result.top1_correct, result.top5_correct) == (N_IMAGES, TOP1, TOP5)
     assert result.model.startswith("alice/tiny@main") and result.written is None
     assert not list((tmp_path / "hf-cache").rglob("evaluation.json"))
+
+
+def test_evaluating_synthetic_weights_warns_and_their_card_claims_no_accuracy(setup: dict, tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    from swinzoo.card import build_card
+
+    folder = copy_folder(setup, tmp_path)
+    record = json.loads((folder / "conversion.json").read_text())
+    record["synthetic"] = True
+    (folder / "conversion.json").write_text(json.dumps(record, indent=2))
+    result = run_cli("evaluate", folder, "--data", setup["data"], "--workers", "0", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC weights" in result.output and "means nothing" in result.output
+    assert (folder / "evaluation.json").is_file()  # measured, recorded, but not claimed
+    card = ModelCard(str(build_card(folder)))
+    assert card.data.eval_results is None and card.data.get("model-index") is None

@@ -352,3 +352,36 @@ def test_file_hashes_match_sha256sum_and_git_hash_object(tmp_path):
         pytest.skip("git is not installed")
     git = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True)
     assert git_blob_sha1(path) == git.stdout.strip()
+
+
+def test_every_digest_the_manifest_holds_is_checked_not_only_sha256(server, tmp_path):
+    import dataclasses
+
+    from swinzoo.convert import resolve_source
+    from swinzoo.manifest import get_entry
+
+    real = get_entry("swin-tiny-patch4-window7-224")
+    assert real.source.sha384 and not real.source.sha256  # OpenVINO's published sha384 is the only digest
+    url = server.url(NAME)
+
+    def entry(sha384: str):
+        source = dataclasses.replace(real.source, urls=(url,), sha384=sha384, size_bytes=len(DATA))
+        return dataclasses.replace(real, source=source)
+
+    with pytest.raises(ChecksumMismatchError) as info:  # the published file's sha384, another file's bytes
+        resolve_source(entry(real.source.sha384), cache_dir=tmp_path / "a", progress=False)
+    assert info.value.algorithm == "sha384" and real.source.sha384 in str(info.value)
+    assert hashlib.sha384(DATA).hexdigest() in str(info.value) and url in str(info.value)
+    assert _leftovers(tmp_path / "a") == []
+
+    good = resolve_source(entry(hashlib.sha384(DATA).hexdigest()), cache_dir=tmp_path / "b", progress=False)
+    assert good.path.read_bytes() == DATA and good.sha256 == DATA_SHA
+
+
+def test_a_cached_file_with_another_published_digest_is_replaced(server, tmp_path):
+    digests = {"sha384": hashlib.sha384(DATA).hexdigest()}
+    first = fetch(server.url(NAME), cache_dir=tmp_path, progress=False, digests=digests)
+    first.path.chmod(0o644)
+    first.path.write_bytes(DATA[:-1] + bytes([DATA[-1] ^ 1]))  # damaged in the cache
+    again = fetch(server.url(NAME), cache_dir=tmp_path, progress=False, digests=digests)
+    assert again.path.read_bytes() == DATA and len(server.requests) == 2

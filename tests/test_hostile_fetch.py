@@ -414,3 +414,55 @@ def test_a_checkpoint_spliced_from_two_versions_fails_its_crc_on_load(server, tm
     result = convert(server.url("spliced.pth"), tmp_path)
     assert_clean_failure(result, "spliced.pth", "CRC", "download it again")
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------- cache writes
+def _tiny_checkpoint(path: Path) -> Path:
+    return write_official_checkpoint(path, tiny_config(1, embed_dim=16), "official-swin", seed=4)
+
+
+@pytest.mark.parametrize("planted", ["predictable", "random"])
+def test_a_link_planted_at_a_synthetic_temporary_name_is_never_written_through(tmp_path, monkeypatch, planted):
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(VICTIM_BYTES)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    final = cache / "ckpt.pth"
+    if planted == "predictable":  # the name the old writer used: .NAME.<pid>.tmp
+        (cache / f".{final.name}.{os.getpid()}.tmp").symlink_to(victim)
+        _tiny_checkpoint(final)
+        assert final.stat().st_size > 10_000 and not final.is_symlink()
+    else:  # an attacker who guesses every name the writer draws: refused, naming the folder
+        import swinzoo.fetch as fetch_module
+
+        monkeypatch.setattr(fetch_module.secrets, "token_hex", lambda n: "ab" * n)
+        # planted after the writer's clean-up of stale temporaries (which would remove it): O_EXCL must refuse it
+        monkeypatch.setattr(fetch_module._Entry, "clean_own_temporaries", lambda self: None)
+        (cache / f".{final.name}.{os.getpid()}.{'ab' * 8}.tmp").symlink_to(victim)
+        from swinzoo.errors import SwinzooError
+
+        with pytest.raises(SwinzooError, match=str(cache)):
+            _tiny_checkpoint(final)
+        assert not final.exists()
+    assert victim.read_bytes() == VICTIM_BYTES
+
+
+def test_a_killed_synthetic_generation_leaves_a_temporary_the_next_run_removes(tmp_path):
+    cache = tmp_path / "cache"
+    final = cache / "ckpt.pth"
+    code = (
+        "import sys, time; from pathlib import Path; from swinzoo.fetch import write_cache_file\n"
+        "def write(f):\n    f.write(b'x' * 4096); f.flush(); print('writing', flush=True); time.sleep(60)\n"
+        f"write_cache_file(Path({str(final)!r}), write)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "writing"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=SECONDS)
+    left = [p.name for p in cache.iterdir() if p.name.endswith(".tmp")]
+    assert len(left) == 1 and left[0].startswith(f".{final.name}.{child.pid}.")  # what a kill leaves
+    _tiny_checkpoint(final)
+    assert [p.name for p in cache.iterdir() if p.name.endswith(".tmp")] == []
+    assert final.stat().st_size > 10_000

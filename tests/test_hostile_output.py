@@ -241,7 +241,7 @@ def test_verify_json_file_that_is_a_folder_is_one_line(tmp_path, monkeypatch):
 
     results = tmp_path / "results"
     results.mkdir()
-    monkeypatch.setattr(reporting, "summary", lambda reports: {"entries": []})
+    monkeypatch.setattr(reporting, "summary", lambda reports, selected=None: {"entries": []})
     reports: list = []
     message = assert_clean_failure(run_cli_json_file(results, reports))
     assert str(results) in message and list(results.iterdir()) == []

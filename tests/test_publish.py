@@ -482,6 +482,16 @@ def test_cli_publish_json_summary(hub: HubServer, folder: Path) -> None:
     assert summary["commit"] == commits("alice/tiny-swin")[0]
 
 
+def test_cli_publish_json_lists_only_the_files_it_sent(hub: HubServer, folder: Path) -> None:
+    args = ["publish", str(folder), "--repo-id", "alice/tiny-swin", "--json"]
+    first = json.loads(CliRunner().invoke(main, args).stdout)
+    assert first["files"] and first["unchanged"] == []
+    assert sorted(f["path"] for f in first["files"]) == sorted(first["uploaded"])
+    again = json.loads(CliRunner().invoke(main, args).stdout)  # nothing changed: nothing listed as sent
+    assert again["changed"] is False and again["files"] == [] and again["uploaded"] == []
+    assert sorted(again["unchanged"]) == sorted(f["path"] for f in first["files"])
+
+
 # --------------------------------------------------------------------------------------------- real entries
 @pytest.mark.slow
 def test_convert_verify_publish_reload_a_real_entry_end_to_end(hub: HubServer, tmp_path: Path) -> None:

@@ -671,6 +671,38 @@ def test_transformers_table_names_the_official_key_it_cannot_place():
         V.official_to_transformers({"layers.0.blocks.0.attn.mystery": torch.zeros(1)}, version=1, simmim=False)
 
 
+# --------------------------------------------------------------------------------------------- released names
+def _as_released(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """SwinV2's continuous position bias MLP under the name the released SimMIM V2 files use (issue #271)."""
+    return {k.replace(".cpb_mlp.", ".rpe_mlp."): v for k, v in state.items()}
+
+
+@pytest.mark.parametrize("name", ["tiny-simmim-swinv2-pretrain", "tiny-simmim-swinv2-finetune"])
+def test_simmim_v2_file_naming_cpb_mlp_rpe_mlp_passes_both_references(zoo, cache, tmp_path, name):
+    from swinzoo.safeload import load_state_dict
+
+    canonical = load_state_dict(resolve_source(manifest.get_entry(name), synthetic=True, cache_dir=cache).path)
+    released = _as_released({k.replace(".rpe_mlp.", ".cpb_mlp."): v for k, v in canonical.items()})
+    assert sum(".rpe_mlp." in k for k in released) == 3 * sum(zoo[name].architecture.depths)
+    source = tmp_path / "released.pth"
+    torch.save({"model": released}, source)
+    report = V.verify_entry(name, source=source, cache_dir=cache)
+    assert report.status == "pass", report.to_dict()
+    assert {r.reference: r.status for r in report.references} == {"timm": "pass", "transformers": "pass"}
+
+
+def test_transformers_table_reads_rpe_mlp_as_cpb_mlp_and_refuses_both_names_at_once():
+    w, b = torch.randn(512, 2), torch.randn(512)
+    released = {"layers.0.blocks.0.attn.rpe_mlp.0.weight": w, "layers.0.blocks.0.attn.rpe_mlp.0.bias": b}
+    mapped = V.official_to_transformers(released, version=2, simmim=False)
+    prefix = "swinv2.encoder.layers.0.blocks.0.attention.self.continuous_position_bias_mlp.0."
+    assert mapped.keys() == {prefix + "weight", prefix + "bias"}
+    assert mapped[prefix + "weight"] is w and mapped[prefix + "bias"] is b
+    both = {**released, "layers.0.blocks.0.attn.cpb_mlp.0.weight": w.clone()}
+    with pytest.raises(V.VerifyError, match=r"layers\.0\.blocks\.0\.attn\.cpb_mlp\.0\.weight.*held twice"):
+        V.official_to_transformers(both, version=2, simmim=False)
+
+
 # --------------------------------------------------------------------------------------------- real size
 @pytest.mark.slow
 def test_real_size_swin_tiny_synthetic_passes(cache):
@@ -871,3 +903,63 @@ def test_transformers_class_table_agrees_with_transformers_own_auto_mappings():
             assert transformers_class(version, task).__name__ == names[model_type], (task, version)
     with pytest.raises(ValueError, match="version 3 and task 'image-classification'"):
         transformers_class(3, "image-classification")
+
+
+# --------------------------------------------------------------------------------------------- folder records
+def test_a_zoo_entry_converted_from_a_local_file_is_verified_against_the_file_it_records(zoo, cache, tmp_path):
+    synthetic = resolve_source(manifest.get_entry("tiny-swin"), synthetic=True, cache_dir=cache).path
+    own = tmp_path / "my-download.pth"
+    shutil.copyfile(synthetic, own)
+    folder = tmp_path / "out"
+    convert("tiny-swin", source=own, out_dir=folder, progress=False)
+    empty_cache = tmp_path / "empty-cache"  # nothing to download from: the recorded file must be used
+    code, out, err = cli("--cache-dir", str(empty_cache), "--converted", str(folder), "--json")
+    assert code == 0, out + err
+    (entry,) = json.loads(out)["entries"]
+    assert entry["entry"] == "tiny-swin" and entry["status"] == "pass"
+    assert not empty_cache.exists() or not any(empty_cache.rglob("*.pth"))
+
+
+def test_a_parent_folder_verifies_each_entry_folder_as_its_records_say(zoo, cache, tmp_path):
+    parent = tmp_path / "converted"
+    for name in ("tiny-swin", "tiny-swinv2"):
+        convert(name, synthetic=True, cache_dir=cache, out_dir=parent / name, progress=False)
+    code, out, err = cli("--cache-dir", str(cache), "--converted", str(parent), "--json")
+    assert code == 0, out + err
+    assert sorted(e["entry"] for e in json.loads(out)["entries"]) == ["tiny-swin", "tiny-swinv2"]
+    for name in ("tiny-swin", "tiny-swinv2"):
+        assert json.loads((parent / name / "verification.json").read_text())["status"] == "pass"
+
+
+def test_a_stopped_shard_leaves_a_json_file_that_says_it_is_incomplete_and_evicts_the_entry_it_stopped_in(
+    zoo, tmp_path, monkeypatch
+):
+    import swinzoo.verify.orchestration as orchestration
+
+    real, calls = orchestration._run_reference, []
+
+    def stop_in_the_second_entry(ref, ctx):
+        calls.append(ref)
+        if len(calls) == 3:  # two references per entry: the second entry's first one
+            raise KeyboardInterrupt
+        return real(ref, ctx)
+
+    monkeypatch.setattr(orchestration, "_run_reference", stop_in_the_second_entry)
+    cache_dir, results = tmp_path / "cache", tmp_path / "results.json"
+    args = ("tiny-swin", "tiny-swinv2", "--synthetic", "--evict-sources", "--cache-dir", str(cache_dir))
+    code, out, err = cli(*args, "--json-file", str(results))
+    assert code == 130, out + err
+    written = json.loads(results.read_text())
+    assert (written["complete"], written["selected"], written["done"], written["passed"]) == (False, 2, 1, False)
+    assert [e["entry"] for e in written["entries"]] == ["tiny-swin"]
+    assert sorted(p.name for p in (cache_dir / "synthetic").glob("*.pth")) == []  # both files evicted
+
+
+def test_a_verified_synthetic_folders_card_tags_agree_with_its_passing_table(zoo, cache, tmp_path):
+    from huggingface_hub import ModelCard
+
+    folder = _verified_folder(zoo, cache, tmp_path)
+    card = ModelCard((folder / "README.md").read_text())
+    assert json.loads((folder / "verification.json").read_text())["status"] == "pass"
+    assert "pipeline-verified" in card.data.tags and "synthetic-weights" in card.data.tags
+    assert "not-verified" not in card.data.tags and "verified" not in card.data.tags  # never the published model's

@@ -286,3 +286,88 @@ def test_reference_moves_official_v1_tables_and_positions_as_the_official_loader
     state[key] = state[key][:-1]
     with pytest.raises(rr.ReferenceRetargetError, match=r"layers\.1\.blocks\.0\.attn\.relative_position_bias_table"):
         _official_move(state, target_image=(96, 96), target_window=6)
+
+
+def test_from_pretrained_image_size_retargets_the_processor_as_convert_does(zoo, cache, tmp_path):
+    import swinzoo
+
+    plain = tmp_path / "plain"
+    convert("tiny-swinv2", synthetic=True, cache_dir=cache, out_dir=plain, progress=False)
+    moved = retargeted_folder("tiny-swinv2", cache, tmp_path, image_size=128, window_size=8)
+    at_load = swinzoo.from_pretrained(plain, image_size=128, window_size=8)
+    written = swinzoo.ImageProcessor.from_pretrained(moved)  # what convert wrote for the same retarget
+    assert written.preprocessing.input_size == 128
+    assert at_load.image_processor == written
+    assert at_load.image_processor(images=[torch.rand(3, 150, 170)])["pixel_values"].shape[-2:] == (128, 128)
+
+
+def _card_agrees_with_the_folder(folder: Path) -> str:
+    """The card's transform line is the one the folder's processor applies (input size and crop from its records)."""
+    import math
+
+    import swinzoo
+
+    card = (folder / "README.md").read_text()
+    p = swinzoo.ImageProcessor.from_pretrained(folder).preprocessing
+    short = math.floor(p.input_size / p.crop_pct)
+    expected = f"resize the short side to {short}, centre-crop {p.input_size}" if short != p.input_size else ""
+    assert expected in card, (expected, card)
+    size = json.loads((folder / "config.json").read_text())["image_size"]
+    assert p.input_size == (size if isinstance(size, int) else size[0])  # the processor fits the model
+    return card
+
+
+def test_a_retargeted_folders_card_states_its_own_classes_and_transform(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6, num_labels=10)
+    card = _card_agrees_with_the_folder(folder)
+    assert "10 classes (a new zero-initialised head" in card and "ImageNet-1K" not in card.split("## Source")[0]
+    assert "centre-crop 64" not in card
+
+    real = manifest.get_entry("swin-tiny-patch4-window7-224-22k")
+    zoo["tiny-swin-22k"] = test_verify._shrink(real, "tiny-swin-22k", depths=(2, 2, 2))
+    folder = retargeted_folder("tiny-swin-22k", cache, tmp_path, image_size=96, window_size=6, num_labels=1000)
+    card = _card_agrees_with_the_folder(folder)
+    description = card.split("## Source")[0]
+    assert "ImageNet-1K (1000 classes" in description and "21841" not in description
+
+
+def test_convert_says_it_retargeted_and_names_the_default_folder_for_the_new_model(zoo, cache, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from swinzoo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--image-size", "96", "--window-size", "6", "--num-labels", "10", "--cache-dir", str(cache)]
+    result = CliRunner().invoke(main, ["convert", "tiny-swin", "--synthetic", "--quiet", *args])
+    assert result.exit_code == 0, result.output
+    folder = Path("converted/tiny-swin-96px-window6-10labels")
+    assert json.loads((folder / "config.json").read_text())["num_labels"] == 10
+    assert not Path("converted/tiny-swin").exists()
+    assert "retargeted" in result.output and "to image 96, window 6 (per stage [6, 6, 6]), 10 classes" in result.output
+
+
+def test_a_zero_initialised_head_is_said_to_carry_no_information_and_pooled_features_are_compared(zoo, cache, tmp_path):
+    folder = retargeted_folder("tiny-swin", cache, tmp_path, image_size=96, window_size=6, num_labels=10)
+    report = V.verify_entry("tiny-swin", synthetic=True, cache_dir=cache, converted=folder)
+    assert report.status == "pass", report.to_dict()
+    for ref in report.references:
+        named = {c.name: c for c in ref.comparisons}
+        assert named["logits"].ref_max_abs == 0.0 and "no information" in named["logits"].note
+        assert ref.top5_per_image is None  # no top-5 agreement claimed on all-zero logits
+        pooled = named["pooled features"]
+        assert pooled.passed and pooled.ref_max_abs > 0.1, (ref.reference, pooled)
+    table = V.format_table([report])
+    assert "tiny-swin: timm: logits all zero (a zero-initialised head): no information" in table
+
+
+def test_pooled_features_that_differ_fail_when_the_head_is_zero():
+    from swinzoo.verify.references.base import classification_comparisons
+    from swinzoo.verify.results import ReferenceResult
+    from swinzoo.verify.tolerances import TOLERANCES
+
+    tol = TOLERANCES["float32"]
+    features = torch.randn(2, 3, 3, 8)
+    for shifted, expected in ((features, True), (features + 0.01, False)):
+        result = ReferenceResult("x", "")
+        classification_comparisons(result, torch.zeros(2, 10), torch.zeros(2, 10), tol, (shifted, features))
+        assert result.comparisons[-1].name == "pooled features" and result.comparisons[-1].passed is expected

@@ -94,6 +94,20 @@ def folder_for(converted: Path, name: str, several: bool) -> Path:
     return converted / name
 
 
+def entry_folders(parent: Path) -> list[str]:
+    """The entries a parent of converted folders holds (``PARENT/NAME/`` with the records of entry NAME)."""
+    names = []
+    for child in sorted(parent.iterdir()) if parent.is_dir() else []:
+        if child.is_dir() and not child.is_symlink() and (child / CONVERSION_NAME).is_file():
+            try:
+                record = ConvertedFolder(child).conversion()
+            except RecordError:
+                record = None
+            if record is not None and record.entry == child.name:
+                names.append(child.name)
+    return names
+
+
 # --------------------------------------------------------------------------------------------- the folder's records
 @dataclass(frozen=True)
 class FolderRun:
@@ -225,6 +239,11 @@ def plan_folder_run(
                 f"not --seed {seed}: drop --seed"
             )
         return FolderRun(entry.name, True, made_with)
+    recorded_source = record.source or ""
+    if recorded_source and "://" not in recorded_source and Path(recorded_source).is_file():
+        # converted from a local file (`convert NAME --source FILE`): verified against that file, as recorded
+        _check_source_sha(folder, recorded_source, sha, cache_dir, progress)
+        return FolderRun(entry.name, False, 0 if seed is None else seed, recorded_source)
     pinned = entry.source.sha256
     if pinned and sha and pinned.lower() != str(sha).lower():
         raise VerifyError(

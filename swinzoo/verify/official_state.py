@@ -10,11 +10,36 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .errors import VerifyError
+
 if TYPE_CHECKING:
     from .context import Context
 
 # Official buffers that depend only on the architecture: they are not weights, the references rebuild them.
 _BUFFER_SUFFIXES = ("relative_position_index", "attn_mask", "relative_coords_table")
+
+# The released SimMIM V2 files name SwinV2's continuous position bias MLP ``rpe_mlp`` (the code's older name); the
+# official loaders rename it to ``cpb_mlp`` "only for loading provided models" (utils_simmim.py load_checkpoint,
+# utils.py remap_pretrained_keys_swin; microsoft/Swin-Transformer#271, #273). Restated here, not imported from the
+# converter, so the references read a released file the way the official code does.
+_OLDER_CPB_NAME = ".rpe_mlp."
+
+
+def official_names(state: dict[str, torch.Tensor], source: object = "the source file") -> dict[str, torch.Tensor]:
+    """``state`` with ``rpe_mlp`` keys under their current official name ``cpb_mlp``, as the official loaders do.
+
+    A file holding one tensor under both names is refused (which one the official code would load depends on
+    dict order): a VerifyError naming the key and ``source``.
+    """
+    if not any(_OLDER_CPB_NAME in k for k in state):
+        return state
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        name = key.replace(_OLDER_CPB_NAME, ".cpb_mlp.")
+        if name in out or (name != key and name in state):
+            raise VerifyError(f"{source}: {name} is held twice, as cpb_mlp and as rpe_mlp (its older official name)")
+        out[name] = value
+    return out
 
 
 def _round_through(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -26,7 +51,8 @@ def _round_through(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _official_state(ctx: Context, *, mmap: bool = False) -> dict[str, torch.Tensor]:
-    """The source file's state dict, its weights rounded through the folder's dtype, as float32.
+    """The source file's state dict (``rpe_mlp`` read as ``cpb_mlp``), its weights rounded through the folder's
+    dtype, as float32.
 
     Stored buffers are not weights (a converted folder does not hold them): they keep their values. Read
     without mmap (torch's own reader) unless ``mmap``: the timm reference keeps the plain reader, not the mmap
@@ -37,7 +63,7 @@ def _official_state(ctx: Context, *, mmap: bool = False) -> dict[str, torch.Tens
     """
     from ..safeload import load_state_dict
 
-    state = load_state_dict(ctx.source_path, mmap=mmap)
+    state = official_names(load_state_dict(ctx.source_path, mmap=mmap), ctx.source_path)
     if ctx.retarget is not None:
         from .retargeted import retargeted_official
 

@@ -61,13 +61,15 @@ def verify_entry(
         report.problems.append(str(exc) if isinstance(exc, ManualDownloadRequired) else f"{type(exc).__name__}: {exc}")
         report.status = "error"
         return _done(report, started, folder)
-    for name in options.references:
-        _status(options, f"{entry.name}: {name} reference")
-        report.references += _run_reference(REFERENCES[name], ctx)
-    if options.evict_sources and options.source is None:  # every reference has read it: free the disk
-        from ..fetch import evict
+    try:
+        for name in options.references:
+            _status(options, f"{entry.name}: {name} reference")
+            report.references += _run_reference(REFERENCES[name], ctx)
+    finally:  # every reference has read it, or the run was stopped: free the disk either way
+        if options.evict_sources and options.source is None:
+            from ..fetch import evict
 
-        report.source_evicted = evict(ctx.source_path, Path(options.cache_dir) if options.cache_dir else None)
+            report.source_evicted = evict(ctx.source_path, Path(options.cache_dir) if options.cache_dir else None)
     del ctx
     _verdict(report)
     return _done(report, started, folder)

@@ -83,6 +83,12 @@ def format_table(reports: Sequence[EntryReport]) -> str:
             for ref in r.references
             if ref.reason and ref.status != "pass"
         ]
+        notes += [  # a check that could not fail (all-zero logits) is named, with what was compared instead
+            f"{r.entry}: {ref.reference}: {c.name} {c.note}"
+            for ref in r.references
+            for c in ref.comparisons
+            if "no information" in c.note
+        ]
     if notes:
         lines += ["", *notes]
     dtypes = sorted({r.dtype for r in reports if r.references})
@@ -92,29 +98,35 @@ def format_table(reports: Sequence[EntryReport]) -> str:
     return "\n".join(lines)
 
 
-def summary(reports: Sequence[EntryReport]) -> dict[str, Any]:
-    """Machine-readable result of a run (what ``--json`` writes)."""
+def summary(reports: Sequence[EntryReport], selected: int | None = None) -> dict[str, Any]:
+    """Machine-readable result of a run (what ``--json`` writes). ``selected``: how many entries the run was to
+    verify; a file written midway (or left by a stopped run) says ``complete: false`` and does not pass."""
     counts: dict[str, int] = {}
     for r in reports:
         counts[r.status] = counts.get(r.status, 0) + 1
+    selected = len(reports) if selected is None else selected
+    complete = len(reports) >= selected
     return finite(
         {
             "swinzoo_version": __version__,
             "libraries": library_versions(),
             "tolerances": {k: v.to_dict() for k, v in TOLERANCES.items()},
-            "passed": all(r.passed for r in reports),
+            "passed": complete and all(r.passed for r in reports),
+            "complete": complete,
+            "selected": selected,
+            "done": len(reports),
             "counts": counts,
             "entries": [r.to_dict() for r in reports],
         }
     )
 
 
-def write_json(path: str, reports: Sequence[EntryReport]) -> None:
+def write_json(path: str, reports: Sequence[EntryReport], selected: int | None = None) -> None:
     """:func:`summary` as JSON to ``path`` (atomically), or to stdout for ``-``."""
     if path == "-":
-        print(json.dumps(summary(reports), indent=2))
+        print(json.dumps(summary(reports, selected), indent=2))
     else:
-        _write_json_atomic(Path(path), summary(reports))
+        _write_json_atomic(Path(path), summary(reports, selected))
 
 
 def write_verification(folder: Path, report: EntryReport) -> Path:

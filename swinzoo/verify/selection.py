@@ -43,8 +43,10 @@ def parse_shard(value: str) -> tuple[int, int]:
 
 def select_entries(names: Sequence[str] = (), *, all_entries: bool = False, shard: str | None = None) -> list[str]:
     """Entry names to verify: the given ones (checked to exist) or the whole zoo, then the shard's subset."""
-    if all_entries == bool(names):
-        raise VerifyError("give entry NAMEs or --all (not both)")
+    if all_entries and names:
+        raise VerifyError("give entry NAMEs or --all, not both")
+    if not all_entries and not names:
+        raise VerifyError("nothing to verify: give entry NAMEs, --all, or --converted FOLDER (swinzoo verify --help)")
     zoo = load_manifests()
     chosen = list(zoo.values()) if all_entries else [get_entry(n) for n in dict.fromkeys(names)]
     if shard:

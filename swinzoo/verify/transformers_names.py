@@ -10,7 +10,7 @@ import re
 
 import torch
 
-from .official_state import _BUFFER_SUFFIXES
+from .official_state import _BUFFER_SUFFIXES, official_names
 
 # Official names -> transformers names, inside one block ``layers.{i}.blocks.{j}.`` (``{base}`` = swin / swinv2).
 # The fused qkv projection is split into query, key and value; everything else is a plain rename.
@@ -52,8 +52,10 @@ def official_to_transformers(
 
     Written for verification, apart from swinzoo's converter: a plain table of renames per official name,
     the fused ``qkv`` split into query / key / value. Buffers the models rebuild (relative_position_index,
-    attn_mask, relative_coords_table) are dropped. ``style`` is ``q_proj`` for transformers >= 5 Swin v1.
+    attn_mask, relative_coords_table) are dropped; ``rpe_mlp`` (the released SimMIM V2 files' name) is read as
+    ``cpb_mlp``. ``style`` is ``q_proj`` for transformers >= 5 Swin v1.
     """
+    state = official_names(state)
     base = "swin" if version == 1 else "swinv2"
     block_table = _BLOCK_V2 if version == 2 else (_BLOCK_V1_QPROJ if style == "q_proj" else _BLOCK_V1_LEGACY)
     qkv_names = _QKV["legacy" if version == 2 else style]

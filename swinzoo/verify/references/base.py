@@ -102,10 +102,24 @@ def stage_comparisons(
 
 
 def classification_comparisons(
-    result: ReferenceResult, ours: torch.Tensor, logits: torch.Tensor, tol: Tolerance
+    result: ReferenceResult,
+    ours: torch.Tensor,
+    logits: torch.Tensor,
+    tol: Tolerance,
+    features: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
+    """Logits and their top-5. All-zero reference logits (a zero-initialised head, as a retarget to a new class
+    count makes) carry no information: the comparison says so, no top-5 is claimed, and the pooled ``features``
+    (ours, the reference's; (B, ..., C)) are compared instead, the input the trained head will see."""
     comp = compare("logits", ours, logits, tol)
     result.comparisons.append(comp)
+    if not logits.detach().any() and features is not None:
+        comp.note = "all zero (a zero-initialised head): no information; the pooled features are compared instead"
+        mine, theirs = (f.detach().flatten(1, -2).mean(1) for f in features)
+        pooled = compare("pooled features", mine, theirs, tol)
+        pooled.note = "mean over positions of the final features (the head's input)"
+        result.comparisons.append(pooled)
+        return
     if tuple(ours.shape) == tuple(logits.shape):
         agree = top5_agreement(ours, logits, comp.limit)
         result.top5_per_image = agree

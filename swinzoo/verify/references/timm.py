@@ -117,7 +117,8 @@ class TimmReference(LibraryReference):
             mim_comparisons(result, ctx, reconstruction, None)
         else:
             assert ctx.ours.logits is not None, "a classifier always returns logits"
-            classification_comparisons(result, ctx.ours.logits, logits, ctx.tol)
+            assert ctx.ours.features is not None, "run_swinzoo always records the final features"
+            classification_comparisons(result, ctx.ours.logits, logits, ctx.tol, (ctx.ours.features, final))
         if buffer_problems:
             result.comparisons.append(Comparison("buffers", math.inf, math.nan, 0.0, False, "; ".join(buffer_problems)))
             result.reason = "stored buffers disagree with the configuration: " + "; ".join(buffer_problems[:3])

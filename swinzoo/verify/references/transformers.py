@@ -126,5 +126,7 @@ def transformers_run(
         mim_comparisons(result, ctx, out.reconstruction.float(), loss)
     else:
         assert ctx.ours.logits is not None, "a classifier always returns logits"
-        classification_comparisons(result, ctx.ours.logits, out.logits.float(), ctx.tol)
+        classification_comparisons(
+            result, ctx.ours.logits, out.logits.float(), ctx.tol, (ours.features, normed[-1].float())
+        )
     return finish(result, parts)
