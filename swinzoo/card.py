@@ -19,13 +19,20 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .folder import CARD_NAME, CONFIG_NAME, CONVERSION_NAME, VERIFICATION_NAME, WEIGHTS_NAME, ConvertedFolder
+from .folder import (
+    CARD_NAME,
+    CONFIG_NAME,
+    CONVERSION_NAME,
+    VERIFICATION_NAME,
+    WEIGHTS_NAME,
+    ConvertedFolder,
+    atomic_write_text,
+)
 from .records import ConversionRecord, RecordError, VerificationRecord, read_json
 
 FORMATS = ("swinzoo", "transformers", "timm")
@@ -759,13 +766,4 @@ def write_card(folder: str | Path) -> Path:
     """
     folder = Path(folder)
     card = build_card(folder)
-    fd, tmp = tempfile.mkstemp(prefix=f".{CARD_NAME}.", suffix=".partial", dir=folder)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)
-        Path(tmp).write_text(str(card), encoding="utf-8")
-        os.replace(tmp, folder / CARD_NAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return folder / CARD_NAME
+    return atomic_write_text(folder / CARD_NAME, str(card))

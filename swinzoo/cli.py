@@ -10,6 +10,7 @@ import json
 import click
 
 from . import __version__
+from .errors import printable
 from .manifest import FAMILIES, KINDS, ManifestError, ZooEntry, load_manifests
 
 
@@ -105,11 +106,17 @@ def _os_message(exc: OSError) -> str:
     return f"{where}: {why}" if where else why
 
 
+def _debug() -> bool:
+    """``SWINZOO_DEBUG`` on: 1, true, yes or on (0, false, no, off and empty mean off, as the words say)."""
+    import os
+
+    return os.environ.get("SWINZOO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _run(fn, *args, **kwargs):
     """Call the library; its errors become one redacted line on stderr and exit 1, an interrupt 130 (143 for
     SIGTERM) with an honest account of what was written. ``SWINZOO_DEBUG=1`` shows tracebacks of unexpected
     errors instead of the one-line report."""
-    import os
 
     from .errors import SwinzooError, one_line
     from .folder import committed
@@ -117,7 +124,7 @@ def _run(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except SwinzooError as exc:
-        raise click.ClickException(one_line(str(exc))) from exc
+        raise click.ClickException(exc.terminal_text()) from exc
     except MemoryError as exc:
         raise click.ClickException("out of memory: the input asks for more memory than this machine has") from exc
     except OSError as exc:
@@ -130,7 +137,7 @@ def _run(fn, *args, **kwargs):
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
     except Exception as exc:
-        if os.environ.get("SWINZOO_DEBUG"):
+        if _debug():
             raise
         raise click.ClickException(
             one_line(
@@ -223,11 +230,11 @@ def convert_command(
         click.echo(json.dumps(summary, indent=2))
         return
     for note in result.notes:
-        click.echo(f"inferred: {note}")
+        click.echo(f"inferred: {printable(note)}")
     if not result.source.pinned and not result.source.synthetic:
         click.echo(f"warning: source not pinned; sha256 seen: {result.source.sha256}", err=True)
     click.echo(
-        f"converted {summary['entry'] or result.source.description} -> {summary['out_dir']}\n"
+        f"converted {printable(summary['entry'] or result.source.description)} -> {printable(summary['out_dir'])}\n"
         f"  {result.report.summary()}; {format_params(summary['parameters'])} parameters; "
         f"source sha256 {result.source.sha256}"
     )
@@ -468,7 +475,7 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
     loaded = _run(load_classifier, model_spec, revision)
     if _synthetic_model(model_spec, revision):
         click.echo(
-            f"warning: {loaded.source} holds SYNTHETIC weights (random, for testing the pipeline only; its "
+            f"warning: {printable(loaded.source)} holds SYNTHETIC weights (random, for testing the pipeline only; its "
             "conversion.json says synthetic): these predictions mean nothing",
             err=True,
         )
@@ -478,9 +485,9 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     for result in results:
-        click.echo(f"{result.image}:")
+        click.echo(f"{printable(result.image)}:")
         for p in result.predictions:
-            click.echo(f"  {p.probability:8.4f}  {p.label}")
+            click.echo(f"  {p.probability:8.4f}  {printable(p.label)}")
 
 
 # --------------------------------------------------------------------------------------------- evaluate
@@ -526,15 +533,15 @@ def evaluate_command(model_spec, data, ground_truth, batch_size, workers, limit,
         click.echo(json.dumps({**result.to_dict(), "written": str(result.written) if result.written else None}))
         return
     for path in result.skipped:
-        click.echo(f"skipped (corrupt): {path}", err=True)
+        click.echo(f"skipped (corrupt): {printable(path)}", err=True)
     click.echo(
-        f"{result.model}: top-1 {100 * result.top1:.2f}% ({result.top1_correct}/{result.images}), "
+        f"{printable(result.model)}: top-1 {100 * result.top1:.2f}% ({result.top1_correct}/{result.images}), "
         f"top-5 {100 * result.top5:.2f}% ({result.top5_correct}/{result.images}) on {result.images} images"
         + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
     )
     click.echo(
         f"  {result.head}; {result.world_size} process(es) on {result.device}; {result.seconds:.1f}s, "
-        f"{result.images_per_second:.1f} images/s" + (f"; wrote {result.written}" if result.written else "")
+        f"{result.images_per_second:.1f} images/s" + (f"; wrote {printable(result.written)}" if result.written else "")
     )
 
 

@@ -28,7 +28,7 @@ LIMITS = {
     "depth": 128,
     "stages": 8,
     "num_heads": 512,
-    "window_size": 256,
+    "window_size": 64,  # a block holds (window²)² bias entries: 64 is 16.7M (official windows are at most 24)
     "mlp_ratio": 16.0,
     "num_labels": 100_000,
     "label_chars": 512,

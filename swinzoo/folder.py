@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .errors import SwinzooError
 from .records import ConversionRecord, RecordError, VerificationRecord, read_json
+from .system import pid_alive, umask
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -174,16 +175,6 @@ def check_output(target: str | os.PathLike, *, overwrite: bool = False) -> Path:
     return raw
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_partials(parent: Path, name: str) -> list[Path]:
     """Remove ``.NAME.PID.*.partial`` folders left by processes that no longer run (killed, power loss)."""
     removed: list[Path] = []
@@ -193,7 +184,13 @@ def clean_stale_partials(parent: Path, name: str) -> list[Path]:
         parts = path.name[len(name) + 2 :].split(".")
         if not parts or not parts[0].isdigit() or path.is_symlink() or not path.is_dir():
             continue
-        if int(parts[0]) != os.getpid() and not _pid_alive(int(parts[0])):
+        try:
+            made_at = path.lstat().st_mtime
+        except OSError:
+            continue
+        # pid_alive with the folder's time: a PID 1 (or any reused pid) that started after the folder was made
+        # is not the process that made it, so a container's first process does not keep its partials forever.
+        if not pid_alive(int(parts[0]), made_at=made_at):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
@@ -223,8 +220,7 @@ def signals_deferred() -> Iterator[None]:
 
 def _apply_umask(root: Path) -> None:
     """mkdtemp/mkstemp create 0700/0600; the user's umask decides what a finished folder gets."""
-    mask = os.umask(0)
-    os.umask(mask)
+    mask = umask()
     root.chmod(0o777 & ~mask)
     for path in root.iterdir():
         if path.is_file() and not path.is_symlink():
@@ -291,9 +287,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(name, 0o666 & ~mask)
+        os.chmod(name, 0o666 & ~umask())
         os.replace(name, path)
     except BaseException:
         Path(name).unlink(missing_ok=True)
