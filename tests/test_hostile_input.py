@@ -108,11 +108,11 @@ def test_one_file_linked_under_two_classes_is_refused_naming_both(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- terminal text
-def _edit_labels(folder: Path, label: str) -> None:
-    data = json.loads((folder / "config.json").read_text())
+def _edit_labels(model: Path, label: str) -> None:
+    data = json.loads((model / "config.json").read_text())
     data["id2label"] = {str(i): f"{label}{i}" for i in range(data["num_labels"])}
     data["label2id"] = {f"{label}{i}": i for i in range(data["num_labels"])}
-    (folder / "config.json").write_text(json.dumps(data))
+    (model / "config.json").write_text(json.dumps(data))
 
 
 def test_control_characters_in_label_and_file_names_are_escaped(folder, tmp_path):  # noqa: F811
@@ -154,7 +154,8 @@ def _padded_safetensors(path: Path, extra_bytes: int) -> None:
     (size,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + size])
     data = raw[8 + size :]
-    header["extra"] = {"dtype": "F32", "shape": [extra_bytes // 4], "data_offsets": [len(data), len(data) + extra_bytes]}
+    offsets = [len(data), len(data) + extra_bytes]
+    header["extra"] = {"dtype": "F32", "shape": [extra_bytes // 4], "data_offsets": offsets}
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
     with path.open("wb") as f:
@@ -228,7 +229,8 @@ def test_a_byte_order_mark_is_not_part_of_the_first_file_name(tmp_path):
 @pytest.mark.parametrize("repo", ["org/..", "a/b c", "org/x\x1b[2J"])
 def test_a_hub_id_that_is_no_repo_id_is_one_line(folder, repo):  # noqa: F811
     HOSTILE.append(f"--model {repo!r}")
-    message = assert_clean_failure(run_cli("predict", swinzoo_image(folder), "--model", repo), "not a valid Hub repo id")
+    result = run_cli("predict", swinzoo_image(folder), "--model", repo)
+    message = assert_clean_failure(result, "not a valid Hub repo id")
     assert "unexpected" not in message and "\x1b" not in message
 
 
@@ -250,7 +252,7 @@ def test_window_size_beyond_its_bound_is_refused_and_the_bound_converts(tmp_path
     result = run_cli(*convert_args(ckpt, tmp_path / "o", "--window-size", "256", "--image-size", "4096"), memory_mb=900)
     assert_clean_failure(result, "window_size", "64")
     assert not (tmp_path / "o").exists()
-    at_bound = run_cli(*convert_args(ckpt, tmp_path / "p", "--window-size", "64", "--image-size", "4096"), memory_mb=900)
+    at_bound = run_cli(*convert_args(ckpt, tmp_path / "p", "--window-size", "64", "--image-size", "4096"))
     assert at_bound.exit_code == 0, at_bound.output
 
 
@@ -284,12 +286,12 @@ def test_swinzoo_debug_0_means_off(folder, monkeypatch):  # noqa: F811
 
 
 # --------------------------------------------------------------------------------------------- from Python
-def _python_calls(folder: Path):
-    yield "dtype float64", lambda: swinzoo.from_pretrained(folder, dtype="float64"), "float64"
+def _python_calls(model: Path):
+    yield "dtype float64", lambda: swinzoo.from_pretrained(model, dtype="float64"), "float64"
     yield "bad repo id", lambda: swinzoo.from_pretrained("a/b c"), "a/b c"
-    yield "device nonsense", lambda: swinzoo.from_pretrained(folder, device="toaster"), "toaster"
+    yield "device nonsense", lambda: swinzoo.from_pretrained(model, device="toaster"), "toaster"
     if not torch.cuda.is_available():
-        yield "cuda without a GPU", lambda: swinzoo.from_pretrained(folder, device="cuda"), "cuda"
+        yield "cuda without a GPU", lambda: swinzoo.from_pretrained(model, device="cuda"), "cuda"
     yield "mean of strings", lambda: Preprocessing(mean=["a", "b", "c"]), "mean"
     yield "interpolation list", lambda: Preprocessing(interpolation=["bicubic"]), "interpolation"
     yield "crop_mode number", lambda: Preprocessing(crop_mode=1), "crop_mode"
