@@ -5,6 +5,7 @@ Commands import what they need inside their body, so ``swinzoo --help`` and ``sw
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import click
@@ -113,6 +114,20 @@ def _debug() -> bool:
     return os.environ.get("SWINZOO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _after_the_command(signum, frame) -> None:  # noqa: ARG001
+    import os
+    import signal
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        name = "terminated" if signum == signal.SIGTERM else "interrupted"
+        os.write(2, f"{name} after the command had finished: what it wrote is complete\n".encode())
+    os._exit(143 if signum == signal.SIGTERM else 130)
+
+
 def _run(fn, *args, **kwargs):
     """Call the library; its errors become one redacted line on stderr and exit 1, an interrupt 130 (143 for
     SIGTERM) with an honest account of what was written. ``SWINZOO_DEBUG=1`` shows tracebacks of unexpected
@@ -121,6 +136,7 @@ def _run(fn, *args, **kwargs):
     from .errors import SwinzooError, one_line
     from .folder import committed
 
+    already = len(committed())  # a Python caller may run several commands in one process: report this one's
     try:
         return fn(*args, **kwargs)
     except SwinzooError as exc:
@@ -130,7 +146,7 @@ def _run(fn, *args, **kwargs):
     except OSError as exc:
         raise click.ClickException(one_line(_os_message(exc))) from exc
     except KeyboardInterrupt as exc:
-        written = committed()
+        written = committed()[already:]
         what = f"{', '.join(map(str, written))} was written completely" if written else "nothing was written"
         click.echo(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: {what}", err=True)
         raise SystemExit(143 if isinstance(exc, Terminated) else 130) from None
@@ -159,6 +175,13 @@ def run() -> None:
         terminated = isinstance(exc, Terminated)
         print("terminated" if terminated else "interrupted", file=sys.stderr)
         sys.exit(143 if terminated else 130)
+    except SystemExit:
+        # The command is over and everything it wrote is complete; a signal from here on (the interpreter
+        # shutting down DataLoader workers) must not kill the process by its default action mid-exit: say that
+        # it came, and exit 130 / 143 all the same.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _after_the_command)
+        raise
 
 
 # --------------------------------------------------------------------------------------------- convert

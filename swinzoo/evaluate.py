@@ -39,7 +39,7 @@ import torch
 
 from . import images as _images
 from .errors import SwinzooError, printable
-from .folder import ConvertedFolder, atomic_write_text
+from .folder import CARD_NAME, ConvertedFolder, atomic_write_text, committing
 from .images import ImageError, Preprocessing
 
 __all__ = ["EvalData", "EvaluateError", "Evaluation", "evaluate", "imagenet_synsets", "scan_data"]
@@ -773,10 +773,13 @@ def evaluate(
 
             evaluation.weights_sha256 = sha256_file(weights)
         if target is not None:
-            atomic_write_text(target, json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n")
-            evaluation.written = target
-            if ConvertedFolder(target.parent).conversion_file.is_file():  # a converted folder: its card shows it
-                from .card import write_card
+            text = json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n"
+            card = ConvertedFolder(target.parent).conversion_file.is_file()  # a converted folder: its card shows it
+            with committing(target, *([target.parent / CARD_NAME] if card else [])):
+                atomic_write_text(target, text)
+                if card:
+                    from .card import write_card
 
-                write_card(target.parent)
+                    write_card(target.parent)
+            evaluation.written = target
     return evaluation

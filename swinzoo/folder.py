@@ -227,6 +227,39 @@ def _apply_umask(root: Path) -> None:
             path.chmod(0o666 & ~mask)
 
 
+@contextlib.contextmanager
+def committing(*paths: Path) -> Iterator[None]:
+    """A few writes that happen whole (a record and the card that shows it): SIGINT/SIGTERM are held back until
+    they are done, and then ``paths`` are reported as written completely. An interrupt before the block leaves
+    them as they were."""
+    with signals_deferred():
+        yield
+        _committed.extend(paths)
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse, naming ``folder``, the bytes ``what`` needs and the bytes free, before a write that cannot fit."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: the write itself reports a full disk (see :func:`disk_full`)
+    if free < needed:
+        raise OutputError(
+            f"{folder}: {what} needs {needed} bytes ({needed / 2**20:.1f} MiB), but its file system has {free} bytes "
+            "free; free some space or choose another folder"
+        )
+
+
+def disk_full(path: Path, needed: int, exc: BaseException) -> OutputError:
+    """A failed write as an :class:`OutputError` naming the path, the bytes needed and the bytes free."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free} bytes free"
+    except OSError:
+        free = "free space unknown"
+    why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return OutputError(f"{path}: cannot write {needed} bytes ({why}); {free} on its file system")
+
+
 def committed() -> list[Path]:
     """Folders this process finished writing (the CLI reports them honestly after an interrupt)."""
     return list(_committed)
@@ -285,8 +318,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write it ({exc.strerror or exc})") from exc
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:  # a full disk, a quota: name the file and what it needed
+            raise disk_full(path, len(text.encode("utf-8")), exc) from exc
         os.chmod(name, 0o666 & ~umask())
         os.replace(name, path)
     except BaseException:

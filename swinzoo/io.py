@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from . import __version__
 from .config import SwinConfig
 from .errors import SwinzooError, one_line, redact
-from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output
+from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output, check_free_space, disk_full
 from .modeling import TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 from .safeload import count_nonfinite
 from .system import network_errors
@@ -98,7 +98,14 @@ def write_model_files(
     state = {k: v.contiguous() for k, v in state.items()}
     meta = {"format": "pt", "swinzoo_version": __version__, "task": task_of(model)}
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
-    save_file(state, str(directory / WEIGHTS_NAME), metadata=meta)
+    needed = sum(v.numel() * v.element_size() for v in state.values()) + (1 << 20)  # tensors and a header
+    check_free_space(directory, needed, WEIGHTS_NAME)
+    try:
+        save_file(state, str(directory / WEIGHTS_NAME), metadata=meta)
+    except Exception as exc:  # safetensors reports a full disk as its own error type
+        if isinstance(exc, OSError) or "os error" in str(exc) or "No space" in str(exc):
+            raise disk_full(directory / WEIGHTS_NAME, needed, exc) from exc
+        raise
     config = model.config.to_dict()
     config["architectures"] = [type(model).__name__]
     config["task"] = task_of(model)
