@@ -257,7 +257,7 @@ def _read_ground_truth(root: Path, ground_truth: Path) -> list[tuple[Path, int]]
         key = os.path.normpath(relative)  # a.jpg, ./a.jpg and x/../a.jpg name one image
         if key in seen:
             first_line, first_name = seen[key]
-            raise EvaluateError(f"{where}: {name} is the image of line {first_line} ({first_name}) listed again")
+            raise EvaluateError(f"{where}: {name} is the image of line {first_line} ({first_name}), listed twice")
         seen[key] = (lineno, name)
         path = root / key
         if not path.is_file():

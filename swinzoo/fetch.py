@@ -613,7 +613,7 @@ class _Entry:
                 except BlockingIOError:
                     print(
                         f"waiting for another swinzoo process to finish with {one_line(str(self.final))} (it holds "
-                        f"{one_line(self.path(self.lock))}); Ctrl-C to stop, and rerun when it is done",
+                        f"{one_line(str(self.path(self.lock)))}); Ctrl-C to stop, and rerun when it is done",
                         file=sys.stderr,
                         flush=True,
                     )

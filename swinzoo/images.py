@@ -208,8 +208,8 @@ def load_image(path: Path | str | os.PathLike[str]) -> Image.Image:
         raise ImageError(f"image file {path} does not exist") from err
     except UnidentifiedImageError as err:
         raise ImageError(
-            f"image file {path} is not an image in a format swinzoo reads ({', '.join(PILLOW_FORMATS)}): corrupt, "
-            "or another format under an image's name"
+            f"image file {path}: Pillow cannot identify it as an image in a format swinzoo reads "
+            f"({', '.join(PILLOW_FORMATS)}): corrupt, or another format under an image's name"
         ) from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(f"image file {path} is too large to decode safely: {err}") from err
