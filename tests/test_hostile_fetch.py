@@ -24,9 +24,9 @@ from hostile import assert_clean_failure, leftovers, run_cli, run_cli_subprocess
 from httpserver import FileServer, serve_files
 
 from swinzoo.fetch import cache_path_for
-from swinzoo.system import process_start_time
 from swinzoo.manifest import get_entry
 from swinzoo.synthetic import write_official_checkpoint
+from swinzoo.system import process_start_time
 
 SECONDS = 60
 VICTIM_BYTES = b"the user's own file: must never change\n"
