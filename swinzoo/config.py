@@ -415,10 +415,12 @@ class SwinConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> SwinConfig:
+        from .records import RecordError, read_json
+
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+            data = read_json(Path(path))  # the one capped JSON reader: size, UTF-8, depth, an object
+        except RecordError as exc:
+            raise ConfigError(str(exc)) from exc
         except OSError as exc:
             raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
         try:

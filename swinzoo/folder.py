@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -114,10 +113,10 @@ class ConvertedFolder:
 
 def _swinzoo_record(path: Path) -> bool:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(path, required=False)
+    except (OSError, RecordError):
         return False
-    return isinstance(data, dict) and "swinzoo_version" in data
+    return data is not None and "swinzoo_version" in data
 
 
 def is_swinzoo_output(folder: str | os.PathLike) -> bool:
