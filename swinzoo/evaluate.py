@@ -39,7 +39,7 @@ import torch
 
 from . import images as _images
 from .errors import SwinzooError, printable
-from .folder import CARD_NAME, ConvertedFolder, atomic_write_text, committing
+from .folder import CARD_NAME, ConvertedFolder, atomic_write_text, committing, interrupts_kept
 from .images import ImageError, Preprocessing
 
 __all__ = ["EvalData", "EvaluateError", "Evaluation", "evaluate", "imagenet_synsets", "scan_data"]
@@ -719,10 +719,11 @@ def evaluate(
     world = _join_world()
     try:
         started = time.perf_counter()
-        results, skipped = _run(
-            loaded, samples, world, batch_size=batch_size, workers=workers, skip_corrupt=skip_corrupt,
-            progress=progress,
-        )  # fmt: skip
+        with interrupts_kept():  # the DataLoader's workers shut down in a __del__, which swallows a Ctrl-C
+            results, skipped = _run(
+                loaded, samples, world, batch_size=batch_size, workers=workers, skip_corrupt=skip_corrupt,
+                progress=progress,
+            )  # fmt: skip
         counts = torch.tensor(
             [len(results), sum(t == top[0] for _, t, top in results), sum(t in top for _, t, top in results)],
             dtype=torch.int64,

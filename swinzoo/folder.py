@@ -236,6 +236,38 @@ def committing(*paths: Path) -> Iterator[None]:
         _committed.extend(paths)
 
 
+@contextlib.contextmanager
+def interrupts_kept() -> Iterator[None]:
+    """A Ctrl-C or SIGTERM that lands where Python swallows exceptions (a DataLoader's ``__del__`` shutting its
+    workers down prints "Exception ignored" and carries on) still ends the command: each signal is noted as it is
+    handled as usual, and one that did not end the block is raised again right after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in held}
+
+    def note(signum: int, frame: object) -> None:
+        noted.append(signum)
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    for s in held:
+        signal.signal(s, note)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if noted:  # the block ended normally although a signal came: something swallowed it
+        signal.raise_signal(noted[0])
+
+
 def check_free_space(folder: Path, needed: int, what: str) -> None:
     """Refuse, naming ``folder``, the bytes ``what`` needs and the bytes free, before a write that cannot fit."""
     try:

@@ -77,6 +77,27 @@ def test_ctrl_c_during_evaluate_with_workers_leaves_the_folder_as_it_was(verifie
     assert tree_digest(verified) == before and leftovers(verified) == []
 
 
+def test_a_ctrl_c_that_the_dataloader_swallows_still_ends_evaluate(verified, tmp_path, monkeypatch):  # noqa: F811
+    HOSTILE.append("Ctrl-C swallowed by a DataLoader __del__")
+    import swinzoo.evaluate as E
+
+    real = E._run
+
+    def swallowing(*args, **kwargs):
+        out = real(*args, **kwargs)
+        try:  # what torch's _MultiProcessingDataLoaderIter.__del__ does with an exception: prints and goes on
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        return out
+
+    monkeypatch.setattr(E, "_run", swallowing)
+    before = tree_digest(verified)
+    result = run_cli("evaluate", verified, "--data", _data(tmp_path), "--workers", "0", "--quiet")
+    assert result.exit_code == 130 and "nothing was written" in result.output, result.output
+    assert tree_digest(verified) == before
+
+
 def test_ctrl_c_while_verify_writes_leaves_the_verdict_and_card_whole_and_says_so(verified, cache, monkeypatch):  # noqa: F811
     HOSTILE.append("Ctrl-C while verify writes verification.json and the card")
     (verified / "verification.json").unlink()
