@@ -24,6 +24,8 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from .errors import SwinzooError
 from .records import ConversionRecord, RecordError, VerificationRecord, read_json
@@ -246,9 +248,9 @@ def interrupts_kept() -> Iterator[None]:
         return
     noted: list[int] = []
     held = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.getsignal(s) for s in held}
+    previous: dict[int, Any] = {int(s): signal.getsignal(s) for s in held}
 
-    def note(signum: int, frame: object) -> None:
+    def note(signum: int, frame: FrameType | None) -> None:
         noted.append(signum)
         handler = previous[signum]
         if callable(handler):
@@ -262,8 +264,8 @@ def interrupts_kept() -> Iterator[None]:
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if noted:  # the block ended normally although a signal came: something swallowed it
         signal.raise_signal(noted[0])
 
