@@ -21,13 +21,17 @@ from typing import Any
 
 import torch
 
-from ..errors import SwinzooError
+from ..errors import SwinzooError, one_line
 
 Tensor = torch.Tensor
 _PLACEHOLDER = re.compile(r"\{([a-z]+)([+-]\d+)?\}")
 #: Indices in key names have at most this many digits (no Swin has 10,000 stages or blocks): a key such as
 #: ``layers.0.blocks.1e20`` or one with a 5,000-digit index matches no rule instead of reaching ``int()``.
 MAX_INDEX_DIGITS = 4
+
+
+class LayoutError(SwinzooError, ValueError):
+    """A layout or a foreign (timm, transformers) config that swinzoo cannot map; names the layout or field."""
 
 
 class MappingError(SwinzooError, ValueError):
@@ -42,7 +46,12 @@ class MappingError(SwinzooError, ValueError):
             lines.extend(f"    {clip_key(item)}" for item in items[:50])
             if len(items) > 50:
                 lines.append(f"    ... and {len(items) - 50} more")
+        self.lines = lines
         super().__init__("\n".join(lines))
+
+    def terminal_text(self) -> str:
+        """One line per key at fault; each line escaped on its own, so a key name cannot forge a line."""
+        return "\n".join(one_line(line) for line in self.lines)
 
 
 def clip_key(text: str, limit: int = 300) -> str:

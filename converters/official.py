@@ -33,7 +33,7 @@ from swinzoo.modeling import (
 
 from ..errors import SwinzooError
 from ..manifest import LAYOUTS as MANIFEST_LAYOUTS
-from .engine import Derived, Ignored, Rename, Rule, clip_key
+from .engine import Derived, Ignored, LayoutError, Rename, Rule, clip_key
 
 LAYOUTS = tuple(MANIFEST_LAYOUTS.values())  # one per (family, kind): the names live with the manifest
 
@@ -126,7 +126,7 @@ def official_rules(prefix: str = "", simmim: bool = False) -> list[Rule]:
 
 def rules_for_layout(layout: str) -> list[Rule]:
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+        raise LayoutError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
     if layout.endswith("-pretrain"):
         return official_rules("encoder.", simmim=True)
     return official_rules()

@@ -10,7 +10,7 @@ import torch
 
 from swinzoo.config import SwinConfig
 
-from .engine import Rename, Rule
+from .engine import LayoutError, Rename, Rule
 
 
 def timm_rules() -> list[Rule]:
@@ -30,9 +30,9 @@ def timm_model_args(config: SwinConfig) -> dict:
     """The keyword arguments of timm's SwinTransformer(V2) for this architecture (JSON-able: a Hub config's
     ``model_args`` and :func:`create_timm_model` use the same ones)."""
     if config.hidden_act != "gelu" or config.layer_norm_eps != 1e-5:
-        raise ValueError("timm's Swin uses GELU and LayerNorm eps 1e-5; this config differs")
+        raise LayoutError("timm's Swin uses GELU and LayerNorm eps 1e-5; this config differs")
     if config.use_absolute_embeddings:
-        raise ValueError("timm's Swin has no absolute position embeddings (use_absolute_embeddings=True)")
+        raise LayoutError("timm's Swin has no absolute position embeddings (use_absolute_embeddings=True)")
     args = dict(
         img_size=list(config.image_hw),
         patch_size=config.patch_size,
@@ -72,10 +72,10 @@ def swinzoo_config_from_timm(data: dict) -> SwinConfig:
     """A timm Hub ``config.json`` (as ``save_for_hf`` writes it, with ``model_args``) as a swinzoo config."""
     arch = str(data.get("architecture", ""))
     if not arch.startswith("swin"):
-        raise ValueError(f"architecture {arch!r} is not a timm Swin")
+        raise LayoutError(f"architecture {arch!r} is not a timm Swin")
     args = data.get("model_args")
     if not isinstance(args, dict):
-        raise ValueError(
+        raise LayoutError(
             f"architecture {arch!r} without model_args: swinzoo reads the architecture from model_args, which "
             "`swinzoo publish --format timm` writes"
         )

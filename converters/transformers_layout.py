@@ -14,7 +14,7 @@ import torch
 
 from swinzoo.config import SwinConfig
 
-from .engine import IDENTITY, Fused, Ignored, Rename, Rule, Transform, shapes_of
+from .engine import IDENTITY, Fused, Ignored, LayoutError, Rename, Rule, Transform, shapes_of
 
 CLASS_ROW = Transform(
     "positions (1, N, C) <-> (1, 1 + N, C) with a class-token row transformers does not use for patches",
@@ -138,7 +138,7 @@ def transformers_config(config: SwinConfig) -> Any:  # transformers.SwinConfig |
     if config.version == 1:
         window_sizes = {config.stage_window(i)[0] for i in range(config.num_layers)}
         if window_sizes != {config.window_size}:
-            raise ValueError(
+            raise LayoutError(
                 "transformers' Swin (v1) builds every stage with one window, but the official clamp gives "
                 f"per-stage windows {[config.stage_window(i)[0] for i in range(config.num_layers)]} at image size "
                 f"{config.image_size}: this checkpoint cannot be represented in transformers' Swin layout"
@@ -171,7 +171,7 @@ def transformers_class(version: int, task: str = "image-classification") -> type
         ("base", 2): "Swinv2Model",
     }
     if (task, version) not in names:
-        raise ValueError(f"transformers has no Swin model for version {version!r} and task {task!r}")
+        raise LayoutError(f"transformers has no Swin model for version {version!r} and task {task!r}")
     return getattr(transformers, names[(task, version)])
 
 
@@ -222,6 +222,6 @@ def swinzoo_config_from_transformers(data: dict) -> tuple[SwinConfig, str]:
             if arch == base + suffix:
                 task = name
     if task is None:
-        raise ValueError(f"architectures {architectures}: swinzoo reads {base}ForImageClassification, "
+        raise LayoutError(f"architectures {architectures}: swinzoo reads {base}ForImageClassification, "
                          f"{base}ForMaskedImageModeling and {base}Model repos")  # fmt: skip
     return SwinConfig(version=version, **fields), task

@@ -15,12 +15,11 @@ gives timm's masked-image-modelling pretrains (e.g. ``timm/eva02_base_patch14_22
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .folder import CARD_NAME, CONFIG_NAME, VERIFICATION_NAME, WEIGHTS_NAME, ConvertedFolder
+from .folder import CARD_NAME, CONFIG_NAME, VERIFICATION_NAME, WEIGHTS_NAME, ConvertedFolder, atomic_write_text
 from .gate import as_verification, read_verification, sha256_of, verification_passed, verification_problems
 from .records import ConversionRecord, RecordError, VerificationRecord, read_json
 
@@ -655,13 +654,4 @@ def write_card(folder: str | Path) -> Path:
     """
     folder = Path(folder)
     card = build_card(folder)
-    fd, tmp = tempfile.mkstemp(prefix=f".{CARD_NAME}.", suffix=".partial", dir=folder)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)
-        Path(tmp).write_text(str(card), encoding="utf-8")
-        os.replace(tmp, folder / CARD_NAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return folder / CARD_NAME
+    return atomic_write_text(folder / CARD_NAME, str(card))

@@ -5,6 +5,7 @@ Commands import what they need inside their body, so ``swinzoo --help`` and ``sw
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from types import FrameType
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
+from .errors import printable
 from .manifest import FAMILIES, KINDS, ManifestError, ZooEntry, load_manifests
 from .text import text_table
 
@@ -105,32 +107,53 @@ def _os_message(exc: OSError) -> str:
     return f"{where}: {why}" if where else why
 
 
+def _debug() -> bool:
+    """``SWINZOO_DEBUG`` on: 1, true, yes or on (0, false, no, off and empty mean off, as the words say)."""
+    import os
+
+    return os.environ.get("SWINZOO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _after_the_command(signum: int, frame: FrameType | None) -> None:
+    import os
+    import signal
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        name = "terminated" if signum == signal.SIGTERM else "interrupted"
+        os.write(2, f"{name} after the command had finished: what it wrote is complete\n".encode())
+    os._exit(143 if signum == signal.SIGTERM else 130)
+
+
 def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call the library; its errors become one redacted line on stderr and exit 1, an interrupt 130 (143 for
     SIGTERM) with an honest account of what was written. ``SWINZOO_DEBUG=1`` shows tracebacks of unexpected
     errors instead of the one-line report."""
-    import os
 
     from .errors import SwinzooError, one_line
     from .folder import committed
 
+    already = len(committed())  # a Python caller may run several commands in one process: report this one's
     try:
         return fn(*args, **kwargs)
     except SwinzooError as exc:
-        raise click.ClickException(one_line(str(exc))) from exc
+        raise click.ClickException(exc.terminal_text()) from exc
     except MemoryError as exc:
         raise click.ClickException("out of memory: the input asks for more memory than this machine has") from exc
     except OSError as exc:
         raise click.ClickException(one_line(_os_message(exc))) from exc
     except KeyboardInterrupt as exc:
-        written = committed()
+        written = committed()[already:]
         what = f"{', '.join(map(str, written))} was written completely" if written else "nothing was written"
         click.echo(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: {what}", err=True)
         raise SystemExit(143 if isinstance(exc, Terminated) else 130) from None
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
     except Exception as exc:
-        if os.environ.get("SWINZOO_DEBUG"):
+        if _debug():
             raise
         raise click.ClickException(
             one_line(
@@ -152,6 +175,13 @@ def run() -> None:
         terminated = isinstance(exc, Terminated)
         print("terminated" if terminated else "interrupted", file=sys.stderr)
         sys.exit(143 if terminated else 130)
+    except SystemExit:
+        # The command is over and everything it wrote is complete; a signal from here on (the interpreter
+        # shutting down DataLoader workers) must not kill the process by its default action mid-exit: say that
+        # it came, and exit 130 / 143 all the same.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _after_the_command)
+        raise
 
 
 # --------------------------------------------------------------------------------------------- convert
@@ -224,11 +254,11 @@ def convert_command(
         click.echo(json.dumps(summary, indent=2))
         return
     for note in result.notes:
-        click.echo(f"inferred: {note}")
+        click.echo(f"inferred: {printable(note)}")
     if not result.source.pinned and not result.source.synthetic:
         click.echo(f"warning: source not pinned; sha256 seen: {result.source.sha256}", err=True)
     click.echo(
-        f"converted {summary['entry'] or result.source.description} -> {summary['out_dir']}\n"
+        f"converted {printable(summary['entry'] or result.source.description)} -> {printable(summary['out_dir'])}\n"
         f"  {result.report.summary()}; {format_params(summary['parameters'])} parameters; "
         f"source sha256 {result.source.sha256}"
     )
@@ -492,7 +522,7 @@ def predict_command(images: tuple[str, ...], model_spec: str, revision: str | No
     loaded = _run(load_classifier, model_spec, revision)
     if _synthetic_model(model_spec, revision):
         click.echo(
-            f"warning: {loaded.source} holds SYNTHETIC weights (random, for testing the pipeline only; its "
+            f"warning: {printable(loaded.source)} holds SYNTHETIC weights (random, for testing the pipeline only; its "
             "conversion.json says synthetic): these predictions mean nothing",
             err=True,
         )
@@ -502,9 +532,9 @@ def predict_command(images: tuple[str, ...], model_spec: str, revision: str | No
         click.echo(json.dumps(data, indent=2))
         return
     for result in results:
-        click.echo(f"{result.image}:")
+        click.echo(f"{printable(result.image)}:")
         for p in result.predictions:
-            click.echo(f"  {p.probability:8.4f}  {p.label}")
+            click.echo(f"  {p.probability:8.4f}  {printable(p.label)}")
 
 
 # --------------------------------------------------------------------------------------------- evaluate
@@ -564,15 +594,15 @@ def evaluate_command(
         click.echo(json.dumps({**result.to_dict(), "written": str(result.written) if result.written else None}))
         return
     for path in result.skipped:
-        click.echo(f"skipped (corrupt): {path}", err=True)
+        click.echo(f"skipped (corrupt): {printable(path)}", err=True)
     click.echo(
-        f"{result.model}: top-1 {100 * result.top1:.2f}% ({result.top1_correct}/{result.images}), "
+        f"{printable(result.model)}: top-1 {100 * result.top1:.2f}% ({result.top1_correct}/{result.images}), "
         f"top-5 {100 * result.top5:.2f}% ({result.top5_correct}/{result.images}) on {result.images} images"
         + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
     )
     click.echo(
         f"  {result.head}; {result.world_size} process(es) on {result.device}; {result.seconds:.1f}s, "
-        f"{result.images_per_second:.1f} images/s" + (f"; wrote {result.written}" if result.written else "")
+        f"{result.images_per_second:.1f} images/s" + (f"; wrote {printable(result.written)}" if result.written else "")
     )
 
 

@@ -30,7 +30,7 @@ LIMITS = {
     "depth": 128,
     "stages": 8,
     "num_heads": 512,
-    "window_size": 256,
+    "window_size": 64,  # a block holds (window²)² bias entries: 64 is 16.7M (official windows are at most 24)
     "mlp_ratio": 16.0,
     "num_labels": 100_000,
     "label_chars": 512,
@@ -454,10 +454,12 @@ class SwinConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> SwinConfig:
+        from .records import RecordError, read_json
+
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+            data = read_json(Path(path))  # the one capped JSON reader: size, UTF-8, depth, an object
+        except RecordError as exc:
+            raise ConfigError(str(exc)) from exc
         except OSError as exc:
             raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
         try:

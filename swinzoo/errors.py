@@ -12,7 +12,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SwinzooError", "redact", "redact_url", "one_line", "redact_library_logs"]
+__all__ = ["SwinzooError", "printable", "redact", "redact_url", "one_line", "redact_library_logs"]
 
 # Hugging Face user/org tokens, bearer tokens in echoed headers, and common credential query parameters.
 _TOKEN_PATTERNS = [
@@ -26,6 +26,10 @@ _MAX_MESSAGE = 2000
 
 class SwinzooError(Exception):
     """Root of swinzoo's errors: the message names the file, key, shape or value at fault."""
+
+    def terminal_text(self) -> str:
+        """The message as the CLI prints it: redacted, control characters escaped (a value cannot forge a line)."""
+        return one_line(str(self))
 
 
 def redact_url(url: str) -> tuple[str, bool]:
@@ -55,9 +59,37 @@ def redact(text: str) -> str:
     return text
 
 
+# C0 and C1 control characters, DEL, and the Unicode controls that reorder or hide text (bidi overrides,
+# zero-width marks, the byte-order mark): a terminal acts on them (ESC sequences retitle windows and clear
+# screens, CR and newlines forge lines), so text read from files never reaches it raw.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: object, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control character written as its escape (``\\x1b``, ``\\n``, ``\\u202e``).
+
+    The one home for text bound for a terminal: checkpoint key names, label names from a Hub repo and image
+    file names pass through it. ``keep_newlines`` keeps the line breaks of a message swinzoo composed itself
+    (a table); values inside it must be escaped on their own first.
+    """
+    text = str(text)
+    if keep_newlines:
+        return "\n".join(_CONTROL_RE.sub(_escape, line) for line in text.split("\n"))
+    return _CONTROL_RE.sub(_escape, text)
+
+
 def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
-    """A message fit for one terminal line's worth of reading: redacted and cut at ``limit`` characters."""
-    text = redact(text)
+    """A message fit for one terminal line: redacted, control characters escaped, cut at ``limit`` characters."""
+    text = printable(redact(text))
     if len(text) > limit:
         text = text[:limit] + f"... ({len(text) - limit} more characters)"
     return text

@@ -38,8 +38,8 @@ from typing import Any
 import torch
 
 from . import images as _images
-from .errors import SwinzooError
-from .folder import ConvertedFolder, atomic_write_text
+from .errors import SwinzooError, printable
+from .folder import CARD_NAME, ConvertedFolder, atomic_write_text, committing, interrupts_kept
 from .images import ImageError, Preprocessing
 
 __all__ = ["EvalData", "EvaluateError", "Evaluation", "evaluate", "imagenet_synsets", "scan_data"]
@@ -121,15 +121,45 @@ def _list_dir(folder: Path, what: str) -> list[os.DirEntry]:
 
 
 def _walk_images(folder: Path) -> list[Path]:
-    """Image files under ``folder``, in torchvision's order (os.walk sorted, then file names sorted)."""
+    """Image files under ``folder``, in torchvision's order (os.walk sorted, then file names sorted).
+
+    Links are followed as torchvision does, but each real folder is entered once (a link loop would otherwise
+    list the same images again at every depth until the path is too long).
+    """
 
     def failed(exc: OSError) -> None:
         raise EvaluateError(f"class folder {exc.filename or folder}: cannot read it ({exc.strerror or exc})")
 
+    walked: list[tuple[str, list[str]]] = []
+    entered: set[str] = set()
+    for root, dirs, files in os.walk(folder, onerror=failed, followlinks=True):
+        entered.add(os.path.realpath(root))
+        dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(root, d)) not in entered]
+        entered.update(os.path.realpath(os.path.join(root, d)) for d in dirs)
+        walked.append((root, files))
     found: list[Path] = []
-    for root, _dirs, files in sorted(os.walk(folder, onerror=failed, followlinks=True)):
+    for root, files in sorted(walked):
         found.extend(Path(root) / name for name in sorted(files) if _is_image(name))
     return found
+
+
+def _once_each(root: Path, samples: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
+    """Each real file once (links to one image count it once); one file under two classes is an error."""
+    seen: dict[str, tuple[Path, int]] = {}
+    out: list[tuple[Path, int]] = []
+    for path, target in samples:
+        real = os.path.realpath(path)
+        if real in seen:
+            first, first_target = seen[real]
+            if first_target != target:
+                raise EvaluateError(
+                    f"--data {root}: {first} and {path} are the same file ({real}) under two classes "
+                    f"({first_target} and {target})"
+                )
+            continue
+        seen[real] = (path, target)
+        out.append((path, target))
+    return out
 
 
 def _scan_image_folder(root: Path, entries: list[os.DirEntry]) -> list[tuple[Path, int]]:
@@ -150,7 +180,7 @@ def _scan_image_folder(root: Path, entries: list[os.DirEntry]) -> list[tuple[Pat
                 f"--data {root}: class folder {entry.name} holds no images (looked for {', '.join(IMG_EXTENSIONS)})"
             )
         samples.extend((path, index[entry.name]) for path in files)
-    return samples
+    return _once_each(root, samples)
 
 
 def _parse_label(value: str, synsets: Callable[[], list[str]]) -> int | None:
@@ -174,13 +204,18 @@ def _read_text(ground_truth: Path) -> str:
                 f"--ground-truth {ground_truth}: {size} bytes, more than the {MAX_GROUND_TRUTH_BYTES} a "
                 "ground-truth file of ImageNet's size needs"
             )
-        return ground_truth.read_text(encoding="utf-8")
+        return ground_truth.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not text
     except OSError as exc:
         raise EvaluateError(f"--ground-truth {ground_truth}: cannot read it ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
         raise EvaluateError(
             f"--ground-truth {ground_truth}: not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from exc
+
+
+def _is_header(name: str, value: str) -> bool:
+    """A header names its columns (``file,label``): words, not an image file and a mistyped class."""
+    return not _is_image(name) and re.fullmatch(r"[A-Za-z_ ]+", value) is not None and len(value) <= 40
 
 
 def _read_ground_truth(root: Path, ground_truth: Path) -> list[tuple[Path, int]]:
@@ -193,7 +228,7 @@ def _read_ground_truth(root: Path, ground_truth: Path) -> list[tuple[Path, int]]
         return cached[0]
 
     samples: list[tuple[Path, int]] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, str]] = {}
     first = True
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -209,7 +244,7 @@ def _read_ground_truth(root: Path, ground_truth: Path) -> list[tuple[Path, int]]
         except EvaluateError as exc:
             raise EvaluateError(f"{where}: {exc}") from None
         if target is None:
-            if first:  # a header line ("file,label")
+            if first and _is_header(name, value):  # a header line ("file,label")
                 first = False
                 continue
             raise EvaluateError(f"{where}: class {value[:100]!r} is neither a class index nor a WordNet id")
@@ -219,10 +254,12 @@ def _read_ground_truth(root: Path, ground_truth: Path) -> list[tuple[Path, int]]
         relative = Path(name)
         if relative.is_absolute() or ".." in relative.parts:
             raise EvaluateError(f"{where}: {name!r} must be a file name inside --data {root}")
-        if name in seen:
-            raise EvaluateError(f"{where}: {name} is listed twice (first on line {seen[name]})")
-        seen[name] = lineno
-        path = root / relative
+        key = os.path.normpath(relative)  # a.jpg, ./a.jpg and x/../a.jpg name one image
+        if key in seen:
+            first_line, first_name = seen[key]
+            raise EvaluateError(f"{where}: {name} is the image of line {first_line} ({first_name}), listed twice")
+        seen[key] = (lineno, name)
+        path = root / key
         if not path.is_file():
             raise EvaluateError(f"{where}: image {path} does not exist")
         samples.append((path, target))
@@ -375,6 +412,25 @@ class _World:
         return self.size > 1 or self.owned
 
 
+# How long rank 0 waits for the others to join (torch's default is 30 minutes of silence).
+RENDEZVOUS_TIMEOUT_ENV = "SWINZOO_RENDEZVOUS_TIMEOUT"
+DEFAULT_RENDEZVOUS_TIMEOUT_S = 300
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    """An integer environment variable (torchrun's WORLD_SIZE, RANK, LOCAL_RANK), refused by name when garbage."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise EvaluateError(f"torchrun: {name}={printable(raw[:40])!r} is not an integer of at least {minimum}")
+    return value
+
+
 def _join_world() -> _World:
     """The process group torchrun describes (``WORLD_SIZE`` set), or a single process."""
     import torch.distributed as dist
@@ -384,16 +440,42 @@ def _join_world() -> _World:
         return _World(0, 1, torch.device("cuda" if cuda else "cpu"), False)
     if not dist.is_available():
         raise EvaluateError("WORLD_SIZE is set but this torch build has no torch.distributed")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    owned = not dist.is_initialized()
+    size = _env_int("WORLD_SIZE", 1, 1) if owned else dist.get_world_size()
+    rank = _env_int("RANK", 0, 0) if owned else dist.get_rank()
+    local_rank = _env_int("LOCAL_RANK", 0, 0)
+    if owned and rank >= size:
+        raise EvaluateError(f"torchrun: RANK={rank} is not below WORLD_SIZE={size}")
+    if cuda and local_rank >= torch.cuda.device_count():
+        raise EvaluateError(
+            f"torchrun: LOCAL_RANK={local_rank}, but this machine has {torch.cuda.device_count()} GPU(s)"
+        )
     device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
-    owned = not dist.is_initialized()
     if owned:
+        import datetime
+        import sys
+
+        timeout = _env_int(RENDEZVOUS_TIMEOUT_ENV, DEFAULT_RENDEZVOUS_TIMEOUT_S, 1)
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        if size > 1:
+            print(
+                f"evaluate: rank {rank} waiting for all {size} processes of WORLD_SIZE={size} at {where} (up to "
+                f"{timeout}s, {RENDEZVOUS_TIMEOUT_ENV} sets it; Ctrl-C stops)",
+                file=sys.stderr,
+            )
         try:
-            dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://")
+            dist.init_process_group(
+                backend="nccl" if cuda else "gloo",
+                init_method="env://",
+                timeout=datetime.timedelta(seconds=timeout),
+            )
         except (ValueError, RuntimeError) as exc:
-            raise EvaluateError(f"cannot join the torchrun process group (env://): {exc}") from exc
+            raise EvaluateError(
+                f"cannot join the torchrun process group of WORLD_SIZE={size} at {where} within {timeout}s (a stale "
+                f"WORLD_SIZE, or a rank that did not start?): {str(exc).splitlines()[0] if str(exc) else exc!r}"
+            ) from exc
     return _World(dist.get_rank(), dist.get_world_size(), device, owned)
 
 
@@ -650,10 +732,11 @@ def evaluate(
     world = _join_world()
     try:
         started = time.perf_counter()
-        results, skipped = _run(
-            loaded, samples, world, batch_size=batch_size, workers=workers, skip_corrupt=skip_corrupt,
-            progress=progress,
-        )  # fmt: skip
+        with interrupts_kept():  # the DataLoader's workers shut down in a __del__, which swallows a Ctrl-C
+            results, skipped = _run(
+                loaded, samples, world, batch_size=batch_size, workers=workers, skip_corrupt=skip_corrupt,
+                progress=progress,
+            )  # fmt: skip
         counts = torch.tensor(
             [len(results), sum(t == top[0] for _, t, top in results), sum(t in top for _, t, top in results)],
             dtype=torch.int64,
@@ -704,10 +787,13 @@ def evaluate(
 
             evaluation.weights_sha256 = sha256_file(weights)
         if target is not None:
-            atomic_write_text(target, json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n")
-            evaluation.written = target
-            if ConvertedFolder(target.parent).conversion_file.is_file():  # a converted folder: its card shows it
-                from .card import write_card
+            text = json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n"
+            card = ConvertedFolder(target.parent).conversion_file.is_file()  # a converted folder: its card shows it
+            with committing(target, *([target.parent / CARD_NAME] if card else [])):
+                atomic_write_text(target, text)
+                if card:
+                    from .card import write_card
 
-                write_card(target.parent)
+                    write_card(target.parent)
+            evaluation.written = target
     return evaluation

@@ -52,6 +52,7 @@ from typing import Any, BinaryIO
 from tqdm import tqdm
 
 from .errors import SwinzooError, one_line, redact_url
+from .system import pid_alive
 
 __all__ = [
     "FetchResult",
@@ -85,6 +86,9 @@ CACHE_ENV = "SWINZOO_CACHE"
 MAX_BYTES_ENV = "SWINZOO_MAX_DOWNLOAD_BYTES"
 DEFAULT_MAX_BYTES = 8 << 30
 _CHUNK = 1 << 20
+# The whole download's time bound (the giant's 3 GB at 2 Mbit/s fits); a test sets it to seconds.
+DOWNLOAD_TIMEOUT_ENV = "SWINZOO_DOWNLOAD_TIMEOUT"
+DEFAULT_DOWNLOAD_TIMEOUT_S = 6 * 3600.0
 _MAX_ATTEMPTS = 5  # attempts per fetch() call; each retry must have made progress
 _USER_AGENT = "swinzoo-fetch/1 (+https://github.com/microsoft/Swin-Transformer checkpoints)"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -161,6 +165,10 @@ class NetworkError(FetchError):
             or f"cannot download {url}: {why}. Check the network, or download the file yourself and pass "
             "it with --source PATH."
         )
+
+
+class DownloadTimeoutError(NetworkError):
+    """The download ran past its whole-transfer time bound (a server too slow or dripping bytes)."""
 
 
 class IncompleteDownloadError(NetworkError):
@@ -372,6 +380,21 @@ def _normalize_sha(sha256: str | None) -> str | None:
     return value
 
 
+def _download_deadline() -> float:
+    """Seconds one download may take in all (a server dripping a byte at a time never trips the per-read
+    ``timeout``): ``$SWINZOO_DOWNLOAD_TIMEOUT``, else :data:`DEFAULT_DOWNLOAD_TIMEOUT_S`."""
+    env = os.environ.get(DOWNLOAD_TIMEOUT_ENV, "").strip()
+    if not env:
+        return DEFAULT_DOWNLOAD_TIMEOUT_S
+    try:
+        value = float(env)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise FetchArgumentError(f"{DOWNLOAD_TIMEOUT_ENV}={env!r} is not a positive number of seconds")
+    return value
+
+
 def _resolve_cap(max_bytes: int | None) -> tuple[int, str]:
     """The body cap and where it comes from (said in the error when a body exceeds it)."""
     if max_bytes is not None:
@@ -437,18 +460,6 @@ def _warn(message: str) -> None:
     print(f"warning: {one_line(message)}", file=sys.stderr)
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return pid < (1 << 31)  # another user's process
-    return True
-
-
 def clean_stale_temporaries(cache_dir: Path) -> list[Path]:
     """Remove ``.NAME.PID[.RANDOM].tmp`` files of dead processes one level below ``cache_dir``.
 
@@ -469,10 +480,11 @@ def clean_stale_temporaries(cache_dir: Path) -> list[Path]:
             continue
         for e in entries:
             m = _TMP_RE.match(e.name)
-            if not m or _pid_alive(int(m.group("pid"))):
+            if not m:
                 continue
             try:
-                if now - e.stat(follow_symlinks=False).st_mtime < _STALE_AGE_S:
+                made_at = e.stat(follow_symlinks=False).st_mtime
+                if pid_alive(int(m.group("pid")), made_at=made_at) or now - made_at < _STALE_AGE_S:
                     continue
                 os.unlink(e.path)
             except OSError:
@@ -623,7 +635,12 @@ class _Entry:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    log.info("waiting for another download of %s", self.final)
+                    print(
+                        f"waiting for another swinzoo process to finish with {one_line(str(self.final))} (it holds "
+                        f"{one_line(str(self.path(self.lock)))}); Ctrl-C to stop, and rerun when it is done",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     fcntl.flock(fd, fcntl.LOCK_EX)
                 mine, now = os.fstat(fd), self.lstat(self.lock)
             except BaseException:
@@ -848,10 +865,12 @@ def _download(url: str, entry: _Entry, progress: bool, timeout: float, cap: tupl
     the user to rerun the command. A body that is not a checkpoint is deleted.
     """
     failure: _Interrupted | None = None
+    seconds = _download_deadline()
+    deadline = time.monotonic() + seconds
     for attempt in range(_MAX_ATTEMPTS):
         before = _size(entry, entry.part)
         try:
-            _download_once(url, entry, progress, timeout, cap, pinned=pinned)
+            _download_once(url, entry, progress, timeout, cap, (deadline, seconds), pinned=pinned)
         except _Interrupted as e:
             failure = e
             now = _size(entry, entry.part)
@@ -945,6 +964,17 @@ def _too_large(url: str, entry: _Entry, cap: tuple[int, str], what: str) -> Down
     )
 
 
+def _check_deadline(url: str, deadline: tuple[float, float], received: int) -> None:
+    if time.monotonic() > deadline[0]:
+        raise DownloadTimeoutError(
+            url,
+            "",
+            message=f"cannot download {_shown(url)}: {received} bytes arrived in {deadline[1]:g}s, the bound on "
+            f"one download ({DOWNLOAD_TIMEOUT_ENV} sets it); the server is too slow or stalled. The partial file "
+            "is kept: rerun to resume",
+        )
+
+
 def _resumable(url: str, entry: _Entry, pinned: bool) -> tuple[int, dict[str, str]]:
     """Bytes of ``part`` worth resuming from, and its recorded validators. A partial file resumes only when the
     server can prove it still has the same file (a strong ETag or a Last-Modified, sent as ``If-Range``) or a
@@ -968,9 +998,17 @@ def _same_file(meta: dict[str, str], headers: http.client.HTTPMessage) -> bool:
 
 
 def _download_once(
-    url: str, entry: _Entry, progress: bool, timeout: float, cap: tuple[int, str], *, pinned: bool
+    url: str,
+    entry: _Entry,
+    progress: bool,
+    timeout: float,
+    cap: tuple[int, str],
+    deadline: tuple[float, float],
+    *,
+    pinned: bool,
 ) -> int:
-    """One HTTP request: append to (or restart) ``part``. Raises _Interrupted on a broken transfer."""
+    """One HTTP request: append to (or restart) ``part``. Raises _Interrupted on a broken transfer, and
+    :class:`DownloadTimeoutError` past ``deadline`` (monotonic time, and the bound in seconds)."""
     have, meta = _resumable(url, entry, pinned)
     target, auth = _split_credentials(url)
     headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
@@ -1046,9 +1084,10 @@ def _download_once(
         try:
             with os.fdopen(fd, "wb") as out, _bar(total, start, entry.name, progress) as bar:
                 while True:
-                    chunk = response.read(_CHUNK)
+                    chunk = response.read1(_CHUNK)  # what has arrived: a drip cannot hold one read forever
                     if not chunk:
                         break
+                    _check_deadline(url, deadline, written + len(chunk))
                     if written + len(chunk) > limit:
                         out.close()
                         raise _too_large(url, entry, cap, f"the body went past {limit} bytes")

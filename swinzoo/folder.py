@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -26,9 +25,12 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from .errors import SwinzooError
 from .records import ConversionRecord, RecordError, VerificationRecord, read_json
+from .system import pid_alive, umask
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -114,10 +116,10 @@ class ConvertedFolder:
 
 def _swinzoo_record(path: Path) -> bool:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(path, required=False)
+    except (OSError, RecordError):
         return False
-    return isinstance(data, dict) and "swinzoo_version" in data
+    return data is not None and "swinzoo_version" in data
 
 
 def is_swinzoo_output(folder: str | os.PathLike) -> bool:
@@ -171,16 +173,6 @@ def check_output(target: str | os.PathLike, *, overwrite: bool = False) -> Path:
     return raw
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_partials(parent: Path, name: str) -> list[Path]:
     """Remove ``.NAME.PID.*.partial`` folders left by processes that no longer run (killed, power loss)."""
     removed: list[Path] = []
@@ -190,7 +182,13 @@ def clean_stale_partials(parent: Path, name: str) -> list[Path]:
         parts = path.name[len(name) + 2 :].split(".")
         if not parts or not parts[0].isdigit() or path.is_symlink() or not path.is_dir():
             continue
-        if int(parts[0]) != os.getpid() and not _pid_alive(int(parts[0])):
+        try:
+            made_at = path.lstat().st_mtime
+        except OSError:
+            continue
+        # pid_alive with the folder's time: a PID 1 (or any reused pid) that started after the folder was made
+        # is not the process that made it, so a container's first process does not keep its partials forever.
+        if not pid_alive(int(parts[0]), made_at=made_at):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
@@ -220,12 +218,76 @@ def signals_deferred() -> Iterator[None]:
 
 def _apply_umask(root: Path) -> None:
     """mkdtemp/mkstemp create 0700/0600; the user's umask decides what a finished folder gets."""
-    mask = os.umask(0)
-    os.umask(mask)
+    mask = umask()
     root.chmod(0o777 & ~mask)
     for path in root.iterdir():
         if path.is_file() and not path.is_symlink():
             path.chmod(0o666 & ~mask)
+
+
+@contextlib.contextmanager
+def committing(*paths: Path) -> Iterator[None]:
+    """A few writes that happen whole (a record and the card that shows it): SIGINT/SIGTERM are held back until
+    they are done, and then ``paths`` are reported as written completely. An interrupt before the block leaves
+    them as they were."""
+    with signals_deferred():
+        yield
+        _committed.extend(paths)
+
+
+@contextlib.contextmanager
+def interrupts_kept() -> Iterator[None]:
+    """A Ctrl-C or SIGTERM that lands where Python swallows exceptions (a DataLoader's ``__del__`` shutting its
+    workers down prints "Exception ignored" and carries on) still ends the command: each signal is noted as it is
+    handled as usual, and one that did not end the block is raised again right after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous: dict[int, Any] = {int(s): signal.getsignal(s) for s in held}
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append(signum)
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    for s in held:
+        signal.signal(s, note)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if noted:  # the block ended normally although a signal came: something swallowed it
+        signal.raise_signal(noted[0])
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse, naming ``folder``, the bytes ``what`` needs and the bytes free, before a write that cannot fit."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: the write itself reports a full disk (see :func:`disk_full`)
+    if free < needed:
+        raise OutputError(
+            f"{folder}: {what} needs {needed} bytes ({needed / 2**20:.1f} MiB), but its file system has {free} bytes "
+            "free; free some space or choose another folder"
+        )
+
+
+def disk_full(path: Path, needed: int, exc: BaseException) -> OutputError:
+    """A failed write as an :class:`OutputError` naming the path, the bytes needed and the bytes free."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free} bytes free"
+    except OSError:
+        free = "free space unknown"
+    why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return OutputError(f"{path}: cannot write {needed} bytes ({why}); {free} on its file system")
 
 
 def committed() -> list[Path]:
@@ -324,11 +386,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write it ({exc.strerror or exc})") from exc
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(name, 0o666 & ~mask)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:  # a full disk, a quota: name the file and what it needed
+            raise disk_full(path, len(text.encode("utf-8")), exc) from exc
+        os.chmod(name, 0o666 & ~umask())
         os.replace(name, path)
     except BaseException:
         Path(name).unlink(missing_ok=True)

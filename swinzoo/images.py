@@ -55,6 +55,10 @@ CROP_MODES = ("center", "squash")
 
 # Files a sample directory may hold that count as images; anything else (ATTRIBUTION.md, ...) is ignored.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# The only decoders Pillow may use, whatever a file's name says: raster formats decoded in-process. EPS (which
+# runs Ghostscript on the file's PostScript), PDF, SVG-like and plugin formats are never tried, so an image
+# named photo.jpg cannot run a program.
+PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
 
 # Bounds on what one image may claim: decoded pixels (a tiny compressed file can declare gigapixels), and the
 # aspect ratio, since the eval resize scales the long side with the short one (a 1x4000 PNG would become
@@ -65,6 +69,10 @@ MAX_ASPECT_RATIO = 64
 # and crop_pct, whose inverse scales the resize (crop_pct 1e-9 would resize to a billion pixels a side).
 MAX_INPUT_SIZE = 4096
 MIN_CROP_PCT = 0.25
+# Each factor within its bound can still multiply into a huge resize (input_size 4096 at crop_pct 0.25 on a 64:1
+# image is 16384 x 1,048,576 pixels): the product, the resized image before the crop, is bounded too.
+MAX_RESIZED_PIXELS = 64 * 1024 * 1024
+_PATH_KEY = "swinzoo.path"
 
 
 class ImageError(SwinzooError, ValueError):
@@ -107,15 +115,17 @@ class Preprocessing:
                 f"Preprocessing.crop_pct {self.crop_pct!r} is below {MIN_CROP_PCT}: no eval crop is so small"
             )
         object.__setattr__(self, "crop_pct", crop_pct)
-        if self.interpolation not in INTERPOLATIONS:
+        if not isinstance(self.interpolation, str) or self.interpolation not in INTERPOLATIONS:
             raise ConfigError(
                 f"Preprocessing.interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}"
             )
-        if self.crop_mode not in CROP_MODES:
+        if not isinstance(self.crop_mode, str) or self.crop_mode not in CROP_MODES:
             raise ConfigError(f"Preprocessing.crop_mode must be one of {list(CROP_MODES)}, got {self.crop_mode!r}")
         for name in ("mean", "std"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3:
+                raise ConfigError(f"Preprocessing.{name} must be 3 numbers (one per RGB channel), got {value!r}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
                 raise ConfigError(f"Preprocessing.{name} must be 3 numbers (one per RGB channel), got {value!r}")
             numbers = tuple(float(v) for v in value)
             if not all(math.isfinite(v) for v in numbers):
@@ -188,15 +198,19 @@ def load_image(path: Path | str | os.PathLike[str]) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with Image.open(path, formats=PILLOW_FORMATS) as opened:
                 _check_geometry(path, *opened.size)
                 opened.load()
-                upright = ImageOps.exif_transpose(opened)
-                return upright.convert("RGB")
+                rgb = to_rgb(ImageOps.exif_transpose(opened))
+                rgb.info[_PATH_KEY] = str(path)  # so a later step's error can name the file
+                return rgb
     except FileNotFoundError as err:
         raise ImageError(f"image file {path} does not exist") from err
     except UnidentifiedImageError as err:
-        raise ImageError(f"image file {path} is not an image Pillow can identify (corrupt or wrong format)") from err
+        raise ImageError(
+            f"image file {path}: Pillow cannot identify it as an image in a format swinzoo reads "
+            f"({', '.join(PILLOW_FORMATS)}): corrupt, or another format under an image's name"
+        ) from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(f"image file {path} is too large to decode safely: {err}") from err
     except MemoryError as err:
@@ -205,6 +219,29 @@ def load_image(path: Path | str | os.PathLike[str]) -> Image.Image:
         # Pillow reports truncated data as OSError("image file is truncated ...") and some broken
         # headers as SyntaxError; both mean the file cannot be used.
         raise ImageError(f"image file {path} cannot be decoded: {err}") from err
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB, as timm's ``convert("RGB")`` where that is right, and correctly where it is not.
+
+    Pillow's ``convert("RGB")`` clips 16- and 32-bit greyscale (modes I;16*, I) to 255, turning a 16-bit PNG
+    white: those are scaled to 8 bits (value / 257, the 16-bit to 8-bit map PNG decoders use). A palette image
+    with transparency goes through RGBA first (the alpha is dropped as for any RGBA image), as Pillow's own
+    warning asks.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I;16") or image.mode == "I":
+        wide = np.asarray(image, dtype=np.float64)
+        if image.mode == "I" and wide.max(initial=0) > 65535:  # 32-bit data: scale its own range
+            wide = wide * (255.0 / wide.max())
+        else:
+            wide = wide / 257.0
+        grey = np.clip(np.rint(wide), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        return image.convert("RGBA").convert("RGB")
+    return image.convert("RGB")
 
 
 def _check_geometry(where: object, width: int, height: int) -> None:
@@ -235,11 +272,17 @@ def preprocess(image: Image.Image, pp: Preprocessing) -> torch.Tensor:
         raise TypeError(f"preprocess expects a PIL.Image.Image, got {type(image).__name__}")
     import torch
 
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    where = image.info.get(_PATH_KEY, "(in memory)")
+    image = to_rgb(image)
     width, height = image.size
-    _check_geometry("(in memory)", width, height)
+    _check_geometry(where, width, height)
     new_width, new_height = pp.resized_size(width, height)
+    if new_width * new_height > MAX_RESIZED_PIXELS:
+        raise ImageError(
+            f"image {where} is {width}x{height}: the eval resize (input_size {pp.input_size}, crop_pct "
+            f"{pp.crop_pct:g}) would make it {new_width}x{new_height} = {new_width * new_height} pixels, above the "
+            f"{MAX_RESIZED_PIXELS} swinzoo resizes to; crop the image closer to square first"
+        )
     if (new_width, new_height) != (width, height):
         image = image.resize((new_width, new_height), resample=INTERPOLATIONS[pp.interpolation])
 

@@ -6,9 +6,12 @@ failure or Ctrl-C never leaves a half-written folder. Loading is safetensors-onl
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -20,9 +23,10 @@ from safetensors.torch import save_file
 from . import __version__
 from .config import SwinConfig
 from .errors import SwinzooError, one_line, redact
-from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output
+from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output, check_free_space, disk_full
 from .modeling import GEOMETRY_BUFFERS, TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 from .safeload import count_nonfinite
+from .system import network_errors
 
 if TYPE_CHECKING:
     from .retarget import RetargetRecord
@@ -34,7 +38,11 @@ class LoadError(SwinzooError, RuntimeError):
     """A model folder or Hub repo cannot be loaded; the message names the repo, revision, file or key."""
 
 
-class DtypeError(SwinzooError, ValueError):
+class LoadArgumentError(LoadError, ValueError):
+    """A from_pretrained argument swinzoo cannot use (a dtype, device or repo id); the message names the value."""
+
+
+class DtypeError(LoadArgumentError):
     """A dtype swinzoo does not store or load; the message names the value."""
 
 
@@ -50,6 +58,25 @@ def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
         raise DtypeError(f"dtype: {name!r} is not one of {', '.join(_DTYPES)} or 'auto'")
     name = name.removeprefix("torch.")
     return _DTYPES[name]
+
+
+def _check_device(device: str | torch.device | None) -> torch.device | None:
+    """``device`` as a torch.device this machine has, or :class:`LoadArgumentError` naming it."""
+    if device is None:
+        return None
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise LoadArgumentError(f"device={device!r} is not a torch device ({exc})") from exc
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise LoadArgumentError(f"device={device!r}: no CUDA GPU is available here (load on 'cpu')")
+        if resolved.index is not None and resolved.index >= count:
+            raise LoadArgumentError(f"device={device!r}: this machine has {count} CUDA GPU(s)")
+    elif resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise LoadArgumentError(f"device={device!r}: MPS is not available here")
+    return resolved
 
 
 def task_of(model: SwinPreTrainedModel) -> str:
@@ -74,7 +101,14 @@ def write_model_files(
     state = {k: v.contiguous() for k, v in state.items()}
     meta = {"format": "pt", "swinzoo_version": __version__, "task": task_of(model)}
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
-    save_file(state, str(directory / WEIGHTS_NAME), metadata=meta)
+    needed = sum(v.numel() * v.element_size() for v in state.values()) + (1 << 20)  # tensors and a header
+    check_free_space(directory, needed, WEIGHTS_NAME)
+    try:
+        save_file(state, str(directory / WEIGHTS_NAME), metadata=meta)
+    except Exception as exc:  # safetensors reports a full disk as its own error type
+        if isinstance(exc, OSError) or "os error" in str(exc) or "No space" in str(exc):
+            raise disk_full(directory / WEIGHTS_NAME, needed, exc) from exc
+        raise
     config = model.config.to_dict()
     config["architectures"] = [type(model).__name__]
     config["task"] = task_of(model)
@@ -132,16 +166,59 @@ def _resolve_files(
     return _download_from_hub(str(name_or_path), revision, cache_dir, only_config, hub or {})
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """What a failed connection raises through huggingface_hub: its HTTP clients' errors (httpx2, and requests
-    where installed) and the OS's own."""
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
-        try:
-            errors.append(getattr(__import__(module), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
+# How long the reachability probe waits for the Hub's host to accept a connection.
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def _hub_reachable() -> bool:
+    """Does the Hub's host accept a TCP connection? huggingface_hub retries a refused connection for ~25 s,
+    logging each try; one probe tells the same at once. With a proxy configured, the client is trusted."""
+    import socket
+    import urllib.parse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return True
+    parts = urllib.parse.urlsplit(constants.ENDPOINT)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return True  # a malformed endpoint: let the client say what is wrong with it
+    if not parts.hostname:
+        return True
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=HUB_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_quiet() -> Iterator[None]:
+    """huggingface_hub's own log lines (retries, warnings) off: swinzoo says what failed in one line."""
+    import logging
+
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _offline(hub: dict[str, Any], offline: bool) -> dict[str, Any]:
+    """hf_hub_download's keywords, answering from the cache alone when the Hub cannot be reached."""
+    return {**hub, "local_files_only": True} if offline else hub
 
 
 def _check_hub_hash(path: Path, what: str) -> None:
@@ -180,6 +257,7 @@ def _download_from_hub(
     from huggingface_hub.errors import (
         EntryNotFoundError,
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -188,16 +266,23 @@ def _download_from_hub(
     at = f"{repo_id}@{revision or 'main'}"
     files: list[Path] = []
     pinned = revision
+    offline = not _hub_reachable()  # unreachable: the cache answers at once instead of 25 s of retries
     for filename in (CONFIG_NAME,) if only_config else (CONFIG_NAME, WEIGHTS_NAME):
         try:
-            files.append(Path(hf_hub_download(repo_id, filename, revision=pinned, cache_dir=cache_dir, **(hub or {}))))
+            with _hub_quiet():
+                got = hf_hub_download(
+                    repo_id, filename, revision=pinned, cache_dir=cache_dir, **_offline(hub or {}, offline)
+                )
+            files.append(Path(got))
+        except HFValidationError as exc:  # a malformed id or revision, refused before any request
+            raise LoadArgumentError(f"{repo_id!r} (revision {revision!r}) is not a valid Hub repo id: {exc}") from exc
         except RepositoryNotFoundError as exc:
             raise LoadError(f"Hub repo {repo_id!r} not found (or private: log in with `hf auth login`)") from exc
         except RevisionNotFoundError as exc:
             raise LoadError(f"Hub repo {repo_id!r} has no revision {revision!r}") from exc
         except LocalEntryNotFoundError as exc:  # before EntryNotFoundError: it is a subclass
             raise LoadError(
-                f"{at}: {filename} is not in the local cache and the Hub cannot be reached "
+                f"{at}: {filename} is not in the local cache and the Hub ({_endpoint()}) cannot be reached "
                 "(offline, or HF_HUB_OFFLINE=1): download it once with a network"
             ) from exc
         except EntryNotFoundError as exc:
@@ -206,7 +291,7 @@ def _download_from_hub(
         except HfHubHTTPError as exc:
             status = getattr(exc.response, "status_code", "?")
             raise LoadError(f"{at}: the Hub answered {status} for {filename}") from exc
-        except _network_errors() as exc:  # the connection failed or dropped midway: one line naming the repo
+        except network_errors() as exc:  # the connection failed or dropped midway: one line naming the repo
             why = redact(one_line(str(exc) or type(exc).__name__))
             raise LoadError(f"{at}: cannot download {filename} from the Hub (network failure: {why})") from exc
         if filename == WEIGHTS_NAME:
@@ -217,7 +302,7 @@ def _download_from_hub(
             pinned = commit
     if not only_config and pinned is not None:
         for optional in OPTIONAL_RECORDS:
-            _fetch_optional(repo_id, optional, pinned, cache_dir, hub or {})
+            _fetch_optional(repo_id, optional, pinned, cache_dir, _offline(hub or {}, offline))
     return files[0], files[-1]
 
 
@@ -232,7 +317,8 @@ def _fetch_optional(repo_id: str, filename: str, commit: str, cache_dir: str | N
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        hf_hub_download(repo_id, filename, revision=commit, cache_dir=cache_dir, **hub)
+        with _hub_quiet():
+            hf_hub_download(repo_id, filename, revision=commit, cache_dir=cache_dir, **hub)
     except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError):
         pass
 
@@ -251,6 +337,61 @@ def _adapt_keys(state: dict[str, torch.Tensor], saved_task: str, wanted_task: st
 
 
 _WEIGHT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+_HEADER_DTYPES = {"F32": 4, "BF16": 2, "F16": 2}  # what swinzoo weights may be stored as, and their sizes
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (dtype, shape) from a safetensors file's header alone (no tensor read), size-capped."""
+    import struct
+
+    try:
+        with path.open("rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > _MAX_HEADER_BYTES:
+                raise LoadError(
+                    f"{path}: a {size}-byte safetensors header, above the {_MAX_HEADER_BYTES} swinzoo reads"
+                )
+            header = json.loads(f.read(size))
+    except (struct.error, ValueError, RecursionError) as exc:
+        raise LoadError(f"{path}: not a readable safetensors file (its header: {exc})") from exc
+    if not isinstance(header, dict):
+        raise LoadError(f"{path}: not a readable safetensors file (its header is not a JSON object)")
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise LoadError(f"{path}: tensor {name!r} has no valid shape in the header")
+        out[name] = (str(info.get("dtype")), tuple(shape))
+    return out
+
+
+def _check_header(weights_file: Path, config: SwinConfig, task: str, fmt: str) -> None:
+    """Names and total size from the header against the model ``config`` describes, before any
+    tensor is read: a file with one extra 6 GB tensor is refused in milliseconds, not after reading it."""
+    header = safetensors_header(weights_file)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in TASK_CLASSES[task](config).state_dict().items()}
+    budget = sum(math.prod(s) for s in expected.values()) * 4
+    stored = 0
+    for name, (dtype, shape) in header.items():
+        itemsize = _HEADER_DTYPES.get(dtype, 8)
+        stored += math.prod(shape) * itemsize
+        if fmt == "swinzoo" and name not in expected and not name.endswith("relative_position_index"):
+            raise LoadError(
+                f"{weights_file}: tensor {name!r} ({dtype} {list(shape)}) is not a weight of this "
+                f"Swin v{config.version} {task} model (config.json); refused before reading any tensor"
+            )
+    # Foreign layouts name tensors their own way and keep a few buffers: their total is bounded instead.
+    if stored > budget * 5 // 4 + (1 << 20):
+        raise LoadError(
+            f"{weights_file}: its tensors hold {stored} bytes, more than the {budget} bytes (float32) of the model "
+            "config.json describes; refused before reading any tensor"
+        )
 
 
 def _check_weights(state: dict[str, torch.Tensor], weights_file: Path) -> None:
@@ -315,13 +456,13 @@ REFUSED_KEYWORDS = {
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
+    """config.json through the one capped JSON reader (:func:`swinzoo.records.read_json`)."""
+    from .records import RecordError, read_json
+
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise LoadError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise LoadError(f"{path}: expected a JSON object of config fields, got {type(raw).__name__}")
-    return raw
+        return read_json(path)
+    except RecordError as exc:
+        raise LoadError(str(exc)) from exc
 
 
 def read_config(config_file: Path) -> tuple[SwinConfig, str, str]:
@@ -433,9 +574,9 @@ def from_pretrained(
     if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
         raise LoadError(f"from_pretrained: dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; give one")
     dtype = dtype if dtype is not None else torch_dtype
-    parse_dtype(dtype)  # a bad name fails before any download
+    parse_dtype("auto" if dtype is None else dtype)  # a bad dtype or device fails before any download
     options = _transformers_options(kwargs, device)
-    device = options.device
+    device = _check_device(options.device)
     if options.subfolder and Path(name_or_path).is_dir():
         name_or_path = Path(name_or_path) / options.subfolder
     config_file, weights_file = _resolve_files(name_or_path, revision, cache_dir, hub=options.hub)
@@ -460,6 +601,7 @@ def from_pretrained(
         raise LoadError(f"{config_file}: {exc}") from exc
     cls = model_class if model_class not in (None, SwinPreTrainedModel) else TASK_CLASSES[saved_task]
     wanted_task = next(t for t, c in TASK_CLASSES.items() if c is cls)
+    _check_header(weights_file, saved_config, saved_task, fmt)
     try:
         from safetensors.torch import load_file
 

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import SwinzooError
-from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME
+from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_write_text
 from .images import INTERPOLATIONS, ImageError, Preprocessing, _check_geometry, load_image, preprocess
 from .records import ConversionRecord, RecordError, read_json
 
@@ -197,16 +196,7 @@ class ImageProcessor:
                     f"{target} exists and was not written by swinzoo: pass overwrite=True to replace it"
                 )
         payload = {**self.to_transformers(), _SWINZOO_KEY: self.to_dict()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{PROCESSOR_NAME}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(payload, indent=2) + "\n")
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_write_text(target, json.dumps(payload, indent=2) + "\n")
 
     # ----------------------------------------------------------------------------------------- finding
     @classmethod
@@ -352,12 +342,6 @@ def _array_to_pil(array: np.ndarray, where: str, dtype: str) -> Image.Image:
 
 
 # --------------------------------------------------------------------------------------------- records
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _read_json(path: Path, *, required: bool = True) -> dict[str, Any] | None:
     """A JSON file through the records' reader (one reader for every record: size cap, UTF-8, depth, type)."""
     try:
@@ -427,11 +411,12 @@ def _from_transformers_dict(data: Mapping[str, Any], where: str) -> ImageProcess
     for key, want in (("do_resize", True), ("do_rescale", True), ("do_normalize", True)):
         if data.get(key, True) is not want:
             raise ProcessorError(f"{where}: {key} is {data.get(key)!r}; swinzoo's transform needs {want}")
-    if not math.isclose(float(data.get("rescale_factor", 1 / 255)), 1 / 255, rel_tol=1e-9):
+    rescale = data.get("rescale_factor", 1 / 255)
+    if isinstance(rescale, bool) or not isinstance(rescale, (int, float)) or not math.isclose(rescale, 1 / 255):
         raise ProcessorError(f"{where}: rescale_factor {data.get('rescale_factor')!r} is not 1/255")
     names = {v: k for k, v in _RESAMPLE.items()}
     resample = data.get("resample", 2)
-    if resample not in names:
+    if isinstance(resample, bool) or not isinstance(resample, int) or resample not in names:
         raise ProcessorError(f"{where}: resample {resample!r} is not a Pillow filter number {sorted(names)}")
     size = data.get("size") or {}
     crop = data.get("crop_size") or {}

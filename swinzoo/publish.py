@@ -450,17 +450,11 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     errors are OSErrors): whichever is installed. ValueError/KeyError/TypeError: a reply that is not the JSON
     the client expects (an HTML page, garbage, a truncated body).
     """
-    import importlib
-
     from huggingface_hub.errors import HfHubHTTPError
 
-    errors: list[type[BaseException]] = [HfHubHTTPError, OSError, ValueError, KeyError, TypeError]
-    for name in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(name).HTTPError)
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
+    from .system import network_errors
+
+    return (HfHubHTTPError, OSError, ValueError, KeyError, TypeError, *network_errors())
 
 
 def _explain(exc: BaseException, doing: str, repo_id: str) -> PublishError:

@@ -66,7 +66,7 @@ def read_json(
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise RecordError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise RecordError(f"{path}: not UTF-8 text, so not valid JSON ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise RecordError(f"{path}: not valid JSON ({exc})") from exc
     except RecursionError as exc:

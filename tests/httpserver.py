@@ -78,6 +78,7 @@ class FileServer:
         self._stalls: dict[str, float] = {}
         self._redirects: dict[str, str] = {}
         self._endless: dict[str, float] = {}
+        self._drips: dict[str, float] = {}
         self.endless_sent: dict[str, int] = {}
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -115,6 +116,10 @@ class FileServer:
     def endless(self, name: str, delay: float = 0.0) -> None:
         """Serve ``name`` as a body that never ends (zip-signature first, then zeros)."""
         self._endless[name] = delay
+
+    def drip(self, name: str, delay: float) -> None:
+        """Serve ``name`` one byte every ``delay`` seconds (zip-signature first): never stalled, never done."""
+        self._drips[name] = delay
 
     def requests_for(self, name: str, method: str = "GET") -> list[RequestRecord]:
         """The logged requests for one served name."""
@@ -222,6 +227,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if name in owner._drips and not head:
+            self._serve_drip(owner._drips[name])
+            return
         if name in owner._endless and not head:
             self._serve_endless(name, owner._endless[name])
             return
@@ -281,6 +289,21 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
             return
         self.wfile.write(body)
+
+    def _serve_drip(self, delay: float) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        self.close_connection = True
+        body = b"PK\x03\x04" + bytes((1 << 20) - 4)
+        try:
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                time.sleep(delay)
+        except OSError:  # the client hung up
+            pass
 
     def _serve_endless(self, name: str, delay: float) -> None:
         self.send_response(200)

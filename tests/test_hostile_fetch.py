@@ -26,6 +26,7 @@ from httpserver import FileServer, serve_files
 from swinzoo.fetch import cache_path_for
 from swinzoo.manifest import get_entry
 from swinzoo.synthetic import write_official_checkpoint
+from swinzoo.system import process_start_time
 
 SECONDS = 60
 VICTIM_BYTES = b"the user's own file: must never change\n"
@@ -271,6 +272,9 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept(serv
     for path in [*stale, live]:
         path.write_bytes(b"half")
         os.utime(path, (hour_ago, hour_ago))
+    # a live process's temporary is never older than the process (an older one is a reused pid's: stale)
+    started = process_start_time(os.getpid()) or hour_ago
+    os.utime(live, (max(hour_ago, started + 3), max(hour_ago, started + 3)))
 
     result = convert(server.url("ckpt.pth"), tmp_path)
     assert result.exit_code == 0, result.output

@@ -236,10 +236,12 @@ def _done(report: EntryReport, started: float, folder: Path | None) -> EntryRepo
     """Stamp the time; a converted folder gets its verification.json whatever the verdict."""
     report.seconds = time.perf_counter() - started
     if folder is not None and folder.is_dir() and records_agree(folder, report.entry, report.source_sha256):
-        write_verification(folder, report)
         from ..card import write_card
+        from ..folder import CARD_NAME, VERIFICATION_NAME, committing
 
-        write_card(folder)  # the card shows the verdict it now has
+        with committing(folder / VERIFICATION_NAME, folder / CARD_NAME):  # an interrupt: both or neither
+            write_verification(folder, report)
+            write_card(folder)  # the card shows the verdict it now has
     return report
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import math
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..errors import printable
 from ..folder import ConvertedFolder, OutputError, atomic_write_text
 from ..gate import bound_hashes
 from ..records import VerificationRecord, finite
@@ -77,9 +81,9 @@ def format_table(reports: Sequence[EntryReport]) -> str:
                 f"(max |readable - fast|: output {_fmt(readable['output_max_abs_diff'])}, hidden "
                 f"{_fmt(readable['hidden_max_abs_diff'])}: {readable['status']})"
             )
-        notes += [f"{r.entry}: {p}" for p in r.problems]
+        notes += [printable(f"{r.entry}: {p}") for p in r.problems]  # problems quote key names from files
         notes += [
-            f"{r.entry}: {ref.reference} {ref.status}: {ref.reason}"
+            printable(f"{r.entry}: {ref.reference} {ref.status}: {ref.reason}")
             for ref in r.references
             if ref.reason and ref.status != "pass"
         ]
@@ -125,8 +129,39 @@ def write_json(path: str, reports: Sequence[EntryReport], selected: int | None =
     """:func:`summary` as JSON to ``path`` (atomically), or to stdout for ``-``."""
     if path == "-":
         print(json.dumps(summary(reports, selected), indent=2))
+    elif _is_stream(Path(path)):
+        _write_stream(Path(path), summary(reports, selected))
     else:
         _write_json_atomic(Path(path), summary(reports, selected))
+
+
+def _is_stream(path: Path) -> bool:
+    """A named pipe or character device (``>(jq .)``, /dev/stdout): written into, never replaced by a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def _write_stream(path: Path, data: Any) -> None:
+    """Write into a pipe or device as it is. A pipe without a reader is refused at once instead of waiting."""
+    text = json.dumps(finite(data), indent=2, allow_nan=False, default=_json_default) + "\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        why = "a named pipe that no process reads" if exc.errno == errno.ENXIO else (exc.strerror or str(exc))
+        raise OutputError(f"--json-file {path}: cannot write into it ({why})") from exc
+    try:
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            fd = -1
+            stream.write(text)
+    except OSError as exc:
+        raise OutputError(f"--json-file {path}: cannot write into it ({exc.strerror or exc})") from exc
+    finally:
+        if fd != -1:
+            os.close(fd)
 
 
 def write_verification(folder: Path, report: EntryReport) -> Path:
