@@ -57,14 +57,16 @@ def _signal_inside(monkeypatch, target: str, signum: int = signal.SIGINT) -> Non
 def test_ctrl_c_while_evaluate_writes_leaves_the_record_and_card_whole_and_says_so(verified, tmp_path, monkeypatch):  # noqa: F811
     HOSTILE.append("Ctrl-C while evaluate writes evaluation.json and the card")
     data = _data(tmp_path)
-    card_before = (verified / "README.md").read_text()
+    card_before = (verified / "README.md").stat().st_ino
     _signal_inside(monkeypatch, "swinzoo.card:write_card")
     result = run_cli("evaluate", verified, "--data", data, "--workers", "0", "--quiet")
     assert result.exit_code == 130, result.output
     assert "evaluation.json" in result.output and "written completely" in result.output, result.output
     record = json.loads((verified / "evaluation.json").read_text())
-    card = (verified / "README.md").read_text()
-    assert record["images"] == 3 and card != card_before  # both written: the card shows the new evaluation
+    card = (verified / "README.md").stat().st_ino
+    # both written: the card was replaced (a new file renamed into place; a synthetic folder's card claims no
+    # accuracy, so its text may read the same)
+    assert record["images"] == 3 and card != card_before
 
 
 def test_ctrl_c_during_evaluate_with_workers_leaves_the_folder_as_it_was(verified, tmp_path, monkeypatch):  # noqa: F811
