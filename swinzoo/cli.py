@@ -429,6 +429,46 @@ def publish_command(folder, repo_id, revision, tag, private, dry_run, fmt, force
     click.echo(result.url)
 
 
+# --------------------------------------------------------------------------------------------- export
+@main.command("export")
+@click.argument("model_spec", metavar="NAME|DIR|REPO")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "openvino"]), default="onnx", show_default=True)
+@click.option("--int8", is_flag=True, help="int8 weights (onnxruntime dynamic quantization / NNCF compression).")
+@click.option("--image-size", type=int, help="The one input size of the graph [default: the model's].")
+@click.option("--batch", default="dynamic", show_default=True, metavar="dynamic|N", help="Batch dimension.")
+@click.option(
+    "--task", type=click.Choice(["backbone"]), help="Export a classifier's encoder as feature maps of every stage."
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder [default: DIR/onnx or DIR/openvino].")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export of the same file in --out.")
+@click.option("--revision", metavar="REV", help="Branch, tag or commit of a Hub repo.")
+@click.option("--json", "as_json", is_flag=True, help="Print the export record as JSON.")
+def export_command(model_spec, fmt, int8, image_size, batch, task, out_dir, overwrite, revision, as_json) -> None:
+    """Export a verified model to ONNX or OpenVINO, checked by the runtime against swinzoo eager and timm on the
+    sample images before anything is written; the figures go into a JSON record beside the file.
+    """
+    from .export import export, summary_line
+
+    result = _run(
+        export,
+        model_spec,
+        fmt,
+        int8=int8,
+        image_size=image_size,
+        batch=batch,
+        out=out_dir,
+        task=task,
+        revision=revision,
+        overwrite=overwrite,
+    )
+    if as_json:
+        click.echo(json.dumps({**result.record, "written": [str(p) for p in [*result.files, result.record_file]]}))
+        return
+    for path in result.files:
+        click.echo(f"wrote {path}")
+    click.echo(f"record {result.record_file}: {summary_line(result.record)}")
+
+
 # --------------------------------------------------------------------------------------------- predict
 def _synthetic_model(spec: str, revision: str | None) -> bool:
     """Does the conversion.json of what ``predict --model spec`` loaded say synthetic? Read from the folder, or

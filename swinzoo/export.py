@@ -424,6 +424,7 @@ def _commit(tmp: Path, out: Path, names: Sequence[str], overwrite: bool) -> list
         else:
             for name in names:
                 os.replace(tmp / name, out / name)
+            shutil.rmtree(tmp, ignore_errors=True)
     return [out / n for n in names]
 
 
@@ -456,18 +457,23 @@ def _export_onnx(graph: _Graph, size: int, batch: int | None, names: list[str], 
 
 @contextlib.contextmanager
 def warnings_quiet():
+    """The exporters' and quantizers' chatter (tables, progress bars, advice) off the user's terminal: swinzoo
+    reports what matters in one line and the record."""
     import logging
     import warnings
 
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
+    loggers = [logging.getLogger(name) for name in ("", "torch.onnx", "nncf")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    with open(os.devnull, "w") as null, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            yield
+            with contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+                yield
         finally:
-            logger.setLevel(level)
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
 
 
 def _quantize_onnx(src: Path, dst: Path) -> dict[str, Any]:
@@ -477,9 +483,10 @@ def _quantize_onnx(src: Path, dst: Path) -> dict[str, Any]:
     have to match the user's data, and measured closer to float32 on Swin (benchmarks/README.md)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"]
-    )
+    with warnings_quiet():
+        quantize_dynamic(
+            str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"]
+        )
     return {
         "method": "onnxruntime.quantization.quantize_dynamic",
         "weights": "int8 per output channel (MatMul, Gemm)",
@@ -492,7 +499,8 @@ def _compress_openvino(model: Any) -> tuple[Any, dict[str, Any]]:
     _require("nncf")
     import nncf
 
-    compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    with warnings_quiet():
+        compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     return compressed, {
         "method": "nncf.compress_weights (INT8_ASYM)",
         "nncf": nncf.__version__,
@@ -535,7 +543,9 @@ def export(
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"--format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
     if int8 and fmt not in INT8_FORMATS:
-        raise ExportError(f"--int8: the {fmt} format cannot hold int8 weights (int8 formats: {', '.join(INT8_FORMATS)})")
+        raise ExportError(
+            f"--int8: the {fmt} format cannot hold int8 weights (int8 formats: {', '.join(INT8_FORMATS)})"
+        )
     if task not in (None, "image-classification", "masked-image-modeling", "backbone"):
         raise ExportError(f"--task {task!r}: give image-classification, masked-image-modeling or backbone")
     _require("onnx", "onnxscript", "onnxruntime", *(["openvino"] if fmt == "openvino" else []))
@@ -556,7 +566,10 @@ def export(
     record_name = names[0] + RECORD_SUFFIX
     _check_out(target, [*names, record_name], overwrite)
     threads = threads or max(1, torch.get_num_threads())
+    from .folder import clean_stale_partials
+
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_partials(target.parent, target.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent))
     try:
         record = _build(model, folder, source, found, fmt, int8, size, fixed, tmp, names, threads, generated)
@@ -623,7 +636,9 @@ def _build(
         got = _run(runner, x, batch)
         checks.append(_check("swinzoo eager (float32)", runtime, got, eager, task, outputs, shown, not int8))
         if timm_out is not None:
-            checks.append(_check("timm, same weights (float32)", runtime, got, timm_out, task, outputs, shown, not int8))
+            checks.append(
+                _check("timm, same weights (float32)", runtime, got, timm_out, task, outputs, shown, not int8)
+            )
     if int8 and generated:
         synthetic = processor(images=generated_images(generated, size=size))["pixel_values"]
         got = _run(runners[0][1], synthetic, batch)
@@ -639,7 +654,9 @@ def _build(
             )
     import onnx
 
-    opset = next((o.version for o in onnx.load(str(onnx_path), load_external_data=False).opset_import if not o.domain), None)
+    opset = next(
+        (o.version for o in onnx.load(str(onnx_path), load_external_data=False).opset_import if not o.domain), None
+    )
     from .folder import ConvertedFolder
 
     converted = ConvertedFolder(folder)
@@ -704,3 +721,57 @@ def summary_line(record: dict[str, Any]) -> str:
             figures += f", top-1 {row['top1_agreement']:.1%}, top-5 {row.get('top5_agreement', math.nan):.1%}"
         parts.append(f"{row.get('runtime')} vs {row.get('against')} on {row.get('images')}: {figures}")
     return "; ".join(parts)
+
+
+def stale_reason(folder: str | os.PathLike, record_file: Path, record: dict[str, Any]) -> str | None:
+    """Why an export in ``folder`` no longer belongs to it (other weights or config, a file changed), or None."""
+    folder = Path(folder)
+    for key, path in (("weights_sha256", folder / "model.safetensors"), ("config_sha256", folder / "config.json")):
+        if path.is_file() and record.get(key) != _sha256(path):
+            return f"{record_file} was made from other weights ({key} differs from {path})"
+    for name, facts in record["files"].items():
+        path = record_file.parent / name
+        if not path.is_file() or path.is_symlink():
+            return f"{record_file} lists {name}, which is missing from {record_file.parent}"
+        if not isinstance(facts, dict) or facts.get("sha256") != _sha256(path):
+            return f"{path} changed since it was exported and checked (sha256 differs from {record_file})"
+    return None
+
+
+def _fmt_size(n: Any) -> str:
+    if not isinstance(n, (int, float)):
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "?"
+
+
+def card_lines(folder: str | os.PathLike) -> list[str]:
+    """The model card's Exports section: each file, its format, size and parity figures (none: no lines)."""
+    try:
+        records = export_records(folder)
+    except ExportError as exc:
+        return ["## Exports", "", f"Unreadable export record: {exc}", ""]
+    if not records:
+        return []
+    lines = [
+        "## Exports",
+        "",
+        "Each export was run by its runtime on the sample images before it was written and compared with swinzoo "
+        "(eager, float32) and timm holding the same weights; int8 files are approximations of float32 and their "
+        "figures say how close, not that they are equal.",
+        "",
+        "| file | format | precision | size | image size | checked |",
+        "|---|---|---|---|---|---|",
+    ]
+    for record_file, record in records:
+        fmt = record["format"]
+        for name, facts in record["files"].items():
+            size = _fmt_size(facts.get("size_bytes") if isinstance(facts, dict) else None)
+            hw = "x".join(str(v) for v in record.get("image_size", []))
+            figures = summary_line(record) if name == record.get("file") else f"see `{fmt}/{record_file.name}`"
+            lines.append(f"| `{fmt}/{name}` | {fmt} | {record.get('precision')} | {size} | {hw} | {figures} |")
+    lines += ["", f"Records: {', '.join(f'`{p.parent.name}/{p.name}`' for p, _ in records)}.", ""]
+    return lines
