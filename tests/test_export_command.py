@@ -8,7 +8,9 @@ Tiny configs (64 px) everywhere: the machine is shared.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,13 +19,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import random_model, timm_twin, tiny_config
-from test_publish import make_folder, small_config
+from hubserver import HubServer, hub_env
+from huggingface_hub import ModelCard, hf_hub_download
+from test_publish import TOKEN, make_folder, small_config
 
 import swinzoo
 from swinzoo import export as export_module
 from swinzoo.cli import main
 from swinzoo.export import ExportError, export, sample_images
 from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModeling
+from swinzoo.publish import PublishError, publish
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -54,10 +59,10 @@ def entries(path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def v1(tmp_path_factory) -> tuple[Path, dict]:
-    """A verified tiny Swin v1 folder and its float32 ONNX export (made through the CLI)."""
+    """A verified tiny Swin v1 folder (one transformers can hold too) and its float32 ONNX export (CLI)."""
     torch.set_num_threads(1)
     folder = make_folder(
-        tmp_path_factory.mktemp("v1") / "tiny", random_model(SwinForImageClassification, tiny_config(1), 11)
+        tmp_path_factory.mktemp("v1") / "tiny", random_model(SwinForImageClassification, small_config(1), 11)
     )
     return folder, cli("export", str(folder), "--format", "onnx")
 
@@ -286,3 +291,56 @@ def test_runtime_disagreeing_with_eager_fails_and_writes_nothing(tiny, monkeypat
     line = refused("export", str(tiny))
     assert "onnxruntime (CPU, float32) disagrees with swinzoo eager" in line and "nothing was written" in line
     assert entries(tiny / "onnx") == [] and not [p for p in tiny.iterdir() if p.name.startswith(".onnx")]
+
+
+# --------------------------------------------------------------------------------------------- publish
+@pytest.fixture
+def hub(tmp_path: Path):
+    with HubServer() as server, hub_env(server, tmp_path / "hf-cache", token=TOKEN):
+        yield server
+
+
+@pytest.mark.parametrize("fmt", ["transformers", "swinzoo"])
+def test_published_onnx_runs_from_the_hub_with_the_recorded_figures(v1, v2_int8, hub, tmp_path, fmt):
+    folder, _ = v1 if fmt == "transformers" else v2_int8
+    name = "model.onnx" if fmt == "transformers" else "model_quantized.onnx"
+    publish(folder, f"alice/tiny-{fmt}", fmt=fmt)
+    path = Path(hf_hub_download(f"alice/tiny-{fmt}", f"onnx/{name}"))
+    record = json.loads(Path(hf_hub_download(f"alice/tiny-{fmt}", f"onnx/{name}.json")).read_text())
+    assert record["files"][name]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    snapshot = path.parent.parent
+    x = swinzoo.ImageProcessor.from_pretrained(f"alice/tiny-{fmt}")(images=[str(p) for p in sample_images()])[
+        "pixel_values"
+    ]
+    (got,) = session(path).run(["logits"], {"pixel_values": x.numpy()})
+    with torch.inference_mode():
+        expected = timm_twin(swinzoo.from_pretrained(f"alice/tiny-{fmt}").eval())(x)
+    (row,) = [r for r in record["checks"] if r["against"].startswith("timm") and "sample" in r["images"]]
+    diff = (torch.from_numpy(got).double() - expected.double()).abs().max().item()
+    assert row["max_abs_diff"] == pytest.approx(diff, rel=0.05, abs=1e-7)
+    card = ModelCard.load(f"alice/tiny-{fmt}").text
+    assert f"`onnx/{name}`" in card and "## Exports" in card and (snapshot / "onnx").is_dir()
+
+
+def test_publish_refuses_an_export_changed_since_its_check(v1, hub, tmp_path):
+    folder = Path(shutil.copytree(v1[0], tmp_path / "copy"))
+    with (folder / "onnx" / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(PublishError, match=r"model.onnx changed since it was exported"):
+        publish(folder, "alice/tampered", fmt="transformers")
+    assert hub.repos == {}
+
+
+def test_optimum_loads_the_published_swin_v1_onnx(v1, hub):
+    optimum_ort = pytest.importorskip(
+        "optimum.onnxruntime",
+        reason="optimum's ONNX Runtime classes (optimum-onnx) pin transformers<4.58 and huggingface_hub<1; "
+        "this venv runs transformers 5.x (CI's transformers-majors 4.57 job can install it)",
+    )
+    folder, _ = v1
+    publish(folder, "alice/tiny-optimum", fmt="transformers")
+    model = optimum_ort.ORTModelForImageClassification.from_pretrained("alice/tiny-optimum", subfolder="onnx")
+    x = pixels(folder)
+    with torch.inference_mode():
+        expected = timm_twin(swinzoo.from_pretrained(folder).eval())(x)
+    assert (model(pixel_values=x).logits - expected).abs().max().item() <= 1e-4
