@@ -497,15 +497,20 @@ def _synthetic_model(spec: str, revision: str | None) -> bool:
 @click.option("--model", "model_spec", required=True, metavar="NAME|REPO|DIR", help="Zoo entry, Hub id or folder.")
 @click.option("--revision", metavar="REV", help="Branch, tag or commit of a Hub repo.")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes per image.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "auto"]),
+    help="Run in this dtype; auto: bfloat16 where the CPU (AMX, AVX512-BF16) or GPU runs it natively.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
-def predict_command(images, model_spec, revision, top_k, as_json) -> None:
+def predict_command(images, model_spec, revision, top_k, dtype, as_json) -> None:
     """Classify IMAGES: the top-k class names and probabilities of each.
 
     NAME loads converted/NAME (run `swinzoo convert NAME` first); the eval preprocessing is the checkpoint's own.
     """
     from .predict import classify, load_classifier
 
-    loaded = _run(load_classifier, model_spec, revision)
+    loaded = _run(load_classifier, model_spec, revision, dtype)
     if _synthetic_model(model_spec, revision):
         click.echo(
             f"warning: {loaded.source} holds SYNTHETIC weights (random, for testing the pipeline only; its "
@@ -540,8 +545,15 @@ def predict_command(images, model_spec, revision, top_k, as_json) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="At most N images, spread evenly over the data.")
 @click.option("--skip-corrupt", is_flag=True, help="Count images that cannot be decoded as skipped, not an error.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "auto"]),
+    help="Run in this dtype; auto: bfloat16 where the CPU (AMX, AVX512-BF16) or GPU runs it natively.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate_command(model_spec, data, ground_truth, batch_size, workers, limit, skip_corrupt, as_json, quiet) -> None:
+def evaluate_command(
+    model_spec, data, ground_truth, batch_size, workers, limit, skip_corrupt, dtype, as_json, quiet
+) -> None:
     """Measure top-1 / top-5 of a classifier on ImageNet-1k validation images, with its own eval transform.
 
     Runs as it is, or under `torchrun --nproc-per-node N` (each image counted once; rank 0 reports). A local
@@ -559,6 +571,7 @@ def evaluate_command(model_spec, data, ground_truth, batch_size, workers, limit,
         limit=limit,
         skip_corrupt=skip_corrupt,
         progress=not quiet,
+        dtype=dtype,
     )
     if result.rank != 0:
         return
@@ -576,6 +589,10 @@ def evaluate_command(model_spec, data, ground_truth, batch_size, workers, limit,
         f"  {result.head}; {result.world_size} process(es) on {result.device}; {result.seconds:.1f}s, "
         f"{result.images_per_second:.1f} images/s" + (f"; wrote {result.written}" if result.written else "")
     )
+    if result.float32_top1_agreement is not None:
+        click.echo(
+            f"  {result.dtype}: top-1 agrees with float32 on {100 * result.float32_top1_agreement:.2f}% of the images"
+        )
 
 
 if __name__ == "__main__":  # `python -m swinzoo.cli ...`, as `torchrun -m swinzoo.cli` runs it
