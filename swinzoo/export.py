@@ -146,9 +146,9 @@ def generated_images(n: int = GENERATED_IMAGES, size: int = 224, seed: int = 0) 
 class _Graph(torch.nn.Module):
     """The model as pixels -> tensor(s): exporters want tensors, not output dataclasses."""
 
-    def __init__(self, model: torch.nn.Module, task: str) -> None:
+    def __init__(self, model: Any, task: str) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.model: Any = model.eval()
         self.task = task
 
     def forward(self, pixel_values: torch.Tensor) -> Any:
@@ -160,7 +160,7 @@ class _Graph(torch.nn.Module):
         return tuple(out.feature_maps)
 
 
-def output_names(model: torch.nn.Module, task: str) -> list[str]:
+def output_names(model: Any, task: str) -> list[str]:
     if task == "image-classification":
         return ["logits"]
     if task == "masked-image-modeling":
@@ -168,7 +168,7 @@ def output_names(model: torch.nn.Module, task: str) -> list[str]:
     return [f"feature_maps.{name}" for name in model.config.out_features]
 
 
-def _load(spec: str, task: str | None, revision: str | None) -> tuple[torch.nn.Module, Path, str, str]:
+def _load(spec: str, task: str | None, revision: str | None) -> tuple[Any, Path, str, str]:
     """(float32 model in eval mode, its local folder, a description, its task)."""
     from .io import LoadError, from_pretrained
     from .modeling import SwinBackbone
@@ -204,7 +204,7 @@ def _gate(folder: Path) -> list[str]:
     return verification_problems(folder)
 
 
-def _check_size(model: torch.nn.Module, size: int, source: str) -> None:
+def _check_size(model: Any, size: int, source: str) -> None:
     """Refuse a size the model cannot take, naming it, before anything is traced."""
     from .images import MAX_INPUT_SIZE
 
@@ -285,14 +285,14 @@ def _run(runner: Callable[[torch.Tensor], list[torch.Tensor]], x: torch.Tensor, 
     return [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
-def _eager(model: torch.nn.Module, task: str, x: torch.Tensor) -> list[torch.Tensor]:
+def _eager(model: Any, task: str, x: torch.Tensor) -> list[torch.Tensor]:
     graph = _Graph(model, task)
     with torch.inference_mode():
         out = graph(x)
     return list(out) if isinstance(out, tuple) else [out]
 
 
-def _timm_twin(model: torch.nn.Module, size: int) -> tuple[torch.nn.Module | None, str | None]:
+def _timm_twin(model: Any, size: int) -> tuple[torch.nn.Module | None, str | None]:
     """timm's Swin holding the encoder (and head) weights of ``model`` at input ``size``, or why there is none."""
     try:
         import timm  # noqa: F401
@@ -321,7 +321,7 @@ def _timm_twin(model: torch.nn.Module, size: int) -> tuple[torch.nn.Module | Non
     return reference, None
 
 
-def _timm_outputs(reference: Any, model: torch.nn.Module, task: str, x: torch.Tensor) -> list[torch.Tensor]:
+def _timm_outputs(reference: Any, model: Any, task: str, x: torch.Tensor) -> list[torch.Tensor]:
     """timm's encoder computes the heavy part; the heads are the papers' one-liners on swinzoo's head weights."""
     import torch.nn.functional as F
 
@@ -446,6 +446,8 @@ def _export_onnx(graph: _Graph, size: int, batch: int | None, names: list[str], 
                 opset_version=OPSET,
                 verbose=False,
             )
+            if program is None:
+                raise ExportError("torch.onnx.export returned no program")
             program.save(str(path))
     except Exception as exc:  # the exporter raises many types; the message names the op at fault
         raise ExportError(f"torch.onnx.export failed at image size {size}: {type(exc).__name__}: {exc}") from exc
@@ -586,7 +588,7 @@ def export(
 
 
 def _build(
-    model: torch.nn.Module,
+    model: Any,
     folder: Path,
     source: str,
     task: str,
