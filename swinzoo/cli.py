@@ -441,9 +441,12 @@ def publish_command(folder, repo_id, revision, tag, private, dry_run, fmt, force
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder [default: DIR/onnx or DIR/openvino].")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export of the same file in --out.")
+@click.option("--force", is_flag=True, help="Export even without a passing verification.json (the record says so).")
 @click.option("--revision", metavar="REV", help="Branch, tag or commit of a Hub repo.")
 @click.option("--json", "as_json", is_flag=True, help="Print the export record as JSON.")
-def export_command(model_spec, fmt, int8, image_size, batch, task, out_dir, overwrite, revision, as_json) -> None:
+def export_command(
+    model_spec, fmt, int8, image_size, batch, task, out_dir, overwrite, force, revision, as_json
+) -> None:
     """Export a verified model to ONNX or OpenVINO, checked by the runtime against swinzoo eager and timm on the
     sample images before anything is written; the figures go into a JSON record beside the file.
     """
@@ -460,6 +463,7 @@ def export_command(model_spec, fmt, int8, image_size, batch, task, out_dir, over
         task=task,
         revision=revision,
         overwrite=overwrite,
+        force=force,
     )
     if as_json:
         click.echo(json.dumps({**result.record, "written": [str(p) for p in [*result.files, result.record_file]]}))

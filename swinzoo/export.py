@@ -534,13 +534,15 @@ def export(
     task: str | None = None,
     revision: str | None = None,
     overwrite: bool = False,
+    force: bool = False,
     threads: int | None = None,
     generated: int = GENERATED_IMAGES,
 ) -> ExportResult:
     """Export ``spec`` (a converted folder, zoo NAME or Hub ORG/NAME) to ``fmt``, check it, then write it.
 
     ``task="backbone"`` exports a classifier's encoder as NCHW feature maps of every stage. Default ``out``:
-    the folder's ``onnx/`` or ``openvino/`` (where ``publish`` picks it up). Raises :class:`ExportError`.
+    the folder's ``onnx/`` or ``openvino/`` (where ``publish`` picks it up). A folder failing the publish gate
+    (no passing ``verification.json`` for these bytes) is refused unless ``force``. Raises :class:`ExportError`.
     """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"--format {fmt!r} is not one of {', '.join(EXPORT_FORMATS)}")
@@ -555,10 +557,18 @@ def export(
         _require("nncf")
     fixed = _parse_batch(batch)
     model, folder, source, found = _load(str(spec), task, revision)
-    local = Path(str(spec)).is_dir() or (folder / "conversion.json").is_file()
-    problems = _gate(folder) if local else []
-    if problems:
-        raise ExportError(f"refusing to export unverified weights ({source}): " + "; ".join(problems))
+    fmt_loaded = getattr(model, "loaded_format", "swinzoo")
+    problems = _gate(folder) if fmt_loaded == "swinzoo" else []
+    if problems and not force:
+        raise ExportError(
+            f"refusing to export unverified weights ({source}): "
+            + "; ".join(problems)
+            + ". Pass --force to export anyway (the record then says NOT VERIFIED)"
+        )
+    if fmt_loaded != "swinzoo":
+        gate = f"not applied: a {fmt_loaded}-format folder (the gate binds swinzoo-format bytes; publish gated them)"
+    else:
+        gate = "NOT VERIFIED (--force): " + "; ".join(problems) if problems else "passed (verification.json holds)"
     size = image_size if image_size is not None else model.config.image_hw[0]
     if image_size is None and model.config.image_hw[0] != model.config.image_hw[1]:
         raise ExportError(f"{source}: non-square image size {model.config.image_hw}: give --image-size")
@@ -575,7 +585,7 @@ def export(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent))
     try:
         record = _build(model, folder, source, found, fmt, int8, size, fixed, tmp, names, threads, generated)
-        record["gate"] = "passed (verification.json holds for these bytes)" if local else "not applicable (Hub repo)"
+        record["gate"] = gate
         (tmp / record_name).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         for extra in list(tmp.iterdir()):
             if extra.name not in (*names, record_name):

@@ -263,6 +263,9 @@ def test_folder_failing_the_publish_gate_is_refused(tmp_path, how):
     assert "refusing to export unverified weights" in line
     assert ("verification.json is missing" if how == "unverified" else "config_sha256") in line
     assert entries(folder / "onnx") == []
+    if how == "unverified":  # --force exports, and the record says what the gate found
+        record = cli("export", str(folder), "--force")
+        assert record["gate"].startswith("NOT VERIFIED (--force)") and "verification.json is missing" in record["gate"]
 
 
 def test_missing_extra_names_the_install_command(tiny, monkeypatch):
