@@ -66,6 +66,7 @@ RTOL, ATOL = 1e-4, 1e-5
 #: not approximate); every figure is recorded whatever it is.
 INT8_MIN_TOP1 = 0.5
 GENERATED_IMAGES = 256
+CHUNK = 8  # images per forward pass in the checks
 IMAGE_SIZE_NOTE = (
     "exported for one input size: Swin's padding to whole windows, window clamping, shift and (v1) absolute "
     "positions depend on the height and width, so the graph is only valid at this size; the batch is {batch}"
@@ -239,14 +240,14 @@ def _processor(folder: Path, size: int):
 
 # --------------------------------------------------------------------------------------------- runtimes
 def _batches(x: torch.Tensor, batch: int | None) -> list[tuple[torch.Tensor, int]]:
-    """Chunks of a fixed batch (the last padded by repeating its first image) or the whole input."""
-    if batch is None:
-        return [(x, x.shape[0])]
+    """Chunks of a fixed batch (the last padded by repeating its first image), or of :data:`CHUNK` images for a
+    dynamic batch (a base model at 384 on 256 images at once would need tens of GB)."""
+    size = batch or CHUNK
     out = []
-    for start in range(0, x.shape[0], batch):
-        chunk = x[start : start + batch]
+    for start in range(0, x.shape[0], size):
+        chunk = x[start : start + size]
         n = chunk.shape[0]
-        if n < batch:
+        if batch is not None and n < batch:
             chunk = torch.cat([chunk, chunk[:1].expand(batch - n, *chunk.shape[1:])])
         out.append((chunk, n))
     return out
@@ -287,9 +288,12 @@ def _run(runner: Callable[[torch.Tensor], list[torch.Tensor]], x: torch.Tensor, 
 
 def _eager(model: Any, task: str, x: torch.Tensor) -> list[torch.Tensor]:
     graph = _Graph(model, task)
+    parts = []
     with torch.inference_mode():
-        out = graph(x)
-    return list(out) if isinstance(out, tuple) else [out]
+        for chunk, _ in _batches(x, None):
+            out = graph(chunk)
+            parts.append(list(out) if isinstance(out, tuple) else [out])
+    return [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
 def _timm_twin(model: Any, size: int) -> tuple[torch.nn.Module | None, str | None]:
