@@ -788,6 +788,7 @@ def card_lines(folder: str | os.PathLike) -> list[str]:
             size = _fmt_size(facts.get("size_bytes") if isinstance(facts, dict) else None)
             hw = "x".join(str(v) for v in record.get("image_size", []))
             figures = summary_line(record) if name == record.get("file") else f"see `{fmt}/{record_file.name}`"
+            figures = figures.replace("|", "\\|")  # inside a markdown table cell
             lines.append(f"| `{fmt}/{name}` | {fmt} | {record.get('precision')} | {size} | {hw} | {figures} |")
     lines += ["", f"Records: {', '.join(f'`{p.parent.name}/{p.name}`' for p, _ in records)}.", ""]
     return lines

@@ -323,6 +323,8 @@ def test_published_onnx_runs_from_the_hub_with_the_recorded_figures(v1, v2_int8,
     assert row["max_abs_diff"] == pytest.approx(diff, rel=0.05, abs=1e-7)
     card = ModelCard.load(f"alice/tiny-{fmt}").text
     assert f"`onnx/{name}`" in card and "## Exports" in card and (snapshot / "onnx").is_dir()
+    (line,) = [row for row in card.splitlines() if row.startswith(f"| `onnx/{name}`")]
+    assert line.replace("\\|", "").count("|") == 7  # six cells: the figures' own bars are escaped
 
 
 def test_publish_refuses_an_export_changed_since_its_check(v1, hub, tmp_path):
