@@ -639,6 +639,9 @@ def build_card(
         lines += ["## SimMIM loss", "", simmim_loss_text(config, fmt), ""]
     if results or measured or (not synthetic and entry is not None and entry.metrics is not None):
         lines += _accuracy_lines(results, measured, evaluation, entry)
+    from .export import card_lines
+
+    lines += card_lines(folder)
     lines += ["## Usage", "", _usage(fmt, repo, task, config, entry, conversion), "## Citation", ""]
     for citation in _citations(entry, config, simmim):
         lines += ["```bibtex", citation, "```", ""]

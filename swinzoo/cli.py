@@ -481,6 +481,51 @@ def publish_command(
     click.echo(result.url)
 
 
+# --------------------------------------------------------------------------------------------- export
+@main.command("export")
+@click.argument("model_spec", metavar="NAME|DIR|REPO")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "openvino"]), default="onnx", show_default=True)
+@click.option("--int8", is_flag=True, help="int8 weights (onnxruntime dynamic quantization / NNCF compression).")
+@click.option("--image-size", type=int, help="The one input size of the graph [default: the model's].")
+@click.option("--batch", default="dynamic", show_default=True, metavar="dynamic|N", help="Batch dimension.")
+@click.option(
+    "--task", type=click.Choice(["backbone"]), help="Export a classifier's encoder as feature maps of every stage."
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder [default: DIR/onnx or DIR/openvino].")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export of the same file in --out.")
+@click.option("--force", is_flag=True, help="Export even without a passing verification.json (the record says so).")
+@click.option("--revision", metavar="REV", help="Branch, tag or commit of a Hub repo.")
+@click.option("--json", "as_json", is_flag=True, help="Print the export record as JSON.")
+def export_command(
+    model_spec: str, fmt: str, int8: bool, image_size: int | None, batch: str, task: str | None, out_dir: str | None,
+    overwrite: bool, force: bool, revision: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Export a verified model to ONNX or OpenVINO, checked by the runtime against swinzoo eager and timm on the
+    sample images before anything is written; the figures go into a JSON record beside the file.
+    """
+    from .export import export, summary_line
+
+    result = _run(
+        export,
+        model_spec,
+        fmt,
+        int8=int8,
+        image_size=image_size,
+        batch=batch,
+        out=out_dir,
+        task=task,
+        revision=revision,
+        overwrite=overwrite,
+        force=force,
+    )
+    if as_json:
+        click.echo(json.dumps({**result.record, "written": [str(p) for p in [*result.files, result.record_file]]}))
+        return
+    for path in result.files:
+        click.echo(f"wrote {path}")
+    click.echo(f"record {result.record_file}: {summary_line(result.record)}")
+
+
 # --------------------------------------------------------------------------------------------- predict
 def _synthetic_model(spec: str, revision: str | None) -> bool:
     """Does the conversion.json of what ``predict --model spec`` loaded say synthetic? Read from the folder, or
@@ -510,8 +555,15 @@ def _synthetic_model(spec: str, revision: str | None) -> bool:
 @click.option("--model", "model_spec", required=True, metavar="NAME|REPO|DIR", help="Zoo entry, Hub id or folder.")
 @click.option("--revision", metavar="REV", help="Branch, tag or commit of a Hub repo.")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes per image.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "auto"]),
+    help="Run in this dtype; auto: bfloat16 where the CPU (AMX, AVX512-BF16) or GPU runs it natively.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
-def predict_command(images: tuple[str, ...], model_spec: str, revision: str | None, top_k: int, as_json: bool) -> None:
+def predict_command(
+    images: tuple[str, ...], model_spec: str, revision: str | None, top_k: int, dtype: str | None, as_json: bool
+) -> None:
     """Classify IMAGES: the top-k class names and probabilities of each.
 
     NAME loads converted/NAME (run `swinzoo convert NAME` first); the eval preprocessing is the checkpoint's own.
@@ -519,7 +571,7 @@ def predict_command(images: tuple[str, ...], model_spec: str, revision: str | No
     from .predict import check_images_exist, classify, load_classifier
 
     _run(check_images_exist, list(images))
-    loaded = _run(load_classifier, model_spec, revision)
+    loaded = _run(load_classifier, model_spec, revision, dtype)
     if _synthetic_model(model_spec, revision):
         click.echo(
             f"warning: {printable(loaded.source)} holds SYNTHETIC weights (random, for testing the pipeline only; its "
@@ -559,10 +611,15 @@ def predict_command(images: tuple[str, ...], model_spec: str, revision: str | No
 @click.option("--limit", type=click.IntRange(min=1), help="At most N images, spread evenly over the data.")
 @click.option("--skip-corrupt", is_flag=True, help="Count images that cannot be decoded as skipped, not an error.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "auto"]),
+    help="Run in this dtype; auto: bfloat16 where the CPU (AMX, AVX512-BF16) or GPU runs it natively.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate_command(
     model_spec: str, data: str, ground_truth: str | None, batch_size: int, workers: int, limit: int | None,
-    skip_corrupt: bool, as_json: bool, quiet: bool,
+    skip_corrupt: bool, dtype: str | None, as_json: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Measure top-1 / top-5 of a classifier on ImageNet-1k validation images, with its own eval transform.
 
@@ -581,6 +638,7 @@ def evaluate_command(
         limit=limit,
         skip_corrupt=skip_corrupt,
         progress=not quiet,
+        dtype=dtype,
     )
     if result.rank != 0:
         return
@@ -604,6 +662,10 @@ def evaluate_command(
         f"  {result.head}; {result.world_size} process(es) on {result.device}; {result.seconds:.1f}s, "
         f"{result.images_per_second:.1f} images/s" + (f"; wrote {printable(result.written)}" if result.written else "")
     )
+    if result.float32_top1_agreement is not None:
+        click.echo(
+            f"  {result.dtype}: top-1 agrees with float32 on {100 * result.float32_top1_agreement:.2f}% of the images"
+        )
 
 
 if __name__ == "__main__":  # `python -m swinzoo.cli ...`, as `torchrun -m swinzoo.cli` runs it

@@ -309,6 +309,7 @@ class _Model:
     local: bool
     head: str
     class_map: list[int] | None
+    float32: torch.nn.Module | None = None  # the float32 model, when the run is in another dtype (agreement)
 
 
 def _official_22k_to_1k() -> list[int]:
@@ -376,10 +377,10 @@ _SIMMIM_REASON = (
 )
 
 
-def _load(spec: str, class_map: Sequence[int] | None) -> _Model:
+def _load(spec: str, class_map: Sequence[int] | None, dtype: str | torch.dtype | None = None) -> _Model:
     from .io import read_config
     from .manifest import load_manifests
-    from .predict import load_classifier, resolve_model
+    from .predict import PredictError, load_classifier, resolve_model
 
     entry = load_manifests().get(spec)
     if entry is not None and entry.kind == "simmim-pretrain":
@@ -394,9 +395,17 @@ def _load(spec: str, class_map: Sequence[int] | None) -> _Model:
         raise EvaluateError(f"{source}: {_SIMMIM_REASON}")
     if task != "image-classification":
         raise EvaluateError(f"{source}: config.json task is {task!r}: evaluate needs an image-classification model")
-    loaded = load_classifier(str(folder))
+    try:
+        loaded = load_classifier(str(folder), dtype=dtype)
+    except PredictError as exc:
+        raise EvaluateError(str(exc)) from exc
     head, values = _head(loaded.model.config, source, class_map)
-    return _Model(loaded.model, loaded.preprocessing, loaded.preprocessing_from, source, folder, local, head, values)
+    reference = None
+    if next(loaded.model.parameters()).dtype != torch.float32:
+        reference = load_classifier(str(folder), dtype=torch.float32).model
+    return _Model(
+        loaded.model, loaded.preprocessing, loaded.preprocessing_from, source, folder, local, head, values, reference
+    )
 
 
 # --------------------------------------------------------------------------------------------- distributed
@@ -556,6 +565,8 @@ class Evaluation:
     predictions: list[ImagePrediction] = field(default_factory=list)
     weights_sha256: str | None = None
     written: Path | None = None
+    dtype: str = "float32"
+    float32_top1_agreement: float | None = None  # runs in another dtype: same top-1 as float32, per image
 
     @property
     def top1(self) -> float:
@@ -595,6 +606,8 @@ class Evaluation:
             "workers": self.workers,
             "wall_seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 3),
+            "dtype": self.dtype,
+            "float32_top1_agreement": self.float32_top1_agreement,
         }
 
 
@@ -634,8 +647,9 @@ def _run(
     workers: int,
     skip_corrupt: bool,
     progress: bool,
-) -> tuple[list[tuple[int, int, list[int]]], list[int]]:
-    """This rank's (index, target, top-5) and skipped indices. Every rank takes the same number of steps (one
+) -> tuple[list[tuple[int, int, list[int]]], list[int], int]:
+    """This rank's (index, target, top-5), skipped indices and how many images have float32's top-1 (when the
+    model runs in another dtype; else 0). Every rank takes the same number of steps (one
     small ``all_reduce`` each), so a corrupt image on any rank stops all of them at the same step."""
     import torch.distributed as dist
     from tqdm.auto import tqdm
@@ -653,6 +667,8 @@ def _run(
     steps = -(-largest_shard // batch_size)
     model = loaded.model.to(world.device)
     dtype = next(model.parameters()).dtype
+    reference = loaded.float32.to(world.device) if loaded.float32 is not None else None
+    agree = 0
     index_map = torch.tensor(loaded.class_map, device=world.device) if loaded.class_map is not None else None
     k = min(TOP_K, NUM_CLASSES_1K)
     results: list[tuple[int, int, list[int]]] = []
@@ -679,13 +695,19 @@ def _run(
                 raise EvaluateError(_corrupt_message(sorted(bad_all, key=lambda b: str(b[0]))))
             skipped.extend(i for i, _ in bad)
             if pixels is not None:
-                logits = model(pixels.to(world.device, dtype, non_blocking=True)).logits.float()
+                pixels = pixels.to(world.device, non_blocking=True)
+                logits = model(pixels.to(dtype)).logits.float()
                 if index_map is not None:
                     logits = logits.index_select(1, index_map)
                 top = logits.topk(k, dim=-1).indices.cpu().tolist()
+                if reference is not None:
+                    exact = reference(pixels.float()).logits
+                    if index_map is not None:
+                        exact = exact.index_select(1, index_map)
+                    agree += int((exact.argmax(-1) == logits.argmax(-1)).sum().item())
                 results.extend(zip(indices, targets, top, strict=True))
             bar.update(len(indices) + len(bad))
-    return results, skipped
+    return results, skipped, agree
 
 
 def default_workers() -> int:
@@ -709,12 +731,15 @@ def evaluate(
     class_map: Sequence[int] | None = None,
     write: bool = True,
     progress: bool = True,
+    dtype: str | torch.dtype | None = None,
 ) -> Evaluation:
     """Top-1 / top-5 of ``model`` (zoo NAME, folder or Hub ORG/NAME) on the labelled images of ``data``.
 
     Under torchrun every rank calls this; all return the global counts, rank 0 also the per-image predictions
     and, for a local folder (``write=True``), the path of the ``evaluation.json`` it wrote there.
-    ``class_map`` (1000 rows of a 21841-class head) replaces the official 22k->1k map.
+    ``class_map`` (1000 rows of a 21841-class head) replaces the official 22k->1k map. ``dtype``: float32,
+    bfloat16 or "auto" (bfloat16 where the hardware runs it natively); in any dtype but float32 the float32 model
+    runs beside it and ``float32_top1_agreement`` says on how many images their top-1 agree.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise EvaluateError(f"--batch-size must be a positive integer, got {batch_size!r}")
@@ -724,7 +749,7 @@ def evaluate(
         raise EvaluateError(f"--workers must be 0 or more, got {workers!r}")
     dataset = scan_data(data, ground_truth)
     samples = spread(dataset.samples, limit)
-    loaded = _load(model, class_map)
+    loaded = _load(model, class_map, dtype)
     target = ConvertedFolder(loaded.folder).evaluation_file if write and loaded.local else None
     if target is not None and not os.access(loaded.folder, os.W_OK | os.X_OK):
         raise EvaluateError(f"{loaded.folder}: not writable, so evaluation.json cannot be written there")
@@ -733,12 +758,17 @@ def evaluate(
     try:
         started = time.perf_counter()
         with interrupts_kept():  # the DataLoader's workers shut down in a __del__, which swallows a Ctrl-C
-            results, skipped = _run(
+            results, skipped, agree = _run(
                 loaded, samples, world, batch_size=batch_size, workers=workers, skip_corrupt=skip_corrupt,
                 progress=progress,
             )  # fmt: skip
         counts = torch.tensor(
-            [len(results), sum(t == top[0] for _, t, top in results), sum(t in top for _, t, top in results)],
+            [
+                len(results),
+                sum(t == top[0] for _, t, top in results),
+                sum(t in top for _, t, top in results),
+                agree,
+            ],
             dtype=torch.int64,
             device=world.device,
         )
@@ -753,7 +783,7 @@ def evaluate(
     finally:
         _leave_world(world)
 
-    images, top1, top5 = (int(c) for c in counts.tolist())
+    images, top1, top5, agreeing = (int(c) for c in counts.tolist())
     all_results = sorted((r for part, _ in gathered for r in part), key=lambda r: r[0])
     all_skipped = sorted(i for _, part in gathered for i in part)
     counted = [r[0] for r in all_results] + all_skipped
@@ -778,6 +808,8 @@ def evaluate(
         seconds=seconds,
         rank=world.rank,
         limit=limit,
+        dtype=str(next(loaded.model.parameters()).dtype).removeprefix("torch."),
+        float32_top1_agreement=agreeing / images if loaded.float32 is not None else None,
     )
     if world.rank == 0:
         evaluation.predictions = [ImagePrediction(str(samples[i][0]), t, tuple(top)) for i, t, top in all_results]

@@ -79,6 +79,39 @@ def _check_device(device: str | torch.device | None) -> torch.device | None:
     return resolved
 
 
+def bfloat16_is_native(device: str | torch.device | None = None) -> bool:
+    """Does ``device`` run bfloat16 matmuls in hardware (CUDA: Ampere or later; CPU: AMX or AVX512-BF16)?
+
+    On other CPUs torch emulates bfloat16 through float32 and it is slower than float32, so "auto" avoids it.
+    """
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    if "AMX" in torch.backends.cpu.get_cpu_capability().upper():
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def compute_dtype(name: str | torch.dtype | None, device: str | torch.device | None = None) -> torch.dtype:
+    """The dtype to run in for ``predict --dtype`` / ``evaluate --dtype``: "auto" is bfloat16 where
+    :func:`bfloat16_is_native`, else float32 (None: float32). Unlike ``from_pretrained(dtype="auto")``, which
+    keeps the stored dtype as transformers does, this picks for speed on the machine at hand."""
+    if name is None:
+        return torch.float32
+    if name == "auto":
+        return torch.bfloat16 if bfloat16_is_native(device) else torch.float32
+    dtype = parse_dtype(name)
+    assert dtype is not None
+    return dtype
+
+
 def task_of(model: SwinPreTrainedModel) -> str:
     for task, cls in TASK_CLASSES.items():
         if type(model) is cls:

@@ -122,13 +122,20 @@ def resolve_model(spec: str, revision: str | None = None) -> tuple[Path, str]:
     return snapshot, f"{spec}@{revision or 'main'} (commit {snapshot.name})"
 
 
-def load_classifier(spec: str, revision: str | None = None) -> LoadedClassifier:
-    """Load ``spec`` (folder, zoo name or Hub id) for prediction, with its eval preprocessing."""
-    from .io import CONFIG_NAME, from_pretrained
+def load_classifier(spec: str, revision: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedClassifier:
+    """Load ``spec`` (folder, zoo name or Hub id) for prediction, with its eval preprocessing.
+
+    ``dtype``: float32, bfloat16, or "auto" (bfloat16 where the CPU or GPU runs it natively); None keeps the
+    stored dtype."""
+    from .io import CONFIG_NAME, compute_dtype, from_pretrained
     from .modeling import SwinForImageClassification
 
     folder, source = resolve_model(spec, revision)
-    model = from_pretrained(folder)
+    try:
+        wanted = compute_dtype(dtype) if dtype is not None else None
+    except ValueError as exc:
+        raise PredictError(f"--dtype {dtype!r}: {exc}") from exc
+    model = from_pretrained(folder, dtype=wanted)
     if not isinstance(model, SwinForImageClassification):
         raise PredictError(
             f"{source} is a {type(model).__name__} ({(folder / CONFIG_NAME).name} task "
@@ -180,8 +187,13 @@ def check_images_exist(images: Sequence[str | os.PathLike]) -> None:
 
 
 def predict(
-    images: Sequence[str | os.PathLike], model: str, *, top_k: int = 5, revision: str | None = None
+    images: Sequence[str | os.PathLike],
+    model: str,
+    *,
+    top_k: int = 5,
+    revision: str | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> list[ImagePredictions]:
-    """Load ``model`` (zoo NAME, folder or Hub ORG/NAME) and classify ``images``."""
+    """Load ``model`` (zoo NAME, folder or Hub ORG/NAME) and classify ``images`` (``dtype``: see load_classifier)."""
     check_images_exist(images)
-    return classify(load_classifier(model, revision), images, top_k)
+    return classify(load_classifier(model, revision, dtype), images, top_k)

@@ -423,6 +423,26 @@ def _evaluation(folder: Path) -> list[UploadFile]:
     return [UploadFile(path.name, path)]
 
 
+def _exports(folder: Path) -> list[UploadFile]:
+    """``swinzoo export`` outputs (``onnx/``, ``openvino/``) and their records travel when they were made from
+    exactly these weights and are unchanged since their check; a stale one is refused, never sent."""
+    from .export import ExportError, export_records, stale_reason
+
+    try:
+        records = export_records(folder)
+    except ExportError as exc:
+        raise PublishError(str(exc)) from exc
+    files = []
+    for record_file, record in records:
+        why = stale_reason(folder, record_file, record)
+        if why:
+            raise PublishError(f"{why}: run `swinzoo export {folder}` again (--overwrite), or delete it")
+        sub = record_file.parent.name
+        files += [UploadFile(f"{sub}/{name}", record_file.parent / name) for name in record["files"]]
+        files.append(UploadFile(f"{sub}/{record_file.name}", record_file))
+    return files
+
+
 def build_files(folder: Path, fmt: str, workdir: Path, repo_id: str) -> list[UploadFile]:
     """Every file of the commit for ``fmt``, the model card included (rendered now, with the repo id)."""
     if fmt == "swinzoo":
@@ -437,6 +457,7 @@ def build_files(folder: Path, fmt: str, workdir: Path, repo_id: str) -> list[Upl
         # the conversion and verification records travel in every format: they are the provenance.
         files += _folder_files(folder, [CONVERSION_NAME, VERIFICATION_NAME])
     files += _evaluation(folder)
+    files += _exports(folder)
     card = build_card(folder, fmt=fmt, repo_id=repo_id)
     files.append(UploadFile(CARD_NAME, str(card).encode("utf-8")))
     return sorted(files, key=lambda f: f.path_in_repo)

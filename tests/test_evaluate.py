@@ -428,3 +428,41 @@ def test_evaluating_synthetic_weights_warns_and_their_card_claims_no_accuracy(se
     assert (folder / "evaluation.json").is_file()  # measured, recorded, but not claimed
     card = ModelCard(str(build_card(folder)))
     assert card.data.eval_results is None and card.data.get("model-index") is None
+
+
+# --------------------------------------------------------------------------------------------- dtype
+def test_bfloat16_run_records_its_top1_agreement_with_float32(setup: dict, tmp_path: Path) -> None:
+    folder = copy_folder(setup, tmp_path)
+    result = run_cli("evaluate", folder, "--data", setup["data"], "--workers", "0", "--quiet", "--dtype", "bfloat16")
+    assert result.exit_code == 0, result.output
+    record = json.loads((folder / "evaluation.json").read_text())
+    assert record["dtype"] == "bfloat16"
+    # float32 top-1 here is timm's (setup["expected"]), not the float32 twin evaluate runs beside the model
+    bf16 = evaluate(str(folder), setup["data"], workers=0, write=False, progress=False, dtype="bfloat16")
+    same = sum(p.top5[0] == setup["expected"][Path(p.path)][0] for p in bf16.predictions) / bf16.images
+    assert record["float32_top1_agreement"] == pytest.approx(same) and bf16.float32_top1_agreement == pytest.approx(
+        same
+    )
+    assert f"bfloat16: top-1 agrees with float32 on {100 * same:.2f}%" in result.output
+    float32 = evaluate(str(folder), setup["data"], workers=0, write=False, progress=False, dtype="float32")
+    assert float32.dtype == "float32" and float32.float32_top1_agreement is None
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_is_bfloat16_only_where_the_hardware_runs_it(setup: dict, monkeypatch, native: bool) -> None:
+    import swinzoo.io
+
+    monkeypatch.setattr(swinzoo.io, "bfloat16_is_native", lambda device=None: native)
+    result = evaluate(
+        str(setup["folder"]), setup["data"], limit=4, workers=0, write=False, progress=False, dtype="auto"
+    )
+    assert result.dtype == ("bfloat16" if native else "float32")
+
+
+def test_bfloat16_detection_follows_the_cpu_flags() -> None:
+    from swinzoo.io import bfloat16_is_native
+
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    if "AMX" in torch.backends.cpu.get_cpu_capability().upper():
+        pytest.skip("torch reports AMX itself")
+    assert bfloat16_is_native("cpu") == ("amx_bf16" in flags or "avx512_bf16" in flags)
