@@ -71,7 +71,7 @@ def models(name: str) -> tuple[SwinForImageClassification, torch.nn.Module]:
     model = SwinForImageClassification(config).eval()
     model.load_state_dict(randomize_state(model.state_dict(), seed=0))
     timm_model = create_timm_model(config).eval()
-    state, _ = convert_state_dict(model.state_dict(), timm_rules(config), shapes_of(timm_model), to_swinzoo=False)
+    state, _ = convert_state_dict(model.state_dict(), timm_rules(), shapes_of(timm_model), to_swinzoo=False)
     timm_model.load_state_dict(state, strict=True)
     return model, timm_model
 

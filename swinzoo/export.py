@@ -320,7 +320,7 @@ def _timm_twin(model: Any, size: int) -> tuple[torch.nn.Module | None, str | Non
             if own_head
             else torch.zeros_like(reference.state_dict()[f"head.fc.{name}"])
         )
-    mapped, _ = convert_state_dict(state, timm_rules(head), shapes_of(reference), to_swinzoo=False)
+    mapped, _ = convert_state_dict(state, timm_rules(), shapes_of(reference), to_swinzoo=False)
     reference.load_state_dict(mapped, strict=True)
     return reference, None
 
