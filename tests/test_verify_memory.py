@@ -20,7 +20,7 @@ from swinzoo.io import from_pretrained, save_pretrained
 from swinzoo.modeling import SwinForImageClassification
 from swinzoo.synthetic import official_state_dict, randomize_state, write_official_checkpoint
 from swinzoo.verify import VerifyError
-from swinzoo.verify.meta import build_on_meta, check_filled, materialize_buffers
+from swinzoo.verify.meta_device import build_on_meta, check_filled, materialize_buffers
 from swinzoo.verify.official_state import _official_state
 from swinzoo.verify.references.timm import _load_timm
 from swinzoo.verify.references.transformers import _load_transformers

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ...config import SwinConfig
 from ..context import Context, release
-from ..meta import build_on_meta, rebuild_timm_buffers, timm_supports_meta
+from ..meta_device import build_on_meta, rebuild_timm_buffers, timm_supports_meta
 from ..official_state import _BUFFER_SUFFIXES, _official_state
 from ..results import PARTS, ReferenceResult
 from ..tolerances import Comparison

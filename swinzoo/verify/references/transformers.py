@@ -13,7 +13,7 @@ import torch
 
 from ..context import Context, release
 from ..errors import VerifyError
-from ..meta import build_on_meta, rebuild_transformers_buffers
+from ..meta_device import build_on_meta, rebuild_transformers_buffers
 from ..official_state import _official_state
 from ..results import PARTS, ReferenceResult
 from ..tolerances import Comparison, compare
