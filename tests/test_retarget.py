@@ -2,7 +2,7 @@
 
 * Against timm and transformers at the new geometry: a random swinzoo model is retargeted; timm's and
   transformers' models built from the test's own statement of the target config are given the source weights
-  retargeted by swinzoo.reference_retarget (Keys cubic convolution / FITPACK-style B-spline collocation in
+  retargeted by swinzoo.verify.reference_retarget (Keys cubic convolution / FITPACK-style B-spline collocation in
   float64, written independently); logits and every stage must agree.
 * Against stated arithmetic: a constant table stays constant; bicubic equals Keys' cubic convolution; the
   geometric method reproduces a bicubic polynomial sampled at the progression's offsets exactly (so each source
@@ -29,7 +29,7 @@ from conftest import (
     transformers_twin,
 )
 
-from swinzoo import reference_retarget as ref
+from swinzoo.verify import reference_retarget as ref
 from swinzoo.config import SwinConfig
 from swinzoo.errors import SwinzooError
 from swinzoo.modeling import (

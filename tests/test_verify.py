@@ -686,7 +686,7 @@ INDEPENDENT = [
     "swinzoo.verify.transformers_names",
     "swinzoo.verify.official_state",
     "swinzoo.verify.retargeted",
-    "swinzoo.reference_retarget",
+    "swinzoo.verify.reference_retarget",
 ]
 # swinzoo.retarget is the converter's retargeting: verify restates it (reference_retarget) instead of reusing it
 CONVERTER = {"swinzoo.converters.official", "swinzoo.converters.engine", "swinzoo.convert", "swinzoo.retarget"}
