@@ -220,7 +220,7 @@ def _pretrained_window_from(coords: torch.Tensor, window: int, key: str = "relat
     """Invert v2's normalisation: the largest log-spaced offset tells (window-1)/(pretrained-1)."""
     top = float(coords[..., 0].max())
     if not math.isfinite(top) or not 0 < top <= 2:
-        raise ArchitectureError(f"'{key}' ({_describe(coords)}) holds a largest offset {top}, not v2's log-spaced table")
+        raise ArchitectureError(f"'{key}' ({_describe(coords)}) holds a largest offset {top}, not v2's log table")
     ratio = (2 ** (3 * top) - 1) / 8  # = (window - 1) / (pretrained - 1)
     if window <= 1 or abs(ratio - 1.0) < 1e-4:
         return 0

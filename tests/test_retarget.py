@@ -29,7 +29,6 @@ from conftest import (
     transformers_twin,
 )
 
-from swinzoo.verify import reference_retarget as ref
 from swinzoo.config import SwinConfig
 from swinzoo.errors import SwinzooError
 from swinzoo.modeling import (
@@ -47,6 +46,7 @@ from swinzoo.retarget import (
     retarget,
     target_config,
 )
+from swinzoo.verify import reference_retarget as ref
 
 pytestmark = pytest.mark.usefixtures("small_model_threads")
 TABLE = "swin.stages.{}.blocks.0.attn.relative_position_bias_table"

@@ -18,12 +18,12 @@ from safetensors.torch import load_file, save_file
 from test_verify import by_reference
 
 import swinzoo.manifest as manifest
-from swinzoo.verify import reference_retarget as rr
 from swinzoo import verify as V
 from swinzoo.convert import convert, resolve_source
 from swinzoo.io import read_safetensors_metadata
 from swinzoo.safeload import load_state_dict
 from swinzoo.synthetic import official_state_dict
+from swinzoo.verify import reference_retarget as rr
 
 zoo, cache = test_verify.zoo, test_verify.cache  # the tiny zoo and the session's synthetic-source cache
 BUFFERS = ("relative_position_index", "attn_mask", "relative_coords_table")

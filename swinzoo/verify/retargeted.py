@@ -17,8 +17,8 @@ import torch
 
 from ..folder import CONVERSION_NAME, ConvertedFolder
 from ..records import RecordError
-from .reference_retarget import reference_retarget
 from .errors import VerifyError
+from .reference_retarget import reference_retarget
 
 if TYPE_CHECKING:
     from ..config import SwinConfig
