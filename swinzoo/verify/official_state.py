@@ -14,10 +14,10 @@ if TYPE_CHECKING:
     from .context import Context
 
 # Official buffers that depend only on the architecture: they are not weights, the references rebuild them.
-_BUFFER_SUFFIXES = ("relative_position_index", "attn_mask", "relative_coords_table")
+BUFFER_SUFFIXES = ("relative_position_index", "attn_mask", "relative_coords_table")
 
 
-def _round_through(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def round_through(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if not t.is_floating_point():
         return t
     if dtype != torch.float32:
@@ -25,7 +25,7 @@ def _round_through(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.to(torch.float32)
 
 
-def _official_state(ctx: Context, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+def load_official_state(ctx: Context, *, mmap: bool = False) -> dict[str, torch.Tensor]:
     """The source file's state dict, its weights rounded through the folder's dtype, as float32.
 
     Stored buffers are not weights (a converted folder does not hold them): they keep their values. Read
@@ -42,4 +42,4 @@ def _official_state(ctx: Context, *, mmap: bool = False) -> dict[str, torch.Tens
         from .retargeted import retargeted_official
 
         state = retargeted_official(state, ctx)
-    return {k: v if k.endswith(_BUFFER_SUFFIXES) else _round_through(v, ctx.dtype) for k, v in state.items()}
+    return {k: v if k.endswith(BUFFER_SUFFIXES) else round_through(v, ctx.dtype) for k, v in state.items()}
