@@ -278,7 +278,7 @@ def records_agree(folder: Path, entry: str, source_sha256: str | None) -> bool:
 class ConvertedPlan:
     """What ``swinzoo verify`` runs: the entries, and the synthetic flag, source and seed the folders agree on."""
 
-    entries: list[str]
+    entries: list[str | ZooEntry]
     synthetic: bool
     source: str | os.PathLike | None
     seed: int | None
@@ -322,4 +322,4 @@ def plan_converted_run(
                 raise VerifyError(f"{folder} was converted from a synthetic checkpoint: add --synthetic")
             elif planned.synthetic and planned.seed != (seed or 0):
                 raise VerifyError(f"{folder} was made with --seed {planned.seed}: verify it on its own")
-    return ConvertedPlan(selected, synthetic, source, seed)
+    return ConvertedPlan([*selected], synthetic, source, seed)
