@@ -17,9 +17,9 @@ _PUBLIC = {
     "ConversionRecord": "records",
     "VerificationRecord": "records",
     "ImageProcessor": "processing",
-    "LoadError": "io",
-    "from_pretrained": "io",
-    "save_pretrained": "io",
+    "LoadError": "loading",
+    "from_pretrained": "loading",
+    "save_pretrained": "loading",
     "SwinzooError": "errors",
     "SwinBackbone": "modeling",
     "SwinForImageClassification": "modeling",
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .config import ConfigError, SwinConfig
     from .errors import SwinzooError
     from .folder import ConvertedFolder
-    from .io import LoadError, from_pretrained, save_pretrained
+    from .loading import LoadError, from_pretrained, save_pretrained
     from .modeling import (
         SwinBackbone,
         SwinForImageClassification,

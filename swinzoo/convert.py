@@ -21,7 +21,7 @@ from .converters.official import alias_notes, deduce_architecture, layout_task, 
 from .errors import SwinzooError
 from .fetch import ManualDownloadRequired, checkpoint_size_cap, default_cache_dir, describe_source, fetch
 from .folder import ConvertedFolder, atomic_output, check_output
-from .io import parse_dtype, write_model_files
+from .loading import parse_dtype, write_model_files
 from .manifest import ZooEntry, get_entry
 from .modeling import TASK_CLASSES, SwinPreTrainedModel
 from .records import ConversionRecord

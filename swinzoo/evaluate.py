@@ -340,7 +340,7 @@ _SIMMIM_REASON = (
 
 
 def _load(spec: str, class_map: Sequence[int] | None) -> _Model:
-    from .io import read_config
+    from .loading import read_config
     from .manifest import load_manifests
     from .predict import load_classifier, resolve_model
 

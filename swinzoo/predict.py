@@ -90,7 +90,7 @@ def resolve_model(spec: str, revision: str | None = None) -> tuple[Path, str]:
 
     ``spec`` is a folder, a zoo entry name (its ``converted/NAME`` folder) or a Hub id ``ORG/NAME``.
     """
-    from .io import _resolve_files
+    from .loading import _resolve_files
     from .manifest import load_manifests
 
     path = Path(spec)
@@ -124,7 +124,7 @@ def resolve_model(spec: str, revision: str | None = None) -> tuple[Path, str]:
 
 def load_classifier(spec: str, revision: str | None = None) -> LoadedClassifier:
     """Load ``spec`` (folder, zoo name or Hub id) for prediction, with its eval preprocessing."""
-    from .io import CONFIG_NAME, from_pretrained
+    from .loading import CONFIG_NAME, from_pretrained
     from .modeling import SwinForImageClassification
 
     folder, source = resolve_model(spec, revision)

@@ -120,7 +120,7 @@ def test_the_graph_reader_finds_a_cycle_hidden_in_a_function():
     assert any(target == "swinzoo.verify.meta_device" for target, _, _ in imports)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19: io, config, modeling, processing, retarget still form a cycle")
+@pytest.mark.xfail(strict=True, reason="issue 19: loading, config, modeling, processing, retarget still form a cycle")
 def test_swinzoo_modules_import_one_another_without_a_cycle():
     edges = {m: {target for target, _, _ in _imports(m)} for m in MODULES}
     cycles = _cycles(edges)

@@ -541,7 +541,7 @@ def test_convert_refuses_bad_retarget_values_naming_them(tmp_path):
 
 def test_from_pretrained_retargets_at_load_time_like_convert(tmp_path):
     import swinzoo
-    from swinzoo.io import save_pretrained
+    from swinzoo.loading import save_pretrained
 
     source = random_model(SwinForImageClassification, tiny_config(2, window_size=4, image_size=64, num_labels=7))
     folder = save_pretrained(source, tmp_path / "src")

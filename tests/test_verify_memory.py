@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from swinzoo.convert import convert
 from swinzoo.converters.timm_layout import create_timm_model
 from swinzoo.converters.transformers_layout import create_transformers_model
-from swinzoo.io import from_pretrained, save_pretrained
+from swinzoo.loading import from_pretrained, save_pretrained
 from swinzoo.modeling import SwinForImageClassification
 from swinzoo.synthetic import official_state_dict, randomize_state, write_official_checkpoint
 from swinzoo.verify import VerifyError

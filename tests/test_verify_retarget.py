@@ -20,7 +20,7 @@ from test_verify import by_reference
 import swinzoo.manifest as manifest
 from swinzoo import verify as V
 from swinzoo.convert import convert, resolve_source
-from swinzoo.io import read_safetensors_metadata
+from swinzoo.loading import read_safetensors_metadata
 from swinzoo.safeload import load_state_dict
 from swinzoo.synthetic import official_state_dict
 from swinzoo.verify import reference_retarget as rr

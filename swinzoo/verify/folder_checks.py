@@ -21,7 +21,7 @@ from .selection import select_entries
 def check_folder(folder: Path, entry: ZooEntry, sha256: str) -> list[str]:
     """The folder about to be published must come from this source: sha256 in conversion.json and in the
     safetensors header equal the source file's, and it names this entry."""
-    from ..io import read_safetensors_metadata
+    from ..loading import read_safetensors_metadata
 
     problems = []
     converted = ConvertedFolder(folder)
