@@ -142,7 +142,7 @@ class Inferred:
     notes: list[str] = field(default_factory=list)
 
 
-class InferenceError(SwinzooError, ValueError):
+class ArchitectureError(SwinzooError, ValueError):
     pass
 
 
@@ -164,28 +164,28 @@ def _describe(t: torch.Tensor) -> str:
 
 
 def _tensor(state: Mapping[str, torch.Tensor], key: str, ndim: int | None = None) -> torch.Tensor:
-    """``state[key]`` with the dimensionality inference reads it with, or InferenceError naming key and shape."""
+    """``state[key]`` with the dimensionality inference reads it with, or ArchitectureError naming key and shape."""
     t = state.get(key)
     if t is None:
-        raise InferenceError(f"'{key}' is missing: cannot read the architecture without it")
+        raise ArchitectureError(f"'{key}' is missing: cannot read the architecture without it")
     if ndim is not None and t.ndim != ndim:
-        raise InferenceError(f"'{key}' has {_describe(t)}; a {ndim}-dimensional tensor was expected")
+        raise ArchitectureError(f"'{key}' has {_describe(t)}; a {ndim}-dimensional tensor was expected")
     if any(n == 0 for n in t.shape):
-        raise InferenceError(f"'{key}' has {_describe(t)}: an empty tensor")
+        raise ArchitectureError(f"'{key}' has {_describe(t)}: an empty tensor")
     return t
 
 
 def _bounded(value: int, limit: int, what: str, key: str, t: torch.Tensor | None = None) -> int:
     shape = f" ({_describe(t)})" if t is not None else ""
     if not 1 <= value <= limit:
-        raise InferenceError(f"'{clip_key(key)}'{shape} implies {what} {value}, outside 1..{limit}")
+        raise ArchitectureError(f"'{clip_key(key)}'{shape} implies {what} {value}, outside 1..{limit}")
     return value
 
 
 def _square_root(n: int, key: str, t: torch.Tensor) -> int:
     root = math.isqrt(n)
     if root * root != n:
-        raise InferenceError(f"'{key}' has {_describe(t)}: {n} is not a square, so it is no window table")
+        raise ArchitectureError(f"'{key}' has {_describe(t)}: {n} is not a square, so it is no window table")
     return root
 
 
@@ -195,7 +195,7 @@ def _stage_window_from(state: Mapping[str, torch.Tensor], prefix: str, stage: in
         table = _tensor(state, key, 2)
         side = _square_root(table.shape[0], key, table)
         if side % 2 == 0:
-            raise InferenceError(f"'{key}' has {_describe(table)}: (2 * window - 1) ** 2 rows were expected")
+            raise ArchitectureError(f"'{key}' has {_describe(table)}: (2 * window - 1) ** 2 rows were expected")
         return _bounded((side + 1) // 2, MAX_WINDOW, "window", key, table)
     key = f"{prefix}layers.{stage}.blocks.0.attn.relative_position_index"
     if key in state:
@@ -205,7 +205,7 @@ def _stage_window_from(state: Mapping[str, torch.Tensor], prefix: str, stage: in
     if key in state:
         coords = _tensor(state, key, 4)
         if coords.shape[1] % 2 == 0 or coords.shape[-1] != 2:
-            raise InferenceError(f"'{key}' has {_describe(coords)}; (1, 2w-1, 2w-1, 2) was expected")
+            raise ArchitectureError(f"'{key}' has {_describe(coords)}; (1, 2w-1, 2w-1, 2) was expected")
         return _bounded((coords.shape[1] + 1) // 2, MAX_WINDOW, "window", key, coords)
     return None
 
@@ -214,14 +214,14 @@ def _pretrained_window_from(coords: torch.Tensor, window: int, key: str = "relat
     """Invert v2's normalisation: the largest log-spaced offset tells (window-1)/(pretrained-1)."""
     top = float(coords[..., 0].max())
     if not math.isfinite(top) or not 0 < top <= 2:
-        raise InferenceError(f"'{key}' ({_describe(coords)}) holds a largest offset {top}, not v2's log-spaced table")
+        raise ArchitectureError(f"'{key}' ({_describe(coords)}) holds a largest offset {top}, not v2's log table")
     ratio = (2 ** (3 * top) - 1) / 8  # = (window - 1) / (pretrained - 1)
     if window <= 1 or abs(ratio - 1.0) < 1e-4:
         return 0
     return _bounded(round((window - 1) / ratio) + 1, MAX_WINDOW, "pretrained window", key, coords)
 
 
-def infer_config(
+def deduce_architecture(
     state: Mapping[str, torch.Tensor],
     *,
     image_size: int | None = None,
@@ -235,7 +235,7 @@ def infer_config(
     proj = state.get(p + "patch_embed.proj.weight")
     if proj is None:
         sample = ", ".join(list(state)[:6])
-        raise InferenceError(
+        raise ArchitectureError(
             f"no '{p}patch_embed.proj.weight': not an official Swin/SwinV2/SimMIM layout (first keys: {sample})"
         )
     proj_key = p + "patch_embed.proj.weight"
@@ -245,7 +245,7 @@ def infer_config(
     _bounded(in_chans, MAX_CHANNELS, "input channels", proj_key, proj)
     _bounded(patch, MAX_PATCH, "patch size", proj_key, proj)
     if patch_w != patch:
-        raise InferenceError(f"'{proj_key}' has {_describe(proj)}: a square patch was expected")
+        raise ArchitectureError(f"'{proj_key}' has {_describe(proj)}: a square patch was expected")
     version = 2 if any(k.endswith("attn.logit_scale") or ".cpb_mlp." in k or f".{ALIAS}." in k for k in state) else 1
     depths: list[int] = []
     blocks = re.compile(re.escape(p) + r"layers\.(\d{1,12})\.blocks\.(\d{1,12})\.")
@@ -259,7 +259,7 @@ def infer_config(
                 depths.append(0)
             depths[i] = max(depths[i], j + 1)
     if not depths or 0 in depths:
-        raise InferenceError(f"cannot count blocks per stage from the keys (found depths {depths})")
+        raise ArchitectureError(f"cannot count blocks per stage from the keys (found depths {depths})")
     heads = []
     for i in range(len(depths)):
         if version == 1:
@@ -270,7 +270,7 @@ def infer_config(
             key = f"{p}layers.{i}.blocks.0.attn.logit_scale"
             t = _tensor(state, key)
             if t.ndim == 0:
-                raise InferenceError(f"'{key}' has {_describe(t)}: one scale per head was expected")
+                raise ArchitectureError(f"'{key}' has {_describe(t)}: one scale per head was expected")
             heads.append(_bounded(t.shape[0], MAX_HEADS, "heads", key, t))
     notes.append(f"Swin{' V2' if version == 2 else ''}: embed_dim {embed_dim}, depths {depths}, heads {heads}")
 
@@ -279,7 +279,7 @@ def infer_config(
     if window is not None:
         _bounded(window, MAX_WINDOW, "window", "--window-size")
     if window is None:
-        raise InferenceError("the checkpoint stores no window-sized tensor or buffer: pass --window-size")
+        raise ArchitectureError("the checkpoint stores no window-sized tensor or buffer: pass --window-size")
     notes.append(f"window {window} (stage windows in the file: {windows})")
 
     pretrained = [0] * len(depths)
@@ -299,13 +299,13 @@ def infer_config(
             stage, mask_key = min(found)
             mask_window = windows[stage] if stage < len(depths) else None
             if not mask_window:
-                raise InferenceError(f"'{mask_key}' belongs to stage {stage + 1}, which has no window-sized table")
+                raise ArchitectureError(f"'{mask_key}' belongs to stage {stage + 1}, which has no window-sized table")
             mask = _tensor(state, mask_key, 3)
             side = _square_root(mask.shape[0], mask_key, mask) * mask_window * 2**stage
             image_size = _bounded(side * patch, MAX_IMAGE_SIZE, "image size", mask_key, mask)
             notes.append(f"image size {image_size} (from the stage-{stage + 1} shift mask: {mask.shape[0]} windows)")
         else:
-            raise InferenceError(
+            raise ArchitectureError(
                 "the checkpoint stores no shift mask to read the image size from: pass --source-image-size"
             )
     else:

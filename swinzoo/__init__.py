@@ -19,9 +19,9 @@ _PUBLIC = {
     "ConversionRecord": "records",
     "VerificationRecord": "records",
     "ImageProcessor": "processing",
-    "LoadError": "io",
-    "from_pretrained": "io",
-    "save_pretrained": "io",
+    "LoadError": "loading",
+    "from_pretrained": "loading",
+    "save_pretrained": "loading",
     "SwinzooError": "errors",
     "SwinBackbone": "modeling",
     "SwinForImageClassification": "modeling",
@@ -37,9 +37,9 @@ if TYPE_CHECKING:  # what type checkers see (`X as X`: re-exported); the names o
     from .config import SwinConfig as SwinConfig
     from .errors import SwinzooError as SwinzooError
     from .folder import ConvertedFolder as ConvertedFolder
-    from .io import LoadError as LoadError
-    from .io import from_pretrained as from_pretrained
-    from .io import save_pretrained as save_pretrained
+    from .loading import LoadError as LoadError
+    from .loading import from_pretrained as from_pretrained
+    from .loading import save_pretrained as save_pretrained
     from .modeling import SwinBackbone as SwinBackbone
     from .modeling import SwinForImageClassification as SwinForImageClassification
     from .modeling import SwinForMaskedImageModeling as SwinForMaskedImageModeling

@@ -327,10 +327,9 @@ def verify_command(
     reconstruction and loss under a fixed seeded mask. Exit code 1 when any entry fails or cannot be checked.
     See docs/verification.md for the tolerance policy.
     """
-    from pathlib import Path
 
-    from .verify import format_table, parse_references, select_entries, verify, write_json
-    from .verify.folder_checks import entry_folders, folder_for, plan_folder_run
+    from .verify import format_table, parse_references, verify, write_json
+    from .verify.folder_checks import plan_converted_run
 
     done = []
     planned_count: list[int] = []  # how many entries the run selected (known once they are chosen)
@@ -347,42 +346,11 @@ def verify_command(
             _run(write_json, json_file, done, planned_count[0] if planned_count else None)
 
     refs = _run(parse_references, reference)
-    parent_of = (
-        [] if converted is None or (Path(converted) / "conversion.json").exists() else entry_folders(Path(converted))
-    )
-    if converted is not None and not names and not all_entries and parent_of:
-        names = tuple(parent_of)  # a parent folder: every NAME/ folder in it, each read as its own records say
-    if converted is not None and not names and not all_entries and not shard:
-        # the folder names what it was made from: `swinzoo verify --converted DIR`, as the card advises
-        planned = _run(
-            plan_folder_run, Path(converted), None, synthetic=synthetic, source=source, seed=seed,
-            cache_dir=cache_dir, progress=not quiet,
-        )  # fmt: skip
-        selected, synthetic, seed = [planned.entry], planned.synthetic, planned.seed
-        source = planned.source or source  # a --source folder: the file its record names
-    else:
-        selected = _run(select_entries, names, all_entries=all_entries, shard=shard)
-        plans: list = []
-        if converted is not None and Path(converted).is_dir():
-            # refuse a NAME or a file the folder was not made from before anything is written into it
-            for name in selected:
-                folder = _run(folder_for, Path(converted), name, len(selected) > 1)
-                if folder.is_dir():
-                    planned = _run(
-                        plan_folder_run, folder, name, synthetic=synthetic, source=source, seed=seed,
-                        cache_dir=cache_dir, progress=not quiet,
-                    )  # fmt: skip
-                    if len(selected) == 1:
-                        synthetic, seed = planned.synthetic, planned.seed
-                        source = planned.source or source
-                    elif planned.synthetic and not synthetic and not plans:
-                        synthetic, seed = True, planned.seed  # as one folder: the records say synthetic
-                    elif planned.synthetic != synthetic:
-                        raise click.UsageError(f"{folder}: its source and the other folders' differ (synthetic or not):"
-                                               " verify it on its own")  # fmt: skip
-                    elif planned.synthetic and planned.seed != (seed or 0):
-                        raise click.UsageError(f"{folder} was made with --seed {planned.seed}: verify it on its own")
-                    plans.append(planned)
+    plan = _run(
+        plan_converted_run, converted, names, all_entries=all_entries, shard=shard, synthetic=synthetic,
+        source=source, seed=seed, cache_dir=cache_dir, progress=not quiet,
+    )  # fmt: skip
+    selected, synthetic, source, seed = plan.entries, plan.synthetic, plan.source, plan.seed
     planned_count.append(len(selected))
     if not selected:
         click.echo(f"shard {shard} holds no entries", err=True)

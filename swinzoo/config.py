@@ -480,7 +480,7 @@ class SwinConfig:
         cls, name_or_path: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None
     ) -> SwinConfig:
         """The config of a folder or Hub repo (swinzoo, transformers or timm format), as transformers' does."""
-        from .io import load_config
+        from .loading import load_config
 
         return load_config(name_or_path, revision=revision, cache_dir=cache_dir)
 

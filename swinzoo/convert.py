@@ -17,11 +17,11 @@ import torch
 from . import __version__
 from .config import SwinConfig
 from .converters.engine import ConversionReport, convert_state_dict, shapes_of
-from .converters.official import alias_notes, infer_config, layout_task, rules_for_layout
+from .converters.official import alias_notes, deduce_architecture, layout_task, rules_for_layout
 from .errors import SwinzooError
 from .fetch import ManualDownloadRequired, checkpoint_size_cap, default_cache_dir, describe_source, fetch
 from .folder import ConvertedFolder, atomic_output, check_output
-from .io import parse_dtype, write_model_files
+from .loading import parse_dtype, write_model_files
 from .manifest import ZooEntry, get_entry
 from .modeling import TASK_CLASSES, SwinPreTrainedModel
 from .records import ConversionRecord
@@ -271,7 +271,7 @@ def convert(
     else:
         size = source_image_size or (entry.architecture.image_size if entry else None)
         try:
-            inferred = infer_config(state, image_size=size)
+            inferred = deduce_architecture(state, image_size=size)
         except ValueError as exc:
             raise ConvertError(f"{src.path}: {exc}") from exc
         notes.extend(inferred.notes)

@@ -378,7 +378,7 @@ _SIMMIM_REASON = (
 
 
 def _load(spec: str, class_map: Sequence[int] | None, dtype: str | torch.dtype | None = None) -> _Model:
-    from .io import read_config
+    from .loading import read_config
     from .manifest import load_manifests
     from .predict import PredictError, load_classifier, resolve_model
 

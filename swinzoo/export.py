@@ -171,7 +171,7 @@ def output_names(model: Any, task: str) -> list[str]:
 
 def _load(spec: str, task: str | None, revision: str | None) -> tuple[Any, Path, str, str]:
     """(float32 model in eval mode, its local folder, a description, its task)."""
-    from .io import LoadError, from_pretrained
+    from .loading import LoadError, from_pretrained
     from .modeling import SwinBackbone
     from .predict import PredictError, resolve_model
 
@@ -188,7 +188,7 @@ def _load(spec: str, task: str | None, revision: str | None) -> tuple[Any, Path,
             model = from_pretrained(folder, dtype=torch.float32)
     except LoadError as exc:
         raise ExportError(str(exc)) from exc
-    from .io import task_of
+    from .loading import task_of
 
     found = "backbone" if isinstance(model, SwinBackbone) else task_of(model)
     if task not in (None, found):

@@ -692,19 +692,19 @@ class SwinPreTrainedModel(nn.Module):
         return result if return_dict else result.to_tuple()
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
-        from .io import save_pretrained
+        from .loading import save_pretrained
 
         return save_pretrained(self, directory, **kwargs)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> SwinPreTrainedModel:
-        from .io import from_pretrained
+        from .loading import from_pretrained
 
         return from_pretrained(name_or_path, model_class=cls, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload this model to the Hub (see :func:`swinzoo.io.push_to_hub`)."""
-        from .io import push_to_hub
+        """Upload this model to the Hub (see :func:`swinzoo.loading.push_to_hub`)."""
+        from .loading import push_to_hub
 
         return push_to_hub(self, repo_id, **kwargs)
 

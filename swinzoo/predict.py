@@ -90,7 +90,7 @@ def resolve_model(spec: str, revision: str | None = None) -> tuple[Path, str]:
 
     ``spec`` is a folder, a zoo entry name (its ``converted/NAME`` folder) or a Hub id ``ORG/NAME``.
     """
-    from .io import _resolve_files
+    from .loading import _resolve_files
     from .manifest import load_manifests
 
     path = Path(spec)
@@ -127,7 +127,7 @@ def load_classifier(spec: str, revision: str | None = None, dtype: str | torch.d
 
     ``dtype``: float32, bfloat16, or "auto" (bfloat16 where the CPU or GPU runs it natively); None keeps the
     stored dtype."""
-    from .io import CONFIG_NAME, compute_dtype, from_pretrained
+    from .loading import CONFIG_NAME, compute_dtype, from_pretrained
     from .modeling import SwinForImageClassification
 
     folder, source = resolve_model(spec, revision)

@@ -381,7 +381,7 @@ def _from_records(record: ConversionRecord | None, where: str, weights: Path | N
         return _with_origin(ImageProcessor.from_dict(stored, f"{where}: 'preprocessing'"), f"{where} (preprocessing)")
     entry_name = record.entry if record is not None else None
     if not entry_name and weights is not None and weights.is_file():
-        from .io import read_safetensors_metadata
+        from .loading import read_safetensors_metadata
 
         try:
             entry_name = read_safetensors_metadata(weights).get("entry")

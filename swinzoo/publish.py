@@ -50,7 +50,7 @@ from .gate import (
     verification_passed,
     verification_problems,
 )
-from .io import WEIGHTS_NAME
+from .loading import WEIGHTS_NAME
 from .records import VerificationRecord, read_json
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def _check_folder(folder: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- exports
 def _load_swinzoo(folder: Path) -> SwinPreTrainedModel:
-    from .io import from_pretrained
+    from .loading import from_pretrained
 
     return from_pretrained(folder)
 

@@ -74,7 +74,7 @@ def _random_timm(config: SwinConfig, num_classes: int, seed: int) -> tuple[dict[
     overwritten, no second copy); timm computes its buffers itself once the weights are real. A timm without
     meta-device support builds on the CPU and each tensor is replaced in turn (one tensor more at a time).
     """
-    from .verify.meta import build_on_meta, rebuild_timm_buffers, timm_supports_meta
+    from .verify.meta_device import build_on_meta, rebuild_timm_buffers, timm_supports_meta
 
     model = build_on_meta(lambda: _timm_model(config, num_classes))
     on_meta = timm_supports_meta(model)

@@ -83,7 +83,7 @@ def test_an_unreachable_hub_is_one_line_naming_the_repo(tmp_path: Path, monkeypa
 def test_a_network_failure_midway_is_a_load_error_naming_the_repo(monkeypatch, error) -> None:
     import huggingface_hub
 
-    from swinzoo.io import LoadError, from_pretrained
+    from swinzoo.loading import LoadError, from_pretrained
 
     def fail(*args, **kwargs):
         raise error()

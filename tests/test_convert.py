@@ -20,7 +20,7 @@ from swinzoo.cli import main
 from swinzoo.config import SwinConfig
 from swinzoo.convert import ConvertError, convert
 from swinzoo.converters.engine import MappingError, convert_state_dict, shapes_of
-from swinzoo.converters.official import infer_config
+from swinzoo.converters.official import deduce_architecture
 from swinzoo.converters.timm_layout import create_timm_model, timm_rules
 from swinzoo.converters.transformers_layout import (
     create_transformers_model,
@@ -159,10 +159,10 @@ def test_21841_class_head_of_a_real_22k_entry_converts(tmp_path, monkeypatch):
         assert (result.model(x).logits - reference(x)).abs().max().item() <= TOL
 
 
-def test_infer_config_reads_architecture_off_the_keys(tmp_path):
+def test_deduce_architecture_reads_architecture_off_the_keys(tmp_path):
     config = tiny(2, window_size=8, image_size=128, pretrained_window_sizes=[6, 6, 6, 3], num_labels=11)
     ckpt = write_official_checkpoint(tmp_path / "c.pth", config, "official-swinv2")
-    inferred = infer_config(load_checkpoint(ckpt)["model"])
+    inferred = deduce_architecture(load_checkpoint(ckpt)["model"])
     for field in ("version", "embed_dim", "depths", "num_heads", "window_size", "image_size", "num_labels"):
         assert getattr(inferred.config, field) == getattr(config, field), field
     assert inferred.config.pretrained_window_sizes == [6, 6, 6, 3]

@@ -21,7 +21,7 @@ from PIL import Image
 import swinzoo
 from swinzoo.cli import main
 from swinzoo.images import sample_image_paths
-from swinzoo.io import save_pretrained
+from swinzoo.loading import save_pretrained
 from swinzoo.modeling import SwinForImageClassification
 from swinzoo.processing import ImageProcessor
 from swinzoo.publish import export_timm, export_transformers

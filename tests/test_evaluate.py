@@ -450,9 +450,9 @@ def test_bfloat16_run_records_its_top1_agreement_with_float32(setup: dict, tmp_p
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_dtype_is_bfloat16_only_where_the_hardware_runs_it(setup: dict, monkeypatch, native: bool) -> None:
-    import swinzoo.io
+    import swinzoo.loading
 
-    monkeypatch.setattr(swinzoo.io, "bfloat16_is_native", lambda device=None: native)
+    monkeypatch.setattr(swinzoo.loading, "bfloat16_is_native", lambda device=None: native)
     result = evaluate(
         str(setup["folder"]), setup["data"], limit=4, workers=0, write=False, progress=False, dtype="auto"
     )
@@ -460,7 +460,7 @@ def test_auto_dtype_is_bfloat16_only_where_the_hardware_runs_it(setup: dict, mon
 
 
 def test_bfloat16_detection_follows_the_cpu_flags() -> None:
-    from swinzoo.io import bfloat16_is_native
+    from swinzoo.loading import bfloat16_is_native
 
     flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
     if "AMX" in torch.backends.cpu.get_cpu_capability().upper():

@@ -19,7 +19,7 @@ from test_verify import cache, zoo  # noqa: F401 - the tiny zoo and its syntheti
 import swinzoo.safeload as safeload
 from swinzoo import verify as V
 from swinzoo.config import SwinConfig
-from swinzoo.converters.official import InferenceError, infer_config
+from swinzoo.converters.official import ArchitectureError, deduce_architecture
 from swinzoo.synthetic import official_state_dict
 
 CONFIG = SwinConfig(
@@ -331,5 +331,5 @@ def test_inconsistent_architecture_tensors_are_named_not_a_traceback(tmp_path, s
 
 def test_huge_window_table_is_an_inference_error_before_any_allocation(state):
     bad = {**state, TABLE: torch.ones(1, 1).expand(1048575**2, 1)}  # the (2w - 1)^2 rows of window 524288
-    with pytest.raises(InferenceError, match=rf"'{TABLE}' \(shape \(1099509530625, 1\)\) implies window 524288"):
-        infer_config(bad)
+    with pytest.raises(ArchitectureError, match=rf"'{TABLE}' \(shape \(1099509530625, 1\)\) implies window 524288"):
+        deduce_architecture(bad)

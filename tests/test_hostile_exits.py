@@ -169,7 +169,7 @@ def test_a_disk_filling_during_the_weights_write_names_the_file(tmp_path, ckpt, 
             'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
         )
 
-    monkeypatch.setattr("swinzoo.io.save_file", full)
+    monkeypatch.setattr("swinzoo.loading.save_file", full)
     result = run_cli(*convert_args(ckpt, tmp_path / "out"))
     message = assert_clean_failure(result, "model.safetensors", "No space left on device", "bytes")
     assert "unexpected" not in message and not (tmp_path / "out").exists() and leftovers(tmp_path) == []

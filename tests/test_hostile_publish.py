@@ -484,20 +484,20 @@ def test_weights_swapped_while_verify_reads_them_fail_the_run(
     tmp_path: Path,
     monkeypatch,
 ) -> None:
-    import swinzoo.io
+    import swinzoo.loading
     from swinzoo.convert import convert
     from swinzoo.gate import verification_problems
     from swinzoo.verify import verify_entry
 
     other = tmp_path / "other"
     convert("tiny-swin", synthetic=True, seed=1, out_dir=other, cache_dir=cache, progress=False)
-    original = swinzoo.io.from_pretrained
+    original = swinzoo.loading.from_pretrained
 
     def swap_then_load(path, *args, **kwargs):  # after the folder's bytes were hashed, before they are loaded
         (verified / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
         return original(path, *args, **kwargs)
 
-    monkeypatch.setattr(swinzoo.io, "from_pretrained", swap_then_load)
+    monkeypatch.setattr(swinzoo.loading, "from_pretrained", swap_then_load)
     report = verify_entry("tiny-swin", synthetic=True, converted=verified, cache_dir=cache)
     assert report.status == "fail"
     assert any("model.safetensors changed while verify read it" in p for p in report.problems)
@@ -564,5 +564,5 @@ def test_weights_that_do_not_match_the_sha256_the_hub_states_are_refused(hub: Hu
     result = run_cli("predict", image, "--model", "alice/tiny", seconds=SECONDS)
     message = assert_clean_failure(result, "alice/tiny", "model.safetensors", stated)
     assert hashlib.sha256(bytes(tampered)).hexdigest() in message
-    with pytest.raises(swinzoo.io.LoadError, match="the Hub states sha256"):
+    with pytest.raises(swinzoo.loading.LoadError, match="the Hub states sha256"):
         swinzoo.from_pretrained("alice/tiny")

@@ -18,7 +18,7 @@ from test_publish import small_config
 
 import swinzoo
 from swinzoo import LoadError
-from swinzoo.io import save_pretrained
+from swinzoo.loading import save_pretrained
 from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModeling, SwinModel
 
 TOKEN = "hf_load_test_token_1c7d"

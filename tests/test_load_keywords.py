@@ -11,7 +11,7 @@ from conftest import max_diff, random_model, tiny_config
 from hubserver import HubServer, hub_env
 
 import swinzoo
-from swinzoo.io import LoadError, save_pretrained
+from swinzoo.loading import LoadError, save_pretrained
 from swinzoo.modeling import SwinBackbone, SwinForImageClassification
 
 TOKEN = "hf_load_keywords_token_71c2"

@@ -24,7 +24,7 @@ from safetensors import safe_open
 
 import swinzoo
 from swinzoo.cli import main
-from swinzoo.io import save_pretrained
+from swinzoo.loading import save_pretrained
 from swinzoo.modeling import SwinForImageClassification, SwinForMaskedImageModeling
 from swinzoo.publish import PublishError, publish
 

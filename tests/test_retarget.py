@@ -2,7 +2,7 @@
 
 * Against timm and transformers at the new geometry: a random swinzoo model is retargeted; timm's and
   transformers' models built from the test's own statement of the target config are given the source weights
-  retargeted by swinzoo.reference_retarget (Keys cubic convolution / FITPACK-style B-spline collocation in
+  retargeted by swinzoo.verify.reference_retarget (Keys cubic convolution / FITPACK-style B-spline collocation in
   float64, written independently); logits and every stage must agree.
 * Against stated arithmetic: a constant table stays constant; bicubic equals Keys' cubic convolution; the
   geometric method reproduces a bicubic polynomial sampled at the progression's offsets exactly (so each source
@@ -29,7 +29,6 @@ from conftest import (
     transformers_twin,
 )
 
-from swinzoo import reference_retarget as ref
 from swinzoo.config import SwinConfig
 from swinzoo.errors import SwinzooError
 from swinzoo.modeling import (
@@ -47,6 +46,7 @@ from swinzoo.retarget import (
     retarget,
     target_config,
 )
+from swinzoo.verify import reference_retarget as ref
 
 pytestmark = pytest.mark.usefixtures("small_model_threads")
 TABLE = "swin.stages.{}.blocks.0.attn.relative_position_bias_table"
@@ -541,7 +541,7 @@ def test_convert_refuses_bad_retarget_values_naming_them(tmp_path):
 
 def test_from_pretrained_retargets_at_load_time_like_convert(tmp_path):
     import swinzoo
-    from swinzoo.io import save_pretrained
+    from swinzoo.loading import save_pretrained
 
     source = random_model(SwinForImageClassification, tiny_config(2, window_size=4, image_size=64, num_labels=7))
     folder = save_pretrained(source, tmp_path / "src")

@@ -402,7 +402,7 @@ def test_initialization(tester):
 
 def test_load_with_mismatched_shapes(tester, tmp_path):
     import swinzoo
-    from swinzoo.io import LoadError
+    from swinzoo.loading import LoadError
 
     SwinForImageClassification(tester.config(num_labels=10)).save_pretrained(tmp_path / "m")
     with pytest.raises(LoadError, match="ignore_mismatched_sizes"):

@@ -34,6 +34,7 @@ from swinzoo.cli import main
 from swinzoo.convert import convert, resolve_source
 from swinzoo.converters.engine import Rename, Transform
 from swinzoo.images import sample_image_paths
+from swinzoo.verify.folder_checks import plan_converted_run
 
 SHIPPED_IMAGES = [p.name for p in sample_image_paths()]
 
@@ -333,6 +334,20 @@ def test_the_cards_advice_verify_converted_dir_works_as_written(zoo, cache, tmp_
     code, _, err = cli(*args, "--cache-dir", str(cache))
     assert code == 0, err
     assert "NOT VERIFIED" not in (out / "README.md").read_text()
+
+
+def test_several_synthetic_folders_need_synthetic_and_their_seed_before_anything_is_written(zoo, cache, tmp_path):
+    for name, seed in (("tiny-swin", 0), ("tiny-swinv2", 4)):
+        convert(name, synthetic=True, seed=seed, cache_dir=cache, out_dir=tmp_path / name, progress=False)
+    code, _, err = cli("tiny-swin", "tiny-swinv2", "--converted", str(tmp_path), "--cache-dir", str(cache))
+    assert code == 1 and "was converted from a synthetic checkpoint: add --synthetic" in err, err
+    code, _, err = cli(
+        "tiny-swin", "tiny-swinv2", "--synthetic", "--converted", str(tmp_path), "--cache-dir", str(cache)
+    )
+    assert code == 1 and f"{tmp_path / 'tiny-swinv2'} was made with --seed 4: verify it on its own" in err, err
+    assert not list(tmp_path.glob("*/verification.json"))
+    plan = plan_converted_run(tmp_path / "tiny-swinv2", ["tiny-swinv2"], cache_dir=cache)
+    assert (plan.entries, plan.synthetic, plan.seed) == (["tiny-swinv2"], True, 4)
 
 
 @pytest.mark.parametrize(
@@ -718,7 +733,7 @@ INDEPENDENT = [
     "swinzoo.verify.transformers_names",
     "swinzoo.verify.official_state",
     "swinzoo.verify.retargeted",
-    "swinzoo.reference_retarget",
+    "swinzoo.verify.reference_retarget",
 ]
 # swinzoo.retarget is the converter's retargeting: verify restates it (reference_retarget) instead of reusing it
 CONVERTER = {"swinzoo.converters.official", "swinzoo.converters.engine", "swinzoo.convert", "swinzoo.retarget"}

@@ -16,12 +16,12 @@ from safetensors.torch import load_file
 from swinzoo.convert import convert
 from swinzoo.converters.timm_layout import create_timm_model
 from swinzoo.converters.transformers_layout import create_transformers_model
-from swinzoo.io import from_pretrained, save_pretrained
+from swinzoo.loading import from_pretrained, save_pretrained
 from swinzoo.modeling import SwinForImageClassification
 from swinzoo.synthetic import official_state_dict, randomize_state, write_official_checkpoint
 from swinzoo.verify import VerifyError
-from swinzoo.verify.meta import build_on_meta, check_filled, materialize_buffers
-from swinzoo.verify.official_state import _official_state
+from swinzoo.verify.meta_device import build_on_meta, check_filled, materialize_buffers
+from swinzoo.verify.official_state import load_official_state
 from swinzoo.verify.references.timm import _load_timm
 from swinzoo.verify.references.transformers import _load_transformers
 
@@ -51,7 +51,7 @@ def _assert_same_buffers(got: torch.nn.Module, want: torch.nn.Module) -> None:
 def test_timm_reference_takes_the_source_tensors_and_rebuilds_timms_cpu_buffers(version, tmp_path):
     config, layout = CONFIGS[version]
     path = write_official_checkpoint(tmp_path / "ckpt.pth", config, layout, training_state=False)
-    official = _official_state(_ctx(config, path))
+    official = load_official_state(_ctx(config, path))
     model = _load_timm(_ctx(config, path), official)
     # the weights are the source's tensors themselves (assign), not a copy into a second model
     assert model.patch_embed.proj.weight.data_ptr() == official["patch_embed.proj.weight"].data_ptr()

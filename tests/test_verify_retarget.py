@@ -1,6 +1,6 @@
 """`swinzoo verify --converted` on a retargeted folder (`swinzoo convert --image-size/--window-size/--num-labels`):
 timm and transformers are built at the folder's new geometry and given the source file moved there by
-swinzoo.reference_retarget (not swinzoo.retarget, the converter's path), so a retargeted folder passes only when
+swinzoo.verify.reference_retarget (not swinzoo.retarget, the converter's path), so a retargeted folder passes only when
 two implementations of the official loaders agree.
 """
 
@@ -18,12 +18,12 @@ from safetensors.torch import load_file, save_file
 from test_verify import by_reference
 
 import swinzoo.manifest as manifest
-from swinzoo import reference_retarget as rr
 from swinzoo import verify as V
 from swinzoo.convert import convert, resolve_source
-from swinzoo.io import read_safetensors_metadata
+from swinzoo.loading import read_safetensors_metadata
 from swinzoo.safeload import load_state_dict
 from swinzoo.synthetic import official_state_dict
+from swinzoo.verify import reference_retarget as rr
 
 zoo, cache = test_verify.zoo, test_verify.cache  # the tiny zoo and the session's synthetic-source cache
 BUFFERS = ("relative_position_index", "attn_mask", "relative_coords_table")

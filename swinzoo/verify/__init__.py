@@ -18,7 +18,7 @@ Where things are:
 * ``context.py``: swinzoo's outputs and what else a reference is given; ``results.py``: what it returns.
 * ``orchestration.py``: :func:`verify_entry` / :func:`verify`; ``options.py``: :class:`VerifyOptions`.
 * ``retargeted.py``: a retargeted folder (conversion.json's ``retarget`` record): the source moved to the folder's
-  geometry and head by :mod:`swinzoo.reference_retarget`, not by the converter's :mod:`swinzoo.retarget`.
+  geometry and head by :mod:`swinzoo.verify.reference_retarget`, not by the converter's :mod:`swinzoo.retarget`.
 * ``folder_checks.py``: a converted folder's source pin and config; ``selection.py``: names, ``--all``, shards;
   ``reporting.py``: the table, the ``--json`` summary, ``verification.json``.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +15,13 @@ from ..folder import CONVERSION_NAME, WEIGHTS_NAME, ConvertedFolder
 from ..manifest import ZooEntry
 from ..records import ConversionRecord, RecordError
 from .errors import VerifyError
+from .selection import select_entries
 
 
 def check_folder(folder: Path, entry: ZooEntry, sha256: str) -> list[str]:
     """The folder about to be published must come from this source: sha256 in conversion.json and in the
     safetensors header equal the source file's, and it names this entry."""
-    from ..io import read_safetensors_metadata
+    from ..loading import read_safetensors_metadata
 
     problems = []
     converted = ConvertedFolder(folder)
@@ -297,3 +299,66 @@ def records_agree(folder: Path, entry: str, source_sha256: str | None) -> bool:
     if record.entry and record.entry != entry:
         return False
     return source_sha256 is not None and record.source_sha256 in (None, source_sha256)
+
+
+@dataclass
+class ConvertedPlan:
+    """What ``swinzoo verify`` runs: the entries, and the synthetic flag, source and seed the folders agree on."""
+
+    entries: list[str | ZooEntry]
+    synthetic: bool
+    source: str | os.PathLike | None
+    seed: int | None
+
+
+def plan_converted_run(
+    converted: str | os.PathLike | None,
+    names: Sequence[str] = (),
+    *,
+    all_entries: bool = False,
+    shard: str | None = None,
+    synthetic: bool = False,
+    source: str | os.PathLike | None = None,
+    seed: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> ConvertedPlan:
+    """The command line's selection and ``--converted`` turned into one plan, before anything is written.
+
+    ``--converted DIR`` alone: the folder names what it was made from (entry, synthetic seed, ``--source`` file).
+    With names: each selected entry's existing folder must agree with them (a NAME or file it was not made from is
+    refused), and one folder's records fill in the synthetic flag and seed."""
+    parent_of = (
+        [] if converted is None or (Path(converted) / CONVERSION_NAME).exists() else entry_folders(Path(converted))
+    )
+    if converted is not None and not names and not all_entries and parent_of:
+        names = tuple(parent_of)  # a parent folder: every NAME/ folder in it, each read as its own records say
+    if converted is not None and not names and not all_entries and not shard:
+        planned = plan_folder_run(
+            Path(converted), None, synthetic=synthetic, source=source, seed=seed, cache_dir=cache_dir, progress=progress
+        )
+        # a --source folder: the file its record names
+        return ConvertedPlan([planned.entry], planned.synthetic, planned.source or source, planned.seed)
+    selected = select_entries(names, all_entries=all_entries, shard=shard)
+    if converted is not None and Path(converted).is_dir():
+        agreed = False  # whether a folder's records have set the synthetic flag and seed for the others
+        for name in selected:
+            folder = folder_for(Path(converted), name, len(selected) > 1)
+            if not folder.is_dir():
+                continue
+            planned = plan_folder_run(
+                folder, name, synthetic=synthetic, source=source, seed=seed, cache_dir=cache_dir, progress=progress
+            )
+            if len(selected) == 1:
+                synthetic, seed = planned.synthetic, planned.seed
+                source = planned.source or source
+            elif planned.synthetic and not synthetic and not agreed:
+                synthetic, seed = True, planned.seed  # as one folder: the records say synthetic
+            elif planned.synthetic != synthetic:
+                raise VerifyError(
+                    f"{folder}: its source and the other folders' differ (synthetic or not): verify it on its own"
+                )
+            elif planned.synthetic and planned.seed != (seed or 0):
+                raise VerifyError(f"{folder} was made with --seed {planned.seed}: verify it on its own")
+            agreed = True
+    return ConvertedPlan([*selected], synthetic, source, seed)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .context import Context
 
 # Official buffers that depend only on the architecture: they are not weights, the references rebuild them.
-_BUFFER_SUFFIXES = ("relative_position_index", "attn_mask", "relative_coords_table")
+BUFFER_SUFFIXES = ("relative_position_index", "attn_mask", "relative_coords_table")
 
 # The released SimMIM V2 files name SwinV2's continuous position bias MLP ``rpe_mlp`` (the code's older name); the
 # official loaders rename it to ``cpb_mlp`` "only for loading provided models" (utils_simmim.py load_checkpoint,
@@ -42,7 +42,7 @@ def official_names(state: dict[str, torch.Tensor], source: object = "the source 
     return out
 
 
-def _round_through(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def round_through(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if not t.is_floating_point():
         return t
     if dtype != torch.float32:
@@ -50,7 +50,7 @@ def _round_through(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t.to(torch.float32)
 
 
-def _official_state(ctx: Context, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+def load_official_state(ctx: Context, *, mmap: bool = False) -> dict[str, torch.Tensor]:
     """The source file's state dict (``rpe_mlp`` read as ``cpb_mlp``), its weights rounded through the folder's
     dtype, as float32.
 
@@ -68,4 +68,4 @@ def _official_state(ctx: Context, *, mmap: bool = False) -> dict[str, torch.Tens
         from .retargeted import retargeted_official
 
         state = retargeted_official(state, ctx)
-    return {k: v if k.endswith(_BUFFER_SUFFIXES) else _round_through(v, ctx.dtype) for k, v in state.items()}
+    return {k: v if k.endswith(BUFFER_SUFFIXES) else round_through(v, ctx.dtype) for k, v in state.items()}

@@ -80,7 +80,7 @@ def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, repor
     freed before returning, so the references are built one checkpoint at a time."""
     from ..convert import convert, resolve_source
     from ..images import load_samples
-    from ..io import from_pretrained
+    from ..loading import from_pretrained
 
     o = options
     cache = Path(o.cache_dir) if o.cache_dir else None

@@ -1,7 +1,7 @@
 """A retargeted folder (``swinzoo convert --image-size/--window-size/--num-labels``): its conversion.json
 ``retarget`` record, and the source file moved to the folder's geometry and head for the references.
 
-The move is :mod:`swinzoo.reference_retarget` (Keys cubic convolution, the geometric spline from its definition),
+The move is :mod:`swinzoo.verify.reference_retarget` (Keys cubic convolution, the geometric spline from its definition),
 not :mod:`swinzoo.retarget`, the path the converter took, so the check still compares two implementations. The
 references are built from the folder's config (the new geometry); one that cannot hold it says n/a. Independent of
 swinzoo's converter and of swinzoo.retarget; tests/test_verify.py checks these imports.
@@ -17,8 +17,8 @@ import torch
 
 from ..folder import CONVERSION_NAME, ConvertedFolder
 from ..records import RecordError
-from ..reference_retarget import reference_retarget
 from .errors import VerifyError
+from .reference_retarget import reference_retarget
 
 if TYPE_CHECKING:
     from ..config import SwinConfig

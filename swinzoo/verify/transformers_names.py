@@ -10,7 +10,7 @@ import re
 
 import torch
 
-from .official_state import _BUFFER_SUFFIXES, official_names
+from .official_state import BUFFER_SUFFIXES, official_names
 
 # Official names -> transformers names, inside one block ``layers.{i}.blocks.{j}.`` (``{base}`` = swin / swinv2).
 # The fused qkv projection is split into query, key and value; everything else is a plain rename.
@@ -76,7 +76,7 @@ def official_to_transformers(
                 continue
             if k.startswith("head."):
                 continue  # SimMIM pretraining trains no classifier
-        if k.endswith(_BUFFER_SUFFIXES):
+        if k.endswith(BUFFER_SUFFIXES):
             continue
         block = re.fullmatch(r"layers\.(\d+)\.blocks\.(\d+)\.(.+)", k)
         if block:

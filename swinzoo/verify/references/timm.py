@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from ...config import SwinConfig
 from ..context import Context, release
-from ..meta import build_on_meta, rebuild_timm_buffers, timm_supports_meta
-from ..official_state import _BUFFER_SUFFIXES, _official_state
+from ..meta_device import build_on_meta, rebuild_timm_buffers, timm_supports_meta
+from ..official_state import BUFFER_SUFFIXES, load_official_state
 from ..results import PARTS, ReferenceResult
 from ..tolerances import Comparison
 from .base import LibraryReference, classification_comparisons, finish, mim_comparisons, stage_comparisons
@@ -72,7 +72,7 @@ def _compare_buffers(state: dict[str, torch.Tensor], model: torch.nn.Module, pre
     theirs = dict(model.named_buffers())
     problems = []
     for key, value in state.items():
-        if not key.endswith(_BUFFER_SUFFIXES):
+        if not key.endswith(BUFFER_SUFFIXES):
             continue
         name = key.removeprefix(prefix)
         mine = theirs.get(name)
@@ -96,7 +96,7 @@ class TimmReference(LibraryReference):
 
     def check(self, ctx: Context, result: ReferenceResult) -> ReferenceResult:
         simmim = ctx.task == "masked-image-modeling"
-        official = _official_state(ctx)
+        official = load_official_state(ctx)
         model = _load_timm(ctx, official)
         buffer_problems = _compare_buffers(official, model, "encoder." if simmim else "")
         if simmim:

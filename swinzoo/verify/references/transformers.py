@@ -13,8 +13,8 @@ import torch
 
 from ..context import Context, release
 from ..errors import VerifyError
-from ..meta import build_on_meta, rebuild_transformers_buffers
-from ..official_state import _official_state
+from ..meta_device import build_on_meta, rebuild_transformers_buffers
+from ..official_state import load_official_state
 from ..results import PARTS, ReferenceResult
 from ..tolerances import Comparison, compare
 from ..transformers_names import official_to_transformers
@@ -60,7 +60,7 @@ def _load_transformers(ctx: Context) -> torch.nn.Module:
 
     model = build_on_meta(lambda: create_transformers_model(ctx.config, ctx.task))
     mapped = official_to_transformers(
-        _official_state(ctx, mmap=True),
+        load_official_state(ctx, mmap=True),
         ctx.config.version,
         ctx.task == "masked-image-modeling",
         detect_style(model.state_dict()),

@@ -11,7 +11,7 @@ import weakref
 import torch
 
 from ..context import Context, release
-from ..official_state import _round_through
+from ..official_state import round_through
 from ..results import PARTS, ReferenceResult
 from .base import LibraryReference, classification_comparisons, finish, stage_comparisons
 from .timm import timm_classify
@@ -30,7 +30,7 @@ def _hub_offline() -> bool:
 def _round_module(model: torch.nn.Module, dtype: torch.dtype) -> None:
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(_round_through(p.float(), dtype))
+            p.copy_(round_through(p.float(), dtype))
 
 
 class _PublishedCopy(LibraryReference):

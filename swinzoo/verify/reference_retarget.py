@@ -21,7 +21,7 @@ import re
 import numpy as np
 import torch
 
-from .errors import SwinzooError
+from ..errors import SwinzooError
 
 # ImageNet-1k's "teddy, teddy bear" (n04399382) is in no ImageNet-22k list; the official map gives it the 22k
 # class n03013580 ("chemise, shimmy, shift, slip, teddy"), the synset sharing the lemma "teddy".
