@@ -6,8 +6,14 @@ is what several test files need; everything else lives in the test that uses it.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# Under pytest-xdist every worker would start as many torch threads as there are cores: share them out instead.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 from swinzoo.config import SwinConfig
 from swinzoo.converters.engine import Fused, Rename, convert_state_dict, shapes_of
