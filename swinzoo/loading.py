@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import __version__
@@ -33,6 +32,7 @@ from .converters.transformers_layout import (
 from .errors import SwinzooError, one_line, redact
 from .fetch import git_blob_sha1, sha256_file
 from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output, check_free_space, disk_full
+from .folder import read_safetensors_metadata as read_safetensors_metadata  # public here too, where it lived first
 from .modeling import GEOMETRY_BUFFERS, TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
 from .processing import ImageProcessor
 from .records import RecordError, read_json
@@ -179,11 +179,6 @@ def save_pretrained(
     with atomic_output(directory, overwrite=overwrite) as tmp:
         write_model_files(model, tmp, metadata=metadata, dtype=dtype)
     return Path(directory)
-
-
-def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
 
 
 # --------------------------------------------------------------------------------------------- loading

@@ -29,7 +29,7 @@ from PIL import Image
 
 from .config import ConfigError, SwinConfig
 from .errors import SwinzooError
-from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_write_text
+from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_write_text, read_safetensors_metadata
 from .images import INTERPOLATIONS, ImageError, Preprocessing, _check_geometry, load_image, preprocess
 from .manifest import ManifestError, get_entry
 from .records import ConversionRecord, RecordError, read_json
@@ -377,8 +377,6 @@ def _from_records(record: ConversionRecord | None, where: str, weights: Path | N
         return _with_origin(ImageProcessor.from_dict(stored, f"{where}: 'preprocessing'"), f"{where} (preprocessing)")
     entry_name = record.entry if record is not None else None
     if not entry_name and weights is not None and weights.is_file():
-        from .loading import read_safetensors_metadata
-
         try:
             entry_name = read_safetensors_metadata(weights).get("entry")
         except Exception:  # an unreadable header is for the loader to report, not the preprocessing

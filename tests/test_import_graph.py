@@ -154,7 +154,6 @@ ALLOWED_IN_FUNCTIONS = {
     },
     ("swinzoo.config", "swinzoo.loading"): "TODO(issue 19): SwinConfig.from_pretrained reads foreign configs",
     ("swinzoo.modeling", "swinzoo.loading"): "TODO(issue 19): the models' from_pretrained/save_pretrained",
-    ("swinzoo.processing", "swinzoo.loading"): "TODO(issue 19): the safetensors metadata reader",
 }
 
 

@@ -13,9 +13,8 @@ from pathlib import Path
 from ..config import ConfigError, SwinConfig
 from ..converters.official import LAYOUTS, layout_task
 from ..fetch import fetch
-from ..folder import CONVERSION_NAME, WEIGHTS_NAME, ConvertedFolder
+from ..folder import CONVERSION_NAME, WEIGHTS_NAME, ConvertedFolder, read_safetensors_metadata
 from ..images import Preprocessing
-from ..loading import read_safetensors_metadata
 from ..manifest import Architecture, ManifestError, SimMIM, Source, ZooEntry, get_entry
 from ..records import ConversionRecord, RecordError
 from .errors import VerifyError
