@@ -19,8 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .export_records import card_lines
 from .folder import CARD_NAME, CONFIG_NAME, VERIFICATION_NAME, WEIGHTS_NAME, ConvertedFolder, atomic_write_text
 from .gate import as_verification, read_verification, sha256_of, verification_passed, verification_problems
+from .images import Preprocessing
+from .manifest import ManifestError, get_entry
+from .processing import ImageProcessor
 from .records import ConversionRecord, RecordError, VerificationRecord, read_json
 
 if TYPE_CHECKING:
@@ -137,8 +141,6 @@ def entry_of(name: str | None) -> ZooEntry | None:
     """The manifest entry a folder was converted from (None for --source files or unknown names)."""
     if not name:
         return None
-    from .manifest import ManifestError, get_entry
-
     try:
         return get_entry(name)
     except ManifestError:
@@ -448,13 +450,9 @@ def _preprocessing_text(
     config: Mapping[str, Any], entry: ZooEntry | None, conversion: ConversionRecord | None = None
 ) -> str:
     """The folder's eval transform: conversion.json's record (what its processor uses), else the entry's."""
-    from .images import Preprocessing
-
     recorded = conversion.preprocessing if conversion is not None else None
     p: Preprocessing | None = entry.preprocessing if entry is not None else None
     if recorded is not None:
-        from .processing import ImageProcessor
-
         p = ImageProcessor.from_dict(recorded, "conversion.json: 'preprocessing'").preprocessing
     if p is not None:
         size, crop, interp, mean, std = p.input_size, p.crop_pct, p.interpolation, p.mean, p.std
@@ -639,8 +637,6 @@ def build_card(
         lines += ["## SimMIM loss", "", simmim_loss_text(config, fmt), ""]
     if results or measured or (not synthetic and entry is not None and entry.metrics is not None):
         lines += _accuracy_lines(results, measured, evaluation, entry)
-    from .export import card_lines
-
     lines += card_lines(folder)
     lines += ["## Usage", "", _usage(fmt, repo, task, config, entry, conversion), "## Citation", ""]
     for citation in _citations(entry, config, simmim):

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from .errors import printable
+from .card import is_synthetic, retarget_lines
+from .errors import SwinzooError, one_line, printable, redact_library_logs
+from .export_records import summary_line
+from .folder import CONVERSION_NAME, committed
 from .manifest import FAMILIES, KINDS, ManifestError, ZooEntry, load_manifests
 from .text import text_table
 
@@ -26,8 +29,6 @@ if TYPE_CHECKING:
 @click.version_option(__version__, prog_name="swinzoo")
 def main() -> None:
     """Official Swin / Swin V2 / SimMIM checkpoints: list, convert, verify, publish."""
-    from .errors import redact_library_logs
-
     redact_library_logs()  # credentials in HF_ENDPOINT and other URLs never reach the terminal through a library
 
 
@@ -132,9 +133,6 @@ def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call the library; its errors become one redacted line on stderr and exit 1, an interrupt 130 (143 for
     SIGTERM) with an honest account of what was written. ``SWINZOO_DEBUG=1`` shows tracebacks of unexpected
     errors instead of the one-line report."""
-
-    from .errors import SwinzooError, one_line
-    from .folder import committed
 
     already = len(committed())  # a Python caller may run several commands in one process: report this one's
     try:
@@ -263,8 +261,6 @@ def convert_command(
         f"source sha256 {result.source.sha256}"
     )
     if summary["retarget"]:
-        from .card import retarget_lines
-
         click.echo("  " + retarget_lines(summary["retarget"])[0].removeprefix("- ").replace("**", ""))
 
 
@@ -471,7 +467,7 @@ def export_command(
     """Export a verified model to ONNX or OpenVINO, checked by the runtime against swinzoo eager and timm on the
     sample images before anything is written; the figures go into a JSON record beside the file.
     """
-    from .export import export, summary_line
+    from .export import export
 
     result = _run(
         export,
@@ -500,9 +496,6 @@ def _synthetic_model(spec: str, revision: str | None) -> bool:
     from the Hub cache the load just filled (no second request)."""
     from pathlib import Path
 
-    from .card import is_synthetic
-    from .folder import CONVERSION_NAME
-    from .manifest import load_manifests
     from .predict import CONVERTED_DIR
 
     if Path(spec).is_dir():

@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import SwinzooError
 from .folder import CONFIG_NAME
+from .records import RecordError, read_json
 
 _ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "gelu_pytorch_tanh", "quick_gelu")
 # transformers' loss selection for a classification head (``None``: inferred from num_labels and the labels' dtype).
@@ -454,8 +455,6 @@ class SwinConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> SwinConfig:
-        from .records import RecordError, read_json
-
         try:
             data = read_json(Path(path))  # the one capped JSON reader: size, UTF-8, depth, an object
         except RecordError as exc:

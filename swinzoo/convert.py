@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .card import write_card
 from .config import SwinConfig
 from .converters.engine import ConversionReport, convert_state_dict, shapes_of
 from .converters.official import alias_notes, deduce_architecture, layout_task, rules_for_layout
@@ -25,8 +26,9 @@ from .loading import parse_dtype, write_model_files
 from .manifest import ZooEntry, get_entry
 from .modeling import TASK_CLASSES, SwinPreTrainedModel
 from .records import ConversionRecord
-from .retarget import RetargetRecord
+from .retarget import RetargetRecord, retarget
 from .safeload import load_state_dict
+from .synthetic import write_official_checkpoint
 
 # Every official SimMIM V2 config (microsoft/Swin-Transformer configs/simmim/*swinv2*) trains with
 # NORM_TARGET.ENABLE True and PATCH_SIZE 47: a file with no manifest entry gets the same loss targets.
@@ -123,8 +125,6 @@ def resolve_source(
     if synthetic:
         if entry is None:
             raise ConvertError("--synthetic needs a zoo entry NAME (the file is generated in that entry's layout)")
-        from .synthetic import write_official_checkpoint
-
         path = cache / "synthetic" / f"{entry.name}-seed{seed}.pth"
         if not path.exists():  # as the released file is saved: its extra entries, its key names
             if progress:  # a large entry takes a while: say what is happening, and where the file goes
@@ -183,8 +183,6 @@ def retarget_model(
     num_labels: int | None = None,
 ) -> tuple[SwinPreTrainedModel, SwinConfig, RetargetRecord]:
     """The converted model moved to a new geometry and head (see :func:`swinzoo.retarget.retarget`)."""
-    from .retarget import retarget
-
     state, new_config, record = retarget(
         model.state_dict(),
         config,
@@ -336,8 +334,6 @@ def convert(
                 retarget=retargeted.to_dict() if retargeted is not None else None,
             )
             ConvertedFolder(tmp).write_conversion(record)
-            from .card import write_card
-
             write_card(tmp)
         result.out_dir = target
     result.seconds = time.perf_counter() - started

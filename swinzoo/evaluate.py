@@ -37,10 +37,17 @@ from typing import Any
 
 import torch
 
+from . import __version__
 from . import images as _images
+from .card import write_card
 from .errors import SwinzooError, printable
+from .fetch import sha256_file
 from .folder import CARD_NAME, ConvertedFolder, atomic_write_text, committing, interrupts_kept
 from .images import ImageError, Preprocessing
+from .loading import read_config
+from .manifest import label_names, load_manifests
+from .predict import PredictError, load_classifier, resolve_model
+from .retarget import map22kto1k
 
 __all__ = ["EvalData", "EvaluateError", "Evaluation", "evaluate", "imagenet_synsets", "scan_data"]
 
@@ -313,14 +320,7 @@ class _Model:
 
 
 def _official_22k_to_1k() -> list[int]:
-    """The official 22k->1k map, from swinzoo.retarget once that module is installed."""
-    try:
-        from .retarget import map22kto1k  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise EvaluateError(
-            "a 21841-class (ImageNet-22k) head needs the official 22k->1k class map (swinzoo.retarget."
-            "map22kto1k), which this install does not have; pass class_map= (1000 head indices) from Python"
-        ) from None
+    """The official 22k->1k map (the 22k head row of each ImageNet-1k class), from swinzoo.retarget."""
     return list(map22kto1k()[0])
 
 
@@ -341,8 +341,6 @@ def _check_1k_labels(id2label: dict[int, str], source: str) -> None:
     labels = [id2label.get(i, f"LABEL_{i}") for i in range(NUM_CLASSES_1K)]
     if all(label == f"LABEL_{i}" for i, label in enumerate(labels)):
         return  # no names recorded (converted without timm): nothing to compare
-    from .manifest import label_names
-
     expected = label_names("imagenet-1k")
     if expected[0] == "LABEL_0":
         return  # timm not installed: no reference names
@@ -378,10 +376,6 @@ _SIMMIM_REASON = (
 
 
 def _load(spec: str, class_map: Sequence[int] | None, dtype: str | torch.dtype | None = None) -> _Model:
-    from .loading import read_config
-    from .manifest import load_manifests
-    from .predict import PredictError, load_classifier, resolve_model
-
     entry = load_manifests().get(spec)
     if entry is not None and entry.kind == "simmim-pretrain":
         raise EvaluateError(f"{spec}: {_SIMMIM_REASON}")
@@ -582,8 +576,6 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (``--json`` and ``evaluation.json``): fractions in [0, 1], counts, provenance."""
-        from . import __version__
-
         return {
             "swinzoo_version": __version__,
             "model": self.model,
@@ -613,8 +605,6 @@ class Evaluation:
 
 def _versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
-
-    from . import __version__
 
     out: dict[str, str | None] = {
         "swinzoo": __version__,
@@ -815,8 +805,6 @@ def evaluate(
         evaluation.predictions = [ImagePrediction(str(samples[i][0]), t, tuple(top)) for i, t, top in all_results]
         weights = ConvertedFolder(loaded.folder).weights
         if weights.is_file():
-            from .fetch import sha256_file
-
             evaluation.weights_sha256 = sha256_file(weights)
         if target is not None:
             text = json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n"
@@ -824,8 +812,6 @@ def evaluate(
             with committing(target, *([target.parent / CARD_NAME] if card else [])):
                 atomic_write_text(target, text)
                 if card:
-                    from .card import write_card
-
                     write_card(target.parent)
             evaluation.written = target
     return evaluation

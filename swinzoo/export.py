@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -34,7 +32,18 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import SwinzooError
+from .converters.engine import convert_state_dict, shapes_of
+from .converters.timm_layout import create_timm_model, timm_rules
+from .export_records import EXPORT_FORMATS, RECORD_SUFFIX, ExportError, export_records
+from .fetch import sha256_file
+from .folder import ConvertedFolder, _apply_umask, clean_stale_partials, signals_deferred
+from .gate import verification_problems
+from .images import MAX_INPUT_SIZE
+from .loading import LoadError, from_pretrained, task_of
+from .modeling import SwinBackbone
+from .predict import PredictError, resolve_model
+from .processing import ImageProcessor, ProcessorError
+from .verify.tolerances import top5_agreement
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -46,7 +55,6 @@ __all__ = [
     "sample_images",
 ]
 
-EXPORT_FORMATS = ("onnx", "openvino")
 #: What each format holds besides float32 (``--int8`` with a format not listed here is refused).
 INT8_FORMATS = {"onnx": "onnxruntime dynamic quantization", "openvino": "NNCF int8 weight compression"}
 FILES = {
@@ -55,7 +63,6 @@ FILES = {
     ("openvino", False): ("openvino_model.xml", "openvino_model.bin"),
     ("openvino", True): ("openvino_model_int8.xml", "openvino_model_int8.bin"),
 }
-RECORD_SUFFIX = ".json"
 SCHEMA = 1
 OPSET = 18
 #: Float32 runtimes against float32 eager: ``atol + rtol * max |reference|`` (the export tolerance). Measured on
@@ -72,10 +79,6 @@ IMAGE_SIZE_NOTE = (
     "positions depend on the height and width, so the graph is only valid at this size; the batch is {batch}"
 )
 EXTRA_HINT = "install the export extra: pip install 'swinzoo[export]'"
-
-
-class ExportError(SwinzooError, ValueError):
-    """An export was refused or failed its check; nothing was written."""
 
 
 @dataclasses.dataclass
@@ -171,10 +174,6 @@ def output_names(model: Any, task: str) -> list[str]:
 
 def _load(spec: str, task: str | None, revision: str | None) -> tuple[Any, Path, str, str]:
     """(float32 model in eval mode, its local folder, a description, its task)."""
-    from .loading import LoadError, from_pretrained
-    from .modeling import SwinBackbone
-    from .predict import PredictError, resolve_model
-
     try:
         folder, source = resolve_model(spec, revision)
     except PredictError as exc:
@@ -188,8 +187,6 @@ def _load(spec: str, task: str | None, revision: str | None) -> tuple[Any, Path,
             model = from_pretrained(folder, dtype=torch.float32)
     except LoadError as exc:
         raise ExportError(str(exc)) from exc
-    from .loading import task_of
-
     found = "backbone" if isinstance(model, SwinBackbone) else task_of(model)
     if task not in (None, found):
         raise ExportError(f"{source}: --task {task} asked, but the folder holds a {found} model")
@@ -200,15 +197,11 @@ def _load(spec: str, task: str | None, revision: str | None) -> tuple[Any, Path,
 
 def _gate(folder: Path) -> list[str]:
     """The publish gate, in one place (the verification record must hold for these exact bytes)."""
-    from .gate import verification_problems
-
     return verification_problems(folder)
 
 
 def _check_size(model: Any, size: int, source: str) -> None:
     """Refuse a size the model cannot take, naming it, before anything is traced."""
-    from .images import MAX_INPUT_SIZE
-
     config = model.config
     if isinstance(size, bool) or not isinstance(size, int) or not config.patch_size <= size <= MAX_INPUT_SIZE:
         raise ExportError(
@@ -227,8 +220,6 @@ def _check_size(model: Any, size: int, source: str) -> None:
 
 
 def _processor(folder: Path, size: int) -> Any:  # ImageProcessor
-    from .processing import ImageProcessor, ProcessorError
-
     try:
         processor = ImageProcessor.from_pretrained(folder)
     except ProcessorError as exc:
@@ -302,9 +293,6 @@ def _timm_twin(model: Any, size: int) -> tuple[torch.nn.Module | None, str | Non
         import timm  # noqa: F401
     except ImportError:
         return None, "timm is not installed (pip install 'swinzoo[verify]')"
-    from .converters.engine import convert_state_dict, shapes_of
-    from .converters.timm_layout import create_timm_model, timm_rules
-
     config = model.config
     if config.use_absolute_embeddings:
         return None, "timm's Swin has no absolute position embeddings"
@@ -349,8 +337,6 @@ def _timm_outputs(reference: Any, model: Any, task: str, x: torch.Tensor) -> lis
 # --------------------------------------------------------------------------------------------- comparisons
 def _compare(got: list[torch.Tensor], ref: list[torch.Tensor], task: str, names: list[str]) -> dict[str, Any]:
     """max |diff| (overall and per output), the limit, and for classifiers top-1 / top-5 agreement."""
-    from .verify.tolerances import top5_agreement
-
     figures: dict[str, Any] = {"max_abs_diff": 0.0, "limit": 0.0, "within_limit": True, "outputs": {}}
     for name, a, b in zip(names, got, ref, strict=True):
         if tuple(a.shape) != tuple(b.shape):
@@ -389,12 +375,6 @@ def _check(
 
 
 # --------------------------------------------------------------------------------------------- writing
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _default_out(folder: Path, fmt: str, spec: str) -> Path:
@@ -417,8 +397,6 @@ def _check_out(out: Path, names: Sequence[str], overwrite: bool) -> None:
 def _commit(tmp: Path, out: Path, names: Sequence[str], overwrite: bool) -> list[Path]:
     """Move the checked files into ``out``: one rename of the whole folder when ``out`` is new, else one rename
     per file with the record last (a reader never finds a record without its model)."""
-    from .folder import _apply_umask, signals_deferred
-
     _apply_umask(tmp)
     _check_out(out, names, overwrite)
     with signals_deferred():
@@ -582,8 +560,6 @@ def export(
     record_name = names[0] + RECORD_SUFFIX
     _check_out(target, [*names, record_name], overwrite)
     threads = threads or max(1, torch.get_num_threads())
-    from .folder import clean_stale_partials
-
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_partials(target.parent, target.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent))
@@ -673,11 +649,9 @@ def _build(
     opset = next(
         (o.version for o in onnx.load(str(onnx_path), load_external_data=False).opset_import if not o.domain), None
     )
-    from .folder import ConvertedFolder
-
     converted = ConvertedFolder(folder)
     conversion = converted.conversion() if converted.conversion_file.is_file() else None
-    files = {n: {"size_bytes": (tmp / n).stat().st_size, "sha256": _sha256(tmp / n)} for n in names}
+    files = {n: {"size_bytes": (tmp / n).stat().st_size, "sha256": sha256_file(tmp / n)} for n in names}
     return {
         "schema_version": SCHEMA,
         "swinzoo_version": __version__,
@@ -691,8 +665,8 @@ def _build(
         "source": source,
         "entry": conversion.entry if conversion is not None else None,
         "synthetic_weights": conversion.synthetic if conversion is not None else None,
-        "weights_sha256": _sha256(converted.weights) if converted.weights.is_file() else None,
-        "config_sha256": _sha256(converted.config_file) if converted.config_file.is_file() else None,
+        "weights_sha256": sha256_file(converted.weights) if converted.weights.is_file() else None,
+        "config_sha256": sha256_file(converted.config_file) if converted.config_file.is_file() else None,
         "inputs": [{"name": "pixel_values", "shape": [batch or "batch", model.config.num_channels, size, size]}],
         "outputs": outputs,
         "input_dtype": "float32",
@@ -706,89 +680,3 @@ def _build(
         "runtimes": _versions(fmt),
         "checks": checks,
     }
-
-
-# --------------------------------------------------------------------------------------------- reading
-def export_records(folder: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
-    """The export records in ``folder``'s ``onnx/`` and ``openvino/`` (what publish carries), sorted by path."""
-    folder = Path(folder)
-    found = []
-    for fmt in EXPORT_FORMATS:
-        sub = folder / fmt
-        if not sub.is_dir() or sub.is_symlink():
-            continue
-        for path in sorted(sub.glob(f"*{RECORD_SUFFIX}")):
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ExportError(f"{path}: not a readable export record ({exc})") from exc
-            if not isinstance(record, dict) or record.get("format") != fmt or not isinstance(record.get("files"), dict):
-                raise ExportError(f"{path}: not a swinzoo export record (no format/files fields)")
-            found.append((path, record))
-    return found
-
-
-def summary_line(record: dict[str, Any]) -> str:
-    """One line of figures: the worst float32 diff, or the int8 agreement."""
-    parts = []
-    for row in record.get("checks", []):
-        figures = f"max |diff| {row.get('max_abs_diff', math.nan):.2g}"
-        if "top1_agreement" in row:
-            figures += f", top-1 {row['top1_agreement']:.1%}, top-5 {row.get('top5_agreement', math.nan):.1%}"
-        parts.append(f"{row.get('runtime')} vs {row.get('against')} on {row.get('images')}: {figures}")
-    return "; ".join(parts)
-
-
-def stale_reason(folder: str | os.PathLike, record_file: Path, record: dict[str, Any]) -> str | None:
-    """Why an export in ``folder`` no longer belongs to it (other weights or config, a file changed), or None."""
-    folder = Path(folder)
-    for key, path in (("weights_sha256", folder / "model.safetensors"), ("config_sha256", folder / "config.json")):
-        if path.is_file() and record.get(key) != _sha256(path):
-            return f"{record_file} was made from other weights ({key} differs from {path})"
-    for name, facts in record["files"].items():
-        path = record_file.parent / name
-        if not path.is_file() or path.is_symlink():
-            return f"{record_file} lists {name}, which is missing from {record_file.parent}"
-        if not isinstance(facts, dict) or facts.get("sha256") != _sha256(path):
-            return f"{path} changed since it was exported and checked (sha256 differs from {record_file})"
-    return None
-
-
-def _fmt_size(n: Any) -> str:
-    if not isinstance(n, (int, float)):
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "?"
-
-
-def card_lines(folder: str | os.PathLike) -> list[str]:
-    """The model card's Exports section: each file, its format, size and parity figures (none: no lines)."""
-    try:
-        records = export_records(folder)
-    except ExportError as exc:
-        return ["## Exports", "", f"Unreadable export record: {exc}", ""]
-    if not records:
-        return []
-    lines = [
-        "## Exports",
-        "",
-        "Each export was run by its runtime on the sample images before it was written and compared with swinzoo "
-        "(eager, float32) and timm holding the same weights; int8 files are approximations of float32 and their "
-        "figures say how close, not that they are equal.",
-        "",
-        "| file | format | precision | size | image size | checked |",
-        "|---|---|---|---|---|---|",
-    ]
-    for record_file, record in records:
-        fmt = record["format"]
-        for name, facts in record["files"].items():
-            size = _fmt_size(facts.get("size_bytes") if isinstance(facts, dict) else None)
-            hw = "x".join(str(v) for v in record.get("image_size", []))
-            figures = summary_line(record) if name == record.get("file") else f"see `{fmt}/{record_file.name}`"
-            figures = figures.replace("|", "\\|")  # inside a markdown table cell
-            lines.append(f"| `{fmt}/{name}` | {fmt} | {record.get('precision')} | {size} | {hw} | {figures} |")
-    lines += ["", f"Records: {', '.join(f'`{p.parent.name}/{p.name}`' for p, _ in records)}.", ""]
-    return lines

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from safetensors import safe_open
+
 from .errors import SwinzooError
 from .records import ConversionRecord, RecordError, VerificationRecord, read_json
 from .system import pid_alive, umask
@@ -112,6 +114,12 @@ class ConvertedFolder:
 
     def write_verification(self, record: VerificationRecord) -> Path:
         return atomic_write_text(self.verification_file, record.to_json())
+
+
+def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors header (entry, source sha256...), read without torch."""
+    with safe_open(str(path), framework="numpy") as f:
+        return dict(f.metadata() or {})
 
 
 def _swinzoo_record(path: Path) -> bool:

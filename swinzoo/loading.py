@@ -17,14 +17,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import __version__
 from .config import SwinConfig
+from .converters.engine import MappingError, convert_state_dict, shapes_of
+from .converters.timm_layout import is_timm_config, swinzoo_config_from_timm, timm_rules
+from .converters.transformers_layout import (
+    detect_style,
+    is_transformers_config,
+    swinzoo_config_from_transformers,
+    transformers_rules,
+)
 from .errors import SwinzooError, one_line, redact
+from .fetch import git_blob_sha1, sha256_file
 from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_output, check_free_space, disk_full
+from .folder import read_safetensors_metadata as read_safetensors_metadata  # public here too, where it lived first
 from .modeling import GEOMETRY_BUFFERS, TASK_CLASSES, SwinBackbone, SwinPreTrainedModel
+from .processing import ImageProcessor
+from .records import RecordError, read_json
+from .retarget import retarget
 from .safeload import count_nonfinite
 from .system import network_errors
 
@@ -169,11 +181,6 @@ def save_pretrained(
     return Path(directory)
 
 
-def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
 # --------------------------------------------------------------------------------------------- loading
 def _resolve_files(
     name_or_path: str | os.PathLike,
@@ -260,8 +267,6 @@ def _check_hub_hash(path: Path, what: str) -> None:
     client does not check against the bytes it stored. A mismatch (a tampered mirror or cache, a corrupted
     transfer) is refused by name."""
     import re
-
-    from .fetch import git_blob_sha1, sha256_file
 
     blob = path.resolve()
     stated = blob.name
@@ -490,8 +495,6 @@ REFUSED_KEYWORDS = {
 
 def _read_json_object(path: Path) -> dict[str, Any]:
     """config.json through the one capped JSON reader (:func:`swinzoo.records.read_json`)."""
-    from .records import RecordError, read_json
-
     try:
         return read_json(path)
     except RecordError as exc:
@@ -500,9 +503,6 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 
 def read_config(config_file: Path) -> tuple[SwinConfig, str, str]:
     """``config.json`` of a swinzoo, transformers or timm folder: (swinzoo config, task, format found)."""
-    from .converters.timm_layout import is_timm_config, swinzoo_config_from_timm
-    from .converters.transformers_layout import is_transformers_config, swinzoo_config_from_transformers
-
     raw = _read_json_object(config_file)
     try:
         if is_transformers_config(raw):
@@ -532,10 +532,6 @@ def _foreign_to_swinzoo(
     state: dict[str, torch.Tensor], config: SwinConfig, task: str, fmt: str, where: Path
 ) -> dict[str, torch.Tensor]:
     """A transformers or timm state dict renamed into swinzoo's names by the layout rules in ``converters/``."""
-    from .converters.engine import MappingError, convert_state_dict, shapes_of
-    from .converters.timm_layout import timm_rules
-    from .converters.transformers_layout import detect_style, transformers_rules
-
     with torch.device("meta"):
         model = TASK_CLASSES[task](config)
     rules = timm_rules() if fmt == "timm" else transformers_rules(config, task, style=detect_style(state))
@@ -667,8 +663,6 @@ def from_pretrained(
         model = model.to(device)
     model.loaded_format = fmt  # which layout: swinzoo, transformers or timm
     model.retarget_record = record  # how the weights were moved to this geometry
-    from .processing import ImageProcessor
-
     # The checkpoint's own eval transform, as transformers users get from AutoImageProcessor. A model the
     # processor cannot serve (a non-square image_size) still loads: the processor's refusal is kept to be shown.
     try:
@@ -761,8 +755,6 @@ def _retarget(
     id2label: dict[int, str] | None,
 ) -> tuple[dict[str, torch.Tensor], SwinConfig, RetargetRecord, str]:
     """The loaded state moved to a new geometry (and head) by :func:`swinzoo.retarget.retarget`."""
-    from .retarget import retarget
-
     state, config, record = retarget(
         state, config, task, image_size=image_size, window_size=window_size, num_labels=num_labels
     )
@@ -869,8 +861,6 @@ def push_to_hub(
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
-
-    from .errors import one_line
 
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="swinzoo-push-") as tmp:

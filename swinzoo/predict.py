@@ -17,7 +17,10 @@ import torch
 
 from .config import SwinConfig
 from .errors import SwinzooError
-from .images import Preprocessing
+from .images import ImageError, Preprocessing
+from .loading import CONFIG_NAME, _resolve_files, compute_dtype, from_pretrained
+from .manifest import ManifestError, get_entry, load_manifests
+from .modeling import SwinForImageClassification
 from .processing import DEFAULT_CROP_PCT, ImageProcessor, ProcessorError
 
 if TYPE_CHECKING:
@@ -90,9 +93,6 @@ def resolve_model(spec: str, revision: str | None = None) -> tuple[Path, str]:
 
     ``spec`` is a folder, a zoo entry name (its ``converted/NAME`` folder) or a Hub id ``ORG/NAME``.
     """
-    from .loading import _resolve_files
-    from .manifest import load_manifests
-
     path = Path(spec)
     if path.is_dir():
         if revision is not None:
@@ -107,8 +107,6 @@ def resolve_model(spec: str, revision: str | None = None) -> tuple[Path, str]:
             )
         return folder, str(folder)
     if spec.count("/") != 1 or path.exists():
-        from .manifest import ManifestError, get_entry
-
         hint = ""
         try:
             get_entry(spec)
@@ -127,9 +125,6 @@ def load_classifier(spec: str, revision: str | None = None, dtype: str | torch.d
 
     ``dtype``: float32, bfloat16, or "auto" (bfloat16 where the CPU or GPU runs it natively); None keeps the
     stored dtype."""
-    from .loading import CONFIG_NAME, compute_dtype, from_pretrained
-    from .modeling import SwinForImageClassification
-
     folder, source = resolve_model(spec, revision)
     try:
         wanted = compute_dtype(dtype) if dtype is not None else None
@@ -178,8 +173,6 @@ def classify(loaded: LoadedClassifier, images: Sequence[str | os.PathLike], top_
 
 def check_images_exist(images: Sequence[str | os.PathLike]) -> None:
     """Name a missing image before anything is loaded (a model takes seconds to load, and warns)."""
-    from .images import ImageError
-
     for image in images:
         path = Path(image)
         if not path.exists() and not path.is_symlink():

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from .config import ConfigError, SwinConfig
 from .errors import SwinzooError
-from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_write_text
+from .folder import CONFIG_NAME, CONVERSION_NAME, WEIGHTS_NAME, atomic_write_text, read_safetensors_metadata
 from .images import INTERPOLATIONS, ImageError, Preprocessing, _check_geometry, load_image, preprocess
+from .manifest import ManifestError, get_entry
 from .records import ConversionRecord, RecordError, read_json
 
 if TYPE_CHECKING:
@@ -73,8 +75,6 @@ class ImageProcessor:
 
     def __init__(self, preprocessing: Preprocessing | None = None, **fields: Any) -> None:
         """``ImageProcessor()`` is the Swin 224 recipe; ``fields`` (input_size, crop_pct, crop_mode, ...) override."""
-        from .config import ConfigError
-
         base = preprocessing if preprocessing is not None else Preprocessing()
         try:
             self.preprocessing = dataclasses.replace(base, **fields) if fields else base
@@ -122,8 +122,6 @@ class ImageProcessor:
         A record without ``crop_mode`` is from a swinzoo that wrote ``TEST.CROP: False`` as crop_pct 1.0 with
         no mode; it only ever did so for those entries, so crop_pct 1.0 there means the squash.
         """
-        from .config import ConfigError
-
         if not isinstance(data, Mapping):
             raise ProcessorError(f"{where}: expected an object of preprocessing fields, got {type(data).__name__}")
         fields = dict(data)
@@ -231,8 +229,6 @@ class ImageProcessor:
         record) and ``weights`` (whose metadata names the zoo entry) directly. Without any, or when they
         record nothing, the Swin recipe at the config's image size.
         """
-        from .config import SwinConfig
-
         config = getattr(model_or_config, "config", model_or_config)
         if not isinstance(config, SwinConfig):
             raise ProcessorError(
@@ -381,15 +377,11 @@ def _from_records(record: ConversionRecord | None, where: str, weights: Path | N
         return _with_origin(ImageProcessor.from_dict(stored, f"{where}: 'preprocessing'"), f"{where} (preprocessing)")
     entry_name = record.entry if record is not None else None
     if not entry_name and weights is not None and weights.is_file():
-        from .loading import read_safetensors_metadata
-
         try:
             entry_name = read_safetensors_metadata(weights).get("entry")
         except Exception:  # an unreadable header is for the loader to report, not the preprocessing
             entry_name = None
     if entry_name:
-        from .manifest import ManifestError, get_entry
-
         try:
             return _with_origin(ImageProcessor(get_entry(entry_name).preprocessing), f"zoo entry {entry_name}")
         except ManifestError:

@@ -36,9 +36,19 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from . import __version__
-from .card import CONFIG_FIELDS, FORMATS, CardError, build_card, reference_rows
+from .card import CONFIG_FIELDS, FORMATS, CardError, build_card, entry_of, reference_rows
 from .config import CONFIG_NAME, SwinConfig
+from .converters.engine import Fused, Pattern, Rename, convert_state_dict, shapes_of
+from .converters.timm_layout import create_timm_model, timm_model_args, timm_rules
+from .converters.transformers_layout import (
+    create_transformers_model,
+    detect_style,
+    foreign_shapes,
+    transformers_config,
+    transformers_rules,
+)
 from .errors import SwinzooError, one_line
+from .export_records import ExportError, export_records, stale_reason
 from .fetch import git_blob_sha1, sha256_file
 from .folder import CARD_NAME, CONVERSION_NAME, VERIFICATION_NAME, ConvertedFolder
 from .gate import (
@@ -50,8 +60,11 @@ from .gate import (
     verification_passed,
     verification_problems,
 )
-from .loading import WEIGHTS_NAME
+from .loading import WEIGHTS_NAME, from_pretrained
+from .manifest import official_22k_synsets
+from .processing import PROCESSOR_NAME, ImageProcessor
 from .records import VerificationRecord, read_json
+from .system import network_errors
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -178,8 +191,6 @@ def _check_folder(folder: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- exports
 def _load_swinzoo(folder: Path) -> SwinPreTrainedModel:
-    from .loading import from_pretrained
-
     return from_pretrained(folder)
 
 
@@ -207,8 +218,6 @@ def _shapes_in_style(
     back to swinzoo and the second's forward (on the meta device). Used to check the 4.x-style ("legacy")
     export against the parameter list of the real, installed transformers model.
     """
-    from .converters.engine import Fused, Pattern, Rename
-
     partner = {r.swinzoo: r for r in to_rules if isinstance(r, (Rename, Fused))}
     out: dict[str, torch.Size] = {}
     for key, shape in shapes.items():
@@ -239,15 +248,6 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
     """config.json + model.safetensors for transformers, checked by loading them with transformers."""
     from safetensors.torch import save_file
 
-    from .converters.engine import convert_state_dict
-    from .converters.transformers_layout import (
-        create_transformers_model,
-        detect_style,
-        foreign_shapes,
-        transformers_config,
-        transformers_rules,
-    )
-
     model = _load_swinzoo(folder)
     config, task = model.config, read_json(folder / CONFIG_NAME)["task"]
     if config.use_absolute_embeddings:
@@ -277,8 +277,6 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
     config_dict = hf_config.to_dict()
     config_dict.pop("_name_or_path", None)
     (out / CONFIG_NAME).write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
-    from .processing import PROCESSOR_NAME, ImageProcessor
-
     # AutoImageProcessor / pipeline() read this: the image processor class whose transform is the official one
     processor = ImageProcessor.for_model(model, folder=folder).to_transformers()
     (out / PROCESSOR_NAME).write_text(json.dumps(processor, indent=2, sort_keys=True) + "\n")
@@ -301,8 +299,6 @@ def export_transformers(folder: Path, out: Path) -> list[UploadFile]:
 
 def _timm_architecture(config: SwinConfig, entry_name: str | None) -> str:
     """A registered timm model name; ``model_args`` carry the real architecture, so any Swin name works."""
-    from .card import entry_of
-
     entry = entry_of(entry_name)
     if entry is not None and entry.upstream.timm:
         return entry.upstream.timm.split(".")[0]
@@ -313,9 +309,6 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     """config.json + model.safetensors written by timm's own ``save_for_hf``, checked by loading them back."""
     import timm
     from timm.models import save_for_hf
-
-    from .converters.engine import convert_state_dict, shapes_of
-    from .converters.timm_layout import create_timm_model, timm_model_args, timm_rules
 
     config_json = read_json(folder / CONFIG_NAME)
     if config_json["task"] != "image-classification":
@@ -340,8 +333,6 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
     )
     timm_model.load_state_dict(state, strict=True)
     timm_model.to(next(model.parameters()).dtype)  # keep the folder's dtype (bfloat16 stays bfloat16)
-    from .processing import ImageProcessor
-
     pretrained_cfg = cast(dict[str, Any], timm_model.pretrained_cfg)  # set by timm.create_model on every model
     timm_model.pretrained_cfg = {  # type: ignore[assignment]  # torch types Module.__setattr__ as Tensor | Module only
         **pretrained_cfg,
@@ -371,15 +362,11 @@ def export_timm(folder: Path, out: Path) -> list[UploadFile]:
 def _timm_labels(config: SwinConfig, entry_name: str | None) -> dict[str, Any]:
     """timm's label convention: WordNet ids in ``label_names``, their descriptions in ``label_descriptions``
     (ImageNet label sets); other heads keep their names in ``label_names`` alone."""
-    from .card import entry_of
-
     names = [config.id2label[i] for i in range(config.num_labels)]
     entry = entry_of(entry_name)
     label_set = getattr(entry, "label_set", None)
     if label_set in ("imagenet-1k", "imagenet-22k"):
         from timm.data import ImageNetInfo
-
-        from .manifest import official_22k_synsets
 
         info = ImageNetInfo(label_set)
         synsets = official_22k_synsets() if label_set == "imagenet-22k" else list(info.label_names())
@@ -426,8 +413,6 @@ def _evaluation(folder: Path) -> list[UploadFile]:
 def _exports(folder: Path) -> list[UploadFile]:
     """``swinzoo export`` outputs (``onnx/``, ``openvino/``) and their records travel when they were made from
     exactly these weights and are unchanged since their check; a stale one is refused, never sent."""
-    from .export import ExportError, export_records, stale_reason
-
     try:
         records = export_records(folder)
     except ExportError as exc:
@@ -472,8 +457,6 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     the client expects (an HTML page, garbage, a truncated body).
     """
     from huggingface_hub.errors import HfHubHTTPError
-
-    from .system import network_errors
 
     return (HfHubHTTPError, OSError, ValueError, KeyError, TypeError, *network_errors())
 

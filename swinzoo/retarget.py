@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .config import SwinConfig
 from .errors import SwinzooError
-from .modeling import GEOMETRY_BUFFERS
+from .modeling import GEOMETRY_BUFFERS, TASK_CLASSES
 
 __all__ = [
     "RetargetError",
@@ -261,8 +261,6 @@ def target_config(
 # --------------------------------------------------------------------------------------------- state
 def _check_fits(state: dict[str, torch.Tensor], config: SwinConfig, task: str, what: str) -> None:
     """``state`` holds exactly the tensors a ``task`` model of ``config`` has, with their shapes (buffers aside)."""
-    from .modeling import TASK_CLASSES
-
     with torch.device("meta"):
         expected = {k: v.shape for k, v in TASK_CLASSES[task](config).state_dict().items()}
     keys = [k for k in state if not k.endswith(GEOMETRY_BUFFERS)]

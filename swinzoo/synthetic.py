@@ -23,7 +23,10 @@ import torch
 
 from .config import SwinConfig
 from .converters.official import LAYOUTS  # layout names only; no mapping logic is shared
+from .converters.timm_layout import create_timm_model
+from .fetch import write_cache_file
 from .manifest import CPB_MLP_NAMES, SAVED_BY
+from .meta_device import build_on_meta, rebuild_timm_buffers, timm_supports_meta
 from .modeling import GEOMETRY_BUFFERS
 
 
@@ -58,8 +61,6 @@ def randomize_state(state: dict[str, torch.Tensor], seed: int = 0) -> dict[str, 
 
 
 def _timm_model(config: SwinConfig, num_classes: int) -> torch.nn.Module:
-    from .converters.timm_layout import create_timm_model
-
     if num_classes:
         return create_timm_model(config.copy(num_labels=max(num_classes, 1)))
     model = create_timm_model(config.copy(num_labels=1))
@@ -74,8 +75,6 @@ def _random_timm(config: SwinConfig, num_classes: int, seed: int) -> tuple[dict[
     overwritten, no second copy); timm computes its buffers itself once the weights are real. A timm without
     meta-device support builds on the CPU and each tensor is replaced in turn (one tensor more at a time).
     """
-    from .verify.meta_device import build_on_meta, rebuild_timm_buffers, timm_supports_meta
-
     model = build_on_meta(lambda: _timm_model(config, num_classes))
     on_meta = timm_supports_meta(model)
     if not on_meta:
@@ -234,8 +233,6 @@ def write_official_checkpoint(
     an ``O_EXCL | O_NOFOLLOW`` temporary, then one rename). ``saved_by`` defaults to a training checkpoint
     (``weights-only`` when not ``training_state``).
     """
-    from .fetch import write_cache_file
-
     path = Path(path)
     if saved_by is None:
         saved_by = "swin-save-checkpoint" if training_state else "weights-only"

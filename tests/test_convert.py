@@ -220,7 +220,7 @@ def test_failed_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
         assert (Path(folder) / "model.safetensors").exists()  # half-way through writing
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("swinzoo.card.write_card", explode)
+    monkeypatch.setattr("swinzoo.convert.write_card", explode)  # the card convert writes
     with pytest.raises(KeyboardInterrupt):
         convert(source=ckpt, out_dir=out, progress=False)
     assert not out.exists()

@@ -58,7 +58,7 @@ def test_ctrl_c_while_evaluate_writes_leaves_the_record_and_card_whole_and_says_
     HOSTILE.append("Ctrl-C while evaluate writes evaluation.json and the card")
     data = _data(tmp_path)
     card_before = (verified / "README.md").stat().st_ino
-    _signal_inside(monkeypatch, "swinzoo.card:write_card")
+    _signal_inside(monkeypatch, "swinzoo.evaluate:write_card")
     result = run_cli("evaluate", verified, "--data", data, "--workers", "0", "--quiet")
     assert result.exit_code == 130, result.output
     assert "evaluation.json" in result.output and "written completely" in result.output, result.output
@@ -73,7 +73,7 @@ def test_ctrl_c_during_evaluate_with_workers_leaves_the_folder_as_it_was(verifie
     HOSTILE.append("Ctrl-C during evaluate with workers")
     data = _data(tmp_path, images=6)
     before = tree_digest(verified)
-    _signal_inside(monkeypatch, "swinzoo.fetch:sha256_file")  # after the workers, before anything is written
+    _signal_inside(monkeypatch, "swinzoo.evaluate:sha256_file")  # after the workers, before anything is written
     result = run_cli("evaluate", verified, "--data", data, "--workers", "2", "--batch-size", "2", "--quiet")
     assert result.exit_code == 130 and "nothing was written" in result.output, result.output
     assert tree_digest(verified) == before and leftovers(verified) == []
@@ -103,7 +103,7 @@ def test_a_ctrl_c_that_the_dataloader_swallows_still_ends_evaluate(verified, tmp
 def test_ctrl_c_while_verify_writes_leaves_the_verdict_and_card_whole_and_says_so(verified, cache, monkeypatch):  # noqa: F811
     HOSTILE.append("Ctrl-C while verify writes verification.json and the card")
     (verified / "verification.json").unlink()
-    _signal_inside(monkeypatch, "swinzoo.card:write_card")
+    _signal_inside(monkeypatch, "swinzoo.verify.orchestration:write_card")
     result = run_cli("verify", "tiny-swin", "--synthetic", "--converted", verified, "--cache-dir", cache, "--quiet")
     assert result.exit_code == 130, result.output
     assert "verification.json" in result.output and "written completely" in result.output, result.output

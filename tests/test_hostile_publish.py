@@ -497,7 +497,7 @@ def test_weights_swapped_while_verify_reads_them_fail_the_run(
         (verified / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
         return original(path, *args, **kwargs)
 
-    monkeypatch.setattr(swinzoo.loading, "from_pretrained", swap_then_load)
+    monkeypatch.setattr("swinzoo.verify.orchestration.from_pretrained", swap_then_load)  # the loader verify calls
     report = verify_entry("tiny-swin", synthetic=True, converted=verified, cache_dir=cache)
     assert report.status == "fail"
     assert any("model.safetensors changed while verify read it" in p for p in report.problems)

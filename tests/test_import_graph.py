@@ -71,8 +71,15 @@ def _imports(module: str) -> list[tuple[str, int, bool]]:
             names = [f"{base}.{alias.name}" for alias in node.names]
         for name in names:
             target = _resolve(name)
-            if target is not None and target != module:
-                found.add((target, node.lineno, in_function))
+            if target is None or target == module:
+                continue
+            found.add((target, node.lineno, in_function))
+            # importing swinzoo.a.b runs swinzoo/a/__init__.py first, unless the importer sits inside swinzoo.a
+            parts = target.split(".")
+            for i in range(2, len(parts)):
+                parent = ".".join(parts[:i])
+                if parent in MODULES and not module.startswith(parent + ".") and parent != module:
+                    found.add((parent, node.lineno, in_function))
     return sorted(found)
 
 
@@ -115,12 +122,18 @@ def test_the_graph_reader_finds_a_cycle_hidden_in_a_function():
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(edges) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
-    # a relative import inside a function of a subpackage resolves to its sibling module
-    imports = _imports("swinzoo.verify.references.timm")
-    assert any(target == "swinzoo.verify.meta_device" for target, _, _ in imports)
+    # relative imports of a subpackage resolve to their modules; importing a module of another package also runs
+    # that package's __init__ (synthetic -> swinzoo.verify would run all of verify), its own package's does not
+    imports = {target for target, _, _ in _imports("swinzoo.verify.references.timm")}
+    assert {"swinzoo.meta_device", "swinzoo.verify.official_state"} <= imports and "swinzoo.verify" not in imports
+    assert "swinzoo.converters" in {target for target, _, _ in _imports("swinzoo.synthetic")}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19: loading, config, modeling, processing, retarget still form a cycle")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 19: config -> loading (SwinConfig.from_pretrained) and modeling -> loading (the models' "
+    "from_pretrained/save_pretrained/push_to_hub), both inside functions, still close a cycle through loading",
+)
 def test_swinzoo_modules_import_one_another_without_a_cycle():
     edges = {m: {target for target, _, _ in _imports(m)} for m in MODULES}
     cycles = _cycles(edges)
@@ -128,12 +141,37 @@ def test_swinzoo_modules_import_one_another_without_a_cycle():
     assert not cycles, "import cycles among swinzoo's modules:\n" + "\n".join(described)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19: function-level imports of swinzoo modules remain")
+#: The function-level imports of swinzoo modules that stay, each with its reason: (importer, imported) -> why.
+ALLOWED_IN_FUNCTIONS = {
+    **{
+        ("swinzoo.cli", step): "a command imports its pipeline step when it runs, so `swinzoo --help` and "
+        "`swinzoo list` start without torch"
+        for step in (
+            "swinzoo.convert",
+            "swinzoo.evaluate",
+            "swinzoo.export",
+            "swinzoo.predict",
+            "swinzoo.publish",
+            "swinzoo.verify",
+            "swinzoo.verify.folder_checks",
+        )
+    },
+    ("swinzoo.config", "swinzoo.loading"): "TODO(issue 19): SwinConfig.from_pretrained reads foreign configs",
+    ("swinzoo.modeling", "swinzoo.loading"): "TODO(issue 19): the models' from_pretrained/save_pretrained",
+}
+
+
 def test_no_function_level_import_of_a_swinzoo_module():
     inside = [
         f"{MODULES[m].relative_to(ROOT.parent)}:{line} imports {target}"
         for m in MODULES
         for target, line, in_function in _imports(m)
-        if in_function
+        if in_function and (m, target) not in ALLOWED_IN_FUNCTIONS
     ]
     assert not inside, "imports of swinzoo modules inside functions:\n" + "\n".join(inside)
+
+
+def test_each_allowed_function_level_import_is_still_there():
+    """An allowance nobody needs any more is removed, so the list stays the true list of exceptions."""
+    used = {(m, target) for m in MODULES for target, _, in_function in _imports(m) if in_function}
+    assert sorted(set(ALLOWED_IN_FUNCTIONS) - used) == []

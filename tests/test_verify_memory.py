@@ -17,10 +17,9 @@ from swinzoo.convert import convert
 from swinzoo.converters.timm_layout import create_timm_model
 from swinzoo.converters.transformers_layout import create_transformers_model
 from swinzoo.loading import from_pretrained, save_pretrained
+from swinzoo.meta_device import MetaDeviceError, build_on_meta, check_filled, materialize_buffers
 from swinzoo.modeling import SwinForImageClassification
 from swinzoo.synthetic import official_state_dict, randomize_state, write_official_checkpoint
-from swinzoo.verify import VerifyError
-from swinzoo.verify.meta_device import build_on_meta, check_filled, materialize_buffers
 from swinzoo.verify.official_state import load_official_state
 from swinzoo.verify.references.timm import _load_timm
 from swinzoo.verify.references.transformers import _load_transformers
@@ -98,7 +97,7 @@ def test_a_buffer_the_library_does_not_fill_after_a_meta_build_is_an_error():
     model.load_state_dict({"weight": torch.ones(3)}, assign=True)
     rebuilt = materialize_buffers(model)
     model.index.copy_(torch.arange(4))  # the "library" fills one of the two
-    with pytest.raises(VerifyError, match=r"table not filled"):
+    with pytest.raises(MetaDeviceError, match=r"table not filled"):
         check_filled(model, rebuilt, "test model")
     model.table.zero_()
     check_filled(model, rebuilt, "test model")  # both filled: no error
@@ -106,7 +105,7 @@ def test_a_buffer_the_library_does_not_fill_after_a_meta_build_is_an_error():
 
 def test_a_parameter_left_on_meta_is_an_error():
     model = build_on_meta(lambda: torch.nn.Linear(2, 2))
-    with pytest.raises(VerifyError, match=r"weight, bias not filled"):
+    with pytest.raises(MetaDeviceError, match=r"weight, bias not filled"):
         check_filled(model, [], "linear")
 
 

@@ -10,19 +10,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import SwinConfig
-from ..folder import CONVERSION_NAME, WEIGHTS_NAME, ConvertedFolder
-from ..manifest import ZooEntry
+from ..config import ConfigError, SwinConfig
+from ..converters.official import LAYOUTS, layout_task
+from ..fetch import fetch
+from ..folder import CONVERSION_NAME, WEIGHTS_NAME, ConvertedFolder, read_safetensors_metadata
+from ..images import Preprocessing
+from ..manifest import Architecture, ManifestError, SimMIM, Source, ZooEntry, get_entry
 from ..records import ConversionRecord, RecordError
 from .errors import VerifyError
+from .retargeted import GEOMETRY, check_record
 from .selection import select_entries
 
 
 def check_folder(folder: Path, entry: ZooEntry, sha256: str) -> list[str]:
     """The folder about to be published must come from this source: sha256 in conversion.json and in the
     safetensors header equal the source file's, and it names this entry."""
-    from ..loading import read_safetensors_metadata
-
     problems = []
     converted = ConvertedFolder(folder)
     conversion_file = converted.conversion_file
@@ -65,8 +67,6 @@ def check_folder_config(config: SwinConfig, entry: ZooEntry, retarget: dict | No
     want = entry.config()
     problems = []
     if retarget is not None:
-        from .retargeted import GEOMETRY, check_record
-
         problems += check_record(config, want, derived, retarget)
         derived |= {*GEOMETRY, "pretrained_window_sizes"}
     for name in ("version", "image_size", "patch_size", "embed_dim", "depths", "num_heads", "window_size"):
@@ -129,11 +129,6 @@ def entry_from_folder(folder: Path, record: ConversionRecord) -> ZooEntry:
     ``config.json`` (its architecture, SimMIM stride and targets), the layout is the converter it records, and
     SimMIM masks use the official settings (32-pixel squares, ratio 0.6). The checks of config.json against a
     manifest do not apply: there is none, so the references' own loading of the source file is the check."""
-    from ..config import ConfigError
-    from ..converters.official import LAYOUTS, layout_task
-    from ..images import Preprocessing
-    from ..manifest import Architecture, SimMIM, Source
-
     layout = record.converter
     if layout is None or layout not in LAYOUTS:
         raise VerifyError(f"--converted {folder}: {CONVERSION_NAME} names converter {layout!r}, not one of {LAYOUTS}")
@@ -207,8 +202,6 @@ def plan_folder_run(
     """The entry, synthetic flag and seed to verify ``folder`` with: what the command gives, the folder's
     records for what it leaves out. Anything given that contradicts the records is refused (VerifyError) before
     anything is written, so a wrong NAME or file cannot turn a good verification.json into a failure."""
-    from ..manifest import ManifestError, get_entry
-
     record = _record(folder)
     recorded = record.entry or ""
     if name is None and not recorded:
@@ -258,8 +251,6 @@ def plan_folder_run(
 def _check_source_sha(
     folder: Path, source: str | os.PathLike, sha: str | None, cache_dir: str | os.PathLike | None, progress: bool
 ) -> None:
-    from ..fetch import fetch
-
     got = fetch(str(source), cache_dir=Path(cache_dir) if cache_dir else None, progress=progress).sha256
     if got != sha:
         raise VerifyError(

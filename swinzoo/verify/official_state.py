@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..safeload import load_state_dict
 from .errors import VerifyError
+from .retargeted import retargeted_official
 
 if TYPE_CHECKING:
     from .context import Context
@@ -61,11 +63,7 @@ def load_official_state(ctx: Context, *, mmap: bool = False) -> dict[str, torch.
     geometry and head first, by the reference path (verify/retargeted.py), in the official classifier layout, its
     buffers dropped.
     """
-    from ..safeload import load_state_dict
-
     state = official_names(load_state_dict(ctx.source_path, mmap=mmap), ctx.source_path)
     if ctx.retarget is not None:
-        from .retargeted import retargeted_official
-
         state = retargeted_official(state, ctx)
     return {k: v if k.endswith(BUFFER_SUFFIXES) else round_through(v, ctx.dtype) for k, v in state.items()}

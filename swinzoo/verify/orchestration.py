@@ -16,8 +16,14 @@ from typing import Any
 
 import torch
 
+from ..card import write_card
 from ..config import SwinConfig
+from ..convert import convert, resolve_source
+from ..fetch import ManualDownloadRequired, evict
+from ..folder import CARD_NAME, VERIFICATION_NAME, committing
 from ..gate import BOUND_FILES, bound_hashes
+from ..images import load_samples
+from ..loading import from_pretrained
 from ..manifest import ZooEntry
 from .context import Context, Outputs, release, run_swinzoo
 from .errors import VerifyError
@@ -56,8 +62,6 @@ def verify_entry(
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # the entry cannot be checked; the report says why
-        from ..fetch import ManualDownloadRequired
-
         report.problems.append(str(exc) if isinstance(exc, ManualDownloadRequired) else f"{type(exc).__name__}: {exc}")
         report.status = "error"
         return _done(report, started, folder)
@@ -67,8 +71,6 @@ def verify_entry(
             report.references += _run_reference(REFERENCES[name], ctx)
     finally:  # every reference has read it, or the run was stopped: free the disk either way
         if options.evict_sources and options.source is None:
-            from ..fetch import evict
-
             report.source_evicted = evict(ctx.source_path, Path(options.cache_dir) if options.cache_dir else None)
     del ctx
     _verdict(report)
@@ -78,10 +80,6 @@ def verify_entry(
 def _prepare(entry: ZooEntry, options: VerifyOptions, folder: Path | None, report: EntryReport) -> Context:
     """swinzoo's side: the samples, the converted model (in memory, or the folder's), its outputs; the model is
     freed before returning, so the references are built one checkpoint at a time."""
-    from ..convert import convert, resolve_source
-    from ..images import load_samples
-    from ..loading import from_pretrained
-
     o = options
     cache = Path(o.cache_dir) if o.cache_dir else None
     # a folder's verdict binds the bytes read for the comparison: hashed before its records, config and weights
@@ -236,9 +234,6 @@ def _done(report: EntryReport, started: float, folder: Path | None) -> EntryRepo
     """Stamp the time; a converted folder gets its verification.json whatever the verdict."""
     report.seconds = time.perf_counter() - started
     if folder is not None and folder.is_dir() and records_agree(folder, report.entry, report.source_sha256):
-        from ..card import write_card
-        from ..folder import CARD_NAME, VERIFICATION_NAME, committing
-
         with committing(folder / VERIFICATION_NAME, folder / CARD_NAME):  # an interrupt: both or neither
             write_verification(folder, report)
             write_card(folder)  # the card shows the verdict it now has

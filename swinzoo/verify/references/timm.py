@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ...config import SwinConfig
+from ...converters.timm_layout import create_timm_model
+from ...meta_device import build_on_meta, rebuild_timm_buffers, timm_supports_meta
 from ..context import Context, release
-from ..meta_device import build_on_meta, rebuild_timm_buffers, timm_supports_meta
 from ..official_state import BUFFER_SUFFIXES, load_official_state
 from ..results import PARTS, ReferenceResult
 from ..tolerances import Comparison
@@ -132,8 +133,6 @@ def _load_timm(ctx: Context, official: dict[str, torch.Tensor]) -> torch.nn.Modu
     then timm rebuilds its non-persistent buffers; a timm without meta-device support builds on the CPU.
     """
     from timm.models import swin_transformer, swin_transformer_v2
-
-    from ...converters.timm_layout import create_timm_model
 
     module = swin_transformer if ctx.config.version == 1 else swin_transformer_v2
     simmim = ctx.task == "masked-image-modeling"

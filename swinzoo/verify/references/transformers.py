@@ -11,9 +11,15 @@ from typing import Any, cast
 
 import torch
 
+from ...converters.transformers_layout import (
+    create_transformers_model,
+    detect_style,
+    load_transformers_state,
+    transformers_config,
+)
+from ...meta_device import build_on_meta, rebuild_transformers_buffers
 from ..context import Context, release
 from ..errors import VerifyError
-from ..meta_device import build_on_meta, rebuild_transformers_buffers
 from ..official_state import load_official_state
 from ..results import PARTS, ReferenceResult
 from ..tolerances import Comparison, compare
@@ -28,8 +34,6 @@ class TransformersReference(LibraryReference):
     library = "transformers"
 
     def not_applicable(self, ctx: Context) -> str | None:
-        from ...converters.transformers_layout import transformers_config
-
         try:
             transformers_config(ctx.config)
         except ValueError as exc:  # e.g. Swin v1 with per-stage window clamps
@@ -56,8 +60,6 @@ def _load_transformers(ctx: Context) -> torch.nn.Module:
     reference reads it with torch's plain reader, so a bug of either path still shows). Where this transformers
     cannot rebuild a buffer (4.x), the model is built on the CPU (its buffers computed by its constructor) and then
     given the same mapped tensors (``assign``): its own random weights are freed, the weights are the file's pages."""
-    from ...converters.transformers_layout import create_transformers_model, detect_style, load_transformers_state
-
     model = build_on_meta(lambda: create_transformers_model(ctx.config, ctx.task))
     mapped = official_to_transformers(
         load_official_state(ctx, mmap=True),

@@ -10,6 +10,7 @@ import weakref
 
 import torch
 
+from ...converters.transformers_layout import transformers_class
 from ..context import Context, release
 from ..official_state import round_through
 from ..results import PARTS, ReferenceResult
@@ -116,8 +117,6 @@ class UpstreamTransformers(_PublishedCopy):
         return result
 
     def compare_published(self, ctx: Context, ident: str, result: ReferenceResult) -> ReferenceResult:
-        from ...converters.transformers_layout import transformers_class
-
         cls = transformers_class(ctx.config.version, ctx.task)
         model = cls.from_pretrained(ident, attn_implementation="eager").eval().float()
         _round_module(model, ctx.dtype)

@@ -5,6 +5,9 @@ minutes) that loading then overwrites, so the source and the model are two copie
 model takes the source's tensors as its parameters: one copy. What the library computes in ``__init__`` rather
 than loads (its non-persistent buffers: relative position indices, coordinate tables, shift masks) is meta too
 and is rebuilt here with the library's own code; anything still meta afterwards is an error, never a silent zero.
+
+Shared by verify's references and by swinzoo.synthetic (which builds timm models to learn their tensor names), so it
+sits beside them rather than inside the verify package.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from typing import Any, cast
 
 import torch
 
-from .errors import VerifyError
+from .errors import SwinzooError
+
+
+class MetaDeviceError(SwinzooError, RuntimeError):
+    """A tensor was left unfilled after loading on the meta device (the library did not rebuild it)."""
 
 
 def build_on_meta(factory: Callable[[], torch.nn.Module]) -> torch.nn.Module:
@@ -49,7 +56,7 @@ def check_filled(model: torch.nn.Module, rebuilt: list[str], what: str) -> None:
     left += [n for n in rebuilt if n in buffers and bool(_is_unset(buffers[n]).any())]
     if left:
         shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
-        raise VerifyError(f"{what}: {shown} not filled after loading on the meta device")
+        raise MetaDeviceError(f"{what}: {shown} not filled after loading on the meta device")
 
 
 def _is_unset(t: torch.Tensor) -> torch.Tensor:
