@@ -275,12 +275,17 @@ def deduce_architecture(
     notes.append(f"Swin{' V2' if version == 2 else ''}: embed_dim {embed_dim}, depths {depths}, heads {heads}")
 
     windows = [_stage_window_from(state, p, i) for i in range(len(depths))]
-    window = window_size or windows[0]
-    if window is not None:
-        _bounded(window, MAX_WINDOW, "window", "--window-size")
+    # What the file stores wins; ``window_size`` stands in where it stores nothing window-sized (a v2 file whose
+    # buffers were stripped, as the official load_pretrained does before fine-tuning).
+    window = windows[0] or window_size
     if window is None:
-        raise ArchitectureError("the checkpoint stores no window-sized tensor or buffer: pass --window-size")
-    notes.append(f"window {window} (stage windows in the file: {windows})")
+        raise ArchitectureError(
+            "the checkpoint stores no window-sized tensor or buffer (a SwinV2 file without its "
+            "relative_coords_table/attn_mask buffers): pass --source-window-size"
+        )
+    _bounded(window, MAX_WINDOW, "window", "--source-window-size")
+    source = "in the file" if windows[0] else "given: the file stores none"
+    notes.append(f"window {window} ({source}; stage windows in the file: {windows})")
 
     pretrained = [0] * len(depths)
     if version == 2:

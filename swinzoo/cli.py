@@ -213,13 +213,19 @@ def run() -> None:
     type=click.IntRange(min=1),
     help="The size the file was trained at, when its stored buffers do not tell (--source without masks).",
 )
+@click.option(
+    "--source-window-size",
+    type=click.IntRange(min=1),
+    help="The window the file was trained with, when it stores nothing window-sized (SwinV2 without buffers).",
+)
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache [default: ~/.cache/swinzoo].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def convert_command(
     name: str | None, source: str | None, synthetic: bool, seed: int, out_dir: str | None, overwrite: bool,
     dtype: str | None, image_size: int | None, window_size: int | None, num_labels: int | None,
-    source_image_size: int | None, cache_dir: str | None, as_json: bool, quiet: bool,
+    source_image_size: int | None, source_window_size: int | None, cache_dir: str | None, as_json: bool,
+    quiet: bool,
 ) -> None:  # fmt: skip
     """Convert official checkpoint NAME (see `swinzoo list`), or --source FILE, into a swinzoo folder.
 
@@ -241,6 +247,7 @@ def convert_command(
         overwrite=overwrite,
         dtype=dtype,
         source_image_size=source_image_size,
+        source_window_size=source_window_size,
         image_size=image_size,
         window_size=window_size,
         num_labels=num_labels,

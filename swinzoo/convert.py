@@ -224,6 +224,7 @@ def convert(
     out_dir: str | os.PathLike | None = None,
     dtype: str | None = None,
     source_image_size: int | None = None,
+    source_window_size: int | None = None,
     image_size: int | None = None,
     window_size: int | None = None,
     num_labels: int | None = None,
@@ -237,8 +238,9 @@ def convert(
 
     ``entry`` is a :class:`ZooEntry` (a name is looked up once, here). ``image_size``, ``window_size`` and
     ``num_labels`` move the weights to a new geometry and head as the official fine-tuning loaders do
-    (:mod:`swinzoo.retarget`); ``source_image_size`` is the size the file was trained at, for a file whose
-    stored buffers do not tell. ``overwrite`` lets a previous swinzoo output at ``out_dir`` be replaced (its
+    (:mod:`swinzoo.retarget`); ``source_image_size`` and ``source_window_size`` are the size and window the
+    file was trained at, for a file whose stored buffers do not tell (a file that stores another is refused).
+    ``overwrite`` lets a previous swinzoo output at ``out_dir`` be replaced (its
     other files are kept); any other non-empty folder is refused before anything is downloaded. ``resolved``:
     the file :func:`resolve_source` already found for these arguments (verify times finding it apart from
     converting it); it is not looked up again.
@@ -247,8 +249,9 @@ def convert(
     if isinstance(entry, str):
         entry = get_entry(entry)
     want = entry.config() if entry is not None else None  # built once: labels, SimMIM settings, checks
-    for flag, value in (("--source-image-size", source_image_size), ("--image-size", image_size),
-                        ("--window-size", window_size), ("--num-labels", num_labels)):  # fmt: skip
+    for flag, value in (("--source-image-size", source_image_size), ("--source-window-size", source_window_size),
+                        ("--image-size", image_size), ("--window-size", window_size),
+                        ("--num-labels", num_labels)):  # fmt: skip
         if value is not None and value < 1:
             raise ConvertError(f"{flag}: must be a positive number (got {value})")
     target = None
@@ -268,10 +271,17 @@ def convert(
         config, layout = want, entry.layout
     else:
         size = source_image_size or (entry.architecture.image_size if entry else None)
+        window = source_window_size or (entry.architecture.window_size if entry else None)
         try:
-            inferred = deduce_architecture(state, image_size=size)
+            inferred = deduce_architecture(state, image_size=size, window_size=window)
         except ValueError as exc:
             raise ConvertError(f"{src.path}: {exc}") from exc
+        stored = inferred.config.window_size
+        if source_window_size is not None and stored != source_window_size:
+            raise ConvertError(
+                f"{src.path}: the file stores window {stored}, --source-window-size says {source_window_size} "
+                "(to move the weights to another window, use --window-size)"
+            )
         notes.extend(inferred.notes)
         config, layout = inferred.config, inferred.layout
         if entry is not None and want is not None:

@@ -20,6 +20,7 @@ import swinzoo.safeload as safeload
 from swinzoo import verify as V
 from swinzoo.config import SwinConfig
 from swinzoo.converters.official import ArchitectureError, deduce_architecture
+from swinzoo.modeling import GEOMETRY_BUFFERS
 from swinzoo.synthetic import official_state_dict
 
 CONFIG = SwinConfig(
@@ -333,3 +334,42 @@ def test_huge_window_table_is_an_inference_error_before_any_allocation(state):
     bad = {**state, TABLE: torch.ones(1, 1).expand(1048575**2, 1)}  # the (2w - 1)^2 rows of window 524288
     with pytest.raises(ArchitectureError, match=rf"'{TABLE}' \(shape \(1099509530625, 1\)\) implies window 524288"):
         deduce_architecture(bad)
+
+
+# ------------------------------------------------------------------------------- files without their buffers
+V2_CONFIG = SwinConfig(
+    version=2, image_size=64, embed_dim=16, depths=[1, 2, 2, 1], num_heads=[1, 2, 2, 4], window_size=4, num_labels=7
+)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_file_without_its_geometry_buffers_converts_to_the_same_weights_given_size_and_window(tmp_path, version):
+    """The official ``load_pretrained`` deletes relative_position_index, relative_coords_table and attn_mask
+    before fine-tuning, so a file saved from such a state lacks them: given the size (and, for v2, whose bias
+    MLP has no window-sized tensor, the window) it converts to exactly what the complete file gives."""
+    config = CONFIG if version == 1 else V2_CONFIG
+    full = official_state_dict(config, "official-swin" if version == 1 else "official-swinv2", seed=5)
+    stripped = {k: v for k, v in full.items() if not k.endswith(GEOMETRY_BUFFERS)}
+    dropped = set(full) - set(stripped)
+    assert sum(k.endswith("relative_position_index") for k in dropped) == sum(config.depths)
+    assert any(k.endswith("attn_mask") for k in dropped)
+    assert (version == 2) == any(k.endswith("relative_coords_table") for k in dropped)
+    out_full, ok = convert_cli(tmp_path / "full", save(tmp_path / "full.pth", full))
+    assert ok.exit_code == 0, ok.output
+    src = save(tmp_path / "stripped.pth", stripped)
+
+    needle = "--source-image-size" if version == 1 else "--source-window-size"
+    refused(tmp_path / "bare", src, needle)
+    given = ["--source-image-size", "64"] + (["--source-window-size", "4"] if version == 2 else [])
+    out, result = convert_cli(tmp_path / "given", src, *given)
+    assert result.exit_code == 0, result.output
+    a, b = _converted_weights(out_full), _converted_weights(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((out / "config.json").read_text())["window_size"] == 4
+
+
+def test_source_window_size_contradicting_the_file_is_refused_naming_both(tmp_path):
+    src = save(tmp_path / "v2.pth", official_state_dict(V2_CONFIG, "official-swinv2", seed=5))
+    out, result = convert_cli(tmp_path, src, "--source-window-size", "8")
+    assert_clean_failure(result, "v2.pth", "stores window 4", "--source-window-size says 8", "--window-size")
+    assert not out.exists()
