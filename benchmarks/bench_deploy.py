@@ -93,6 +93,8 @@ def ort_runner(path: Path, threads: int, provider: str = "CPUExecutionProvider")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # Spinning worker threads would keep a core busy after each run and slow whatever variant is timed next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=[provider])
     return lambda x: session.run(["logits"], {"pixel_values": x})[0]
 
@@ -198,8 +200,12 @@ def bench_model(name: str, args: argparse.Namespace, workdir: Path) -> list[dict
         for _ in range(args.warmup):
             run(batch)
             run(one)
+    order = list(variants)
     for r in range(args.rounds):
-        for v, run in variants.items():
+        # Each round starts at another variant, so no one always follows the same neighbour (whose threads may
+        # still be winding down) and none is always first after the warm-up.
+        for v in order[r % len(order) :] + order[: r % len(order)]:
+            run = variants[v]
             rows[v]["throughput"].append(args.batch_size / timed(run, batch, args.iters))
             rows[v]["latency_ms"].append(1000 * timed(run, one, args.iters))
             if args.verbose:

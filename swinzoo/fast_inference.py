@@ -14,9 +14,10 @@ off), the block runs :func:`swin_block` instead, which buys 13-26% over timm at 
 * in-place tails: the residual adds and the MLP activation overwrite tensors nothing else reads;
 * the eval bias cache: position bias + shift mask computed once per weights (:func:`cached_attention_bias`).
 
-Attention itself is ``WindowAttention.forward``, shared by both paths. tests/test_model_behaviour.py keeps the two
-paths equal. This module imports nothing from swinzoo.modeling at run time (the model imports it); the type
-checker reads its classes.
+Attention is ``WindowAttention.forward``, shared by both paths, in float32; in bfloat16 the fast path computes
+the same softmax(q k^T + bias) v with batched matmuls (:func:`window_attention`). tests/test_model_behaviour.py
+keeps the two paths equal. This module imports nothing from swinzoo.modeling at run time (the model imports it);
+the type checker reads its classes.
 """
 
 from __future__ import annotations
@@ -135,10 +136,28 @@ def swin_block(block: SwinBlock, x: torch.Tensor) -> torch.Tensor:
     for start in range(0, b, group):
         stop = min(start + group, b)
         windows = x[start:stop].index_select(1, order).view(-1, window * window, c)
-        attended, _ = block.attn(windows, bias)
+        attended = window_attention(block.attn, windows, bias)
         attended = attended.view(stop - start, hp * wp, c).index_select(1, back)
         _tail_into(block, shortcut[start:stop], attended, out[start:stop])
     return out.view(b, h, w, c)
+
+
+def window_attention(attn: WindowAttention, windows: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``attn(windows, bias)[0]``. In float32, that is the fused ``scaled_dot_product_attention``. In lower
+    precision it is batched matmuls and a softmax instead: at Swin's 49-64 token windows torch's CPU flash kernel
+    runs 1.6-2x slower than they do in bfloat16 (equal or faster in float32; benchmarks/README.md)."""
+    if windows.dtype == torch.float32:
+        return attn(windows, bias)[0]
+    bw, n, c = windows.shape
+    q, k, v, scale = attn.queries_keys_values(windows)
+    heads = q.shape[1]
+    logits = q @ k.transpose(-2, -1)  # (B * nW, heads, N, N)
+    if scale != 1.0:
+        logits.mul_(scale)
+    nw = bias.shape[0] if bias.ndim == 4 else 1  # windows per image with their own mask
+    logits.view(bw // nw, nw, heads, n, n).add_(bias.to(logits.dtype))
+    out = logits.softmax(dim=-1) @ v  # (B * nW, heads, N, d)
+    return attn.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
 def _tail_into(block: SwinBlock, shortcut: torch.Tensor, attended: torch.Tensor, out: torch.Tensor) -> None:

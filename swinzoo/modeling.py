@@ -400,6 +400,17 @@ class WindowAttention(nn.Module):
             return self.qkv.bias
         return torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
 
+    def queries_keys_values(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """q, k, v (B * nW, heads, N, d) each, and the factor on q @ k^T: v1's 1/sqrt(d), or 1 for v2, whose
+        temperature is already folded into its normalised q."""
+        bw, n, _ = windows.shape
+        qkv = F.linear(windows, self.qkv.weight, self.qkv_bias()).view(bw, n, 3, self.num_heads, self.head_dim)
+        if self.version == 1:  # scaled dot product
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            return q, k, v, self.head_dim**-0.5
+        q, k, v = self._cosine_qkv(qkv)  # cosine similarity times a per-head temperature
+        return q, k, v, 1.0
+
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -412,13 +423,7 @@ class WindowAttention(nn.Module):
         the attention probabilities (B * nW, heads, N, N)."""
         bw, n, c = windows.shape
         heads = self.num_heads
-        qkv = F.linear(windows, self.qkv.weight, self.qkv_bias()).view(bw, n, 3, heads, self.head_dim)
-        if self.version == 1:  # scaled dot product
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B * nW, heads, N, d) each
-            scale = self.head_dim**-0.5
-        else:  # cosine similarity times a per-head temperature
-            q, k, v = self._cosine_qkv(qkv)
-            scale = 1.0
+        q, k, v, scale = self.queries_keys_values(windows)
         bias = bias.to(q.dtype)
         nw = bias.shape[0] if bias.ndim == 4 else 1  # windows per image that need their own mask
         dropout = self.attn_dropout if self.training else 0.0

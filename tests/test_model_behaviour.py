@@ -635,3 +635,24 @@ def test_training_after_an_inference_mode_forward_works():
     loss = model(torch.randn(2, 3, 40, 40), labels=torch.tensor([0, 1])).loss
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_fast_path_in_bfloat16_computes_the_readable_paths_attention_with_batched_matmuls(version, monkeypatch):
+    """In bfloat16 the fast path swaps SDPA for matmul + softmax (faster there): it must stay as close to the
+    float32 model as the readable bfloat16 path is, with shifted, padded stages (size 37x53)."""
+    model = random_model(SwinForImageClassification, tiny_config(version), seed=27)
+    x = torch.randn(3, 3, 37, 53, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        exact = model(x).logits.double()
+    model = model.to(torch.bfloat16)
+    fused = []
+    original = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: fused.append(1) or original(*a, **k))
+    fast, readable = both_paths(model, x.to(torch.bfloat16))
+    n_blocks = sum(tiny_config(version).depths)
+    assert len(fused) == n_blocks  # only the readable pass used the fused kernel
+    fast_err, readable_err = (max_diff(out.logits.double(), exact) for out in (fast, readable))
+    assert readable_err > 0  # bfloat16 really ran
+    assert fast_err <= 2 * readable_err + 1e-2, (fast_err, readable_err)
+    assert max_diff(fast.logits.float(), readable.logits.float()) <= 2 * readable_err + 1e-2
