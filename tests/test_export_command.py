@@ -340,7 +340,7 @@ def test_optimum_loads_the_published_swin_v1_onnx(v1, hub):
     optimum_ort = pytest.importorskip(
         "optimum.onnxruntime",
         reason="optimum's ONNX Runtime classes (optimum-onnx) pin transformers<4.58 and huggingface_hub<1; "
-        "this venv runs transformers 5.x (CI's transformers-majors 4.57 job can install it)",
+        "this venv runs transformers 5.x (CI's transformers-majors 4.x leg installs it and runs this test)",
     )
     folder, _ = v1
     publish(folder, "alice/tiny-optimum", fmt="transformers")
